@@ -1,0 +1,1 @@
+"""Judge engines: relevance judgements (and, later, generation and scoring) from a model."""

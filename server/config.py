@@ -1,0 +1,177 @@
+"""Configuration: built-in defaults < TOML file < ``EVALDOCK_*`` environment < CLI flags.
+
+Settings stay a nested mapping (surfaces and engines each read their own table), with
+typed accessors for what the core needs. Environment variables address any key with
+double underscores: ``EVALDOCK_JOBS__CONCURRENCY=8`` sets ``[jobs] concurrency``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MODES = ("mock", "real")
+DEV_KEY = "test"  # LocalStack-style development credential, documented in README
+
+DEFAULTS: dict[str, Any] = {
+    "server": {
+        "host": "127.0.0.1",
+        "port": 8700,
+        "data": "./evaldock-data",
+        "mode": "real",
+        "log_level": "info",
+        # Largest request body accepted, in bytes; larger ones get the vendor's 413.
+        "max_body_bytes": 64 * 1024 * 1024,
+    },
+    "jobs": {
+        "concurrency": 4,
+        # A job found running at start-up is resumed this many times, then failed.
+        "max_attempts": 3,
+    },
+    # Per-surface credentials; a surface whose vendor has no auth may set enabled = false.
+    "auth": {},
+    # [engines.<kind>] impl = "<name>" plus options for that implementation.
+    "engines": {},
+    "objective": {"max_items": 10_000},
+}
+
+# Short environment names for the settings people set most.
+ENV_ALIASES: dict[str, tuple[str, ...]] = {
+    "EVALDOCK_HOST": ("server", "host"),
+    "EVALDOCK_PORT": ("server", "port"),
+    "EVALDOCK_DATA": ("server", "data"),
+    "EVALDOCK_MODE": ("server", "mode"),
+    "EVALDOCK_LOG_LEVEL": ("server", "log_level"),
+}
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says which setting and why."""
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def _set(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"setting {'.'.join(path)} crosses a non-table value")
+    node[path[-1]] = value
+
+
+def _parse_env_value(raw: str) -> Any:
+    """Environment values are TOML literals when they parse as one, else plain strings."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if name in ENV_ALIASES:
+            _set(tree, ENV_ALIASES[name], _parse_env_value(raw))
+        elif name.startswith("EVALDOCK_") and "__" in name:
+            path = tuple(p.lower() for p in name[len("EVALDOCK_") :].split("__"))
+            _set(tree, path, _parse_env_value(raw))
+    return tree
+
+
+@dataclass
+class Settings:
+    tree: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULTS))
+    config_file: Path | None = None
+
+    # -- core accessors -------------------------------------------------------------
+    @property
+    def host(self) -> str:
+        return str(self.tree["server"]["host"])
+
+    @property
+    def port(self) -> int:
+        return int(self.tree["server"]["port"])
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.tree["server"]["data"]).expanduser()
+
+    @property
+    def mode(self) -> str:
+        return str(self.tree["server"]["mode"])
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.tree["server"]["max_body_bytes"])
+
+    def section(self, *path: str) -> dict[str, Any]:
+        node: Any = self.tree
+        for part in path:
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        return node if isinstance(node, dict) else {}
+
+    def auth_for(self, surface: str) -> tuple[bool, list[str]]:
+        """(enabled, keys) of a surface; ``test`` is the key when none is configured."""
+        table = self.section("auth", surface)
+        keys = table.get("keys", [DEV_KEY])
+        if isinstance(keys, str):
+            keys = [k.strip() for k in keys.split(",") if k.strip()]
+        return bool(table.get("enabled", True)), [str(k) for k in keys]
+
+    def engine_choice(self, kind: str) -> tuple[str, dict[str, Any]]:
+        """(implementation name, options) for an engine kind under the current mode."""
+        from ..engines.registry import REAL_DEFAULTS
+
+        table = dict(self.section("engines", kind))
+        options = {k: v for k, v in table.items() if k != "impl"}
+        if self.mode == "mock":
+            return "mock", options
+        return str(table.get("impl", REAL_DEFAULTS.get(kind, "mock"))), options
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"server.mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"server.port must be 1-65535, not {self.port}")
+        if int(self.tree["jobs"]["concurrency"]) < 1:
+            raise ConfigError("jobs.concurrency must be at least 1")
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build settings with the documented precedence: flags > env > TOML > defaults."""
+    environ = os.environ if environ is None else environ
+    tree = copy.deepcopy(DEFAULTS)
+    path = config_file or environ.get("EVALDOCK_CONFIG")
+    if path:
+        file = Path(path).expanduser()
+        try:
+            with file.open("rb") as fh:
+                _merge(tree, tomllib.load(fh))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {file}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
+    _merge(tree, env_overrides(environ))
+    for dotted, value in (flags or {}).items():
+        if value is not None:
+            _set(tree, tuple(dotted.split(".")), value)
+    settings = Settings(tree=tree, config_file=Path(path) if path else None)
+    settings.validate()
+    return settings

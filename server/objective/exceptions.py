@@ -1,0 +1,38 @@
+"""Objective's error envelope: ``{"message": ..., "type": ...}`` with the HTTP status."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from ..errors import ApiError, VendorErrors
+from ..jsonio import JSONResponse
+
+
+class ObjectiveErrors(VendorErrors):
+    def render(self, err: ApiError) -> Response:
+        return JSONResponse(
+            {"message": err.message, "type": err.code or "invalid_request"},
+            status_code=err.status,
+            headers=err.headers,
+        )
+
+    def unauthorized(self) -> ApiError:
+        return ApiError(
+            401,
+            "Invalid API key or missing authorization. Send 'Authorization: Bearer <API key>'.",
+            code="unauthorized",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+def evaluation_not_found(evaluation_id: str) -> ApiError:
+    return ApiError(404, f"Evaluation {evaluation_id} not found.", code="not_found")
+
+
+def too_many_items(count: int, limit: int) -> ApiError:
+    return ApiError(
+        400,
+        f"data has {count} items; this server accepts at most {limit} per evaluation "
+        "(setting [objective] max_items).",
+        code="invalid_request",
+    )

@@ -1,0 +1,136 @@
+"""Objective evaluations in SQLite, and the job that judges them."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import string
+from dataclasses import dataclass
+from typing import Any
+
+from ...engines.errors import EngineError
+from ...engines.judge.base import RelevanceJudge
+from .. import jsonio
+from ..db import Database, utcnow
+from ..jobs import Job, JobRunner
+
+JOB_KIND = "objective.evaluation"
+_ALPHABET = string.ascii_letters + string.digits + "_-"
+# Pairs judged concurrently and committed together; a crash loses at most one chunk.
+CHUNK = 32
+
+
+def new_evaluation_id() -> str:
+    return "ev_" + "".join(secrets.choice(_ALPHABET) for _ in range(21))
+
+
+@dataclass
+class Evaluation:
+    id: str
+    eval_name: str | None
+    judge: str
+    created_at: str
+    item_count: int
+    job_status: str
+    processed: int
+    job_error: str | None
+
+
+class EvaluationStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(
+        self, tenant: str, eval_name: str | None, judge: RelevanceJudge, data: list[Any]
+    ) -> Evaluation:
+        evaluation_id = new_evaluation_id()
+        created_at = utcnow()
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO objective_evaluations VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    evaluation_id,
+                    tenant,
+                    eval_name,
+                    judge.name,
+                    judge.signature,
+                    len(data),
+                    created_at,
+                ),
+            )
+            await conn.executemany(
+                "INSERT INTO objective_items (evaluation_id, idx, item) VALUES (?, ?, ?)",
+                [(evaluation_id, i, jsonio.encode(item)) for i, item in enumerate(data)],
+            )
+            await JobRunner.enqueue(conn, evaluation_id, JOB_KIND, tenant, len(data))
+        return Evaluation(
+            evaluation_id, eval_name, judge.name, created_at, len(data), "queued", 0, None
+        )
+
+    _SELECT = (
+        "SELECT e.id, e.eval_name, e.judge, e.created_at, e.item_count,"
+        " j.status AS job_status, j.processed, j.error AS job_error"
+        " FROM objective_evaluations e JOIN jobs j ON j.id = e.id"
+    )
+
+    async def get(self, tenant: str, evaluation_id: str) -> Evaluation | None:
+        row = await self.db.fetchone(
+            self._SELECT + " WHERE e.id = ? AND e.tenant = ?", (evaluation_id, tenant)
+        )
+        return Evaluation(**dict(row)) if row else None
+
+    async def page(self, tenant: str, page: int, limit: int) -> tuple[list[Evaluation], int]:
+        total_row = await self.db.fetchone(
+            "SELECT COUNT(*) AS n FROM objective_evaluations WHERE tenant = ?", (tenant,)
+        )
+        rows = await self.db.fetchall(
+            self._SELECT + " WHERE e.tenant = ? ORDER BY e.rowid DESC LIMIT ? OFFSET ?",
+            (tenant, limit, (page - 1) * limit),
+        )
+        return [Evaluation(**dict(r)) for r in rows], int(total_row["n"]) if total_row else 0
+
+    async def items(self, evaluation_id: str) -> list[dict[str, Any]]:
+        rows = await self.db.fetchall(
+            "SELECT idx, item, score, label, explanation, error FROM objective_items"
+            " WHERE evaluation_id = ? ORDER BY idx",
+            (evaluation_id,),
+        )
+        return [dict(r) for r in rows]
+
+
+async def judge_evaluation(job: Job, judge: RelevanceJudge) -> None:
+    """Judge every pair not judged yet; resumable after a crash at chunk granularity."""
+    db = job.db
+    pending = await db.fetchall(
+        "SELECT idx, item FROM objective_items"
+        " WHERE evaluation_id = ? AND score IS NULL AND error IS NULL ORDER BY idx",
+        (job.id,),
+    )
+    total_row = await db.fetchone(
+        "SELECT item_count FROM objective_evaluations WHERE id = ?", (job.id,)
+    )
+    total = int(total_row["item_count"]) if total_row else len(pending)
+    done = total - len(pending)
+    await job.progress(done, total)
+
+    async def one(idx: int, raw: bytes) -> tuple[Any, ...]:
+        item = jsonio.decode(raw)
+        try:
+            verdict = await judge.relevance(str(item["query"]), item.get("object") or {})
+        except EngineError as exc:
+            return (None, None, None, str(exc) or type(exc).__name__, job.id, idx)
+        return (verdict.score, verdict.label, verdict.explanation, None, job.id, idx)
+
+    for start in range(0, len(pending), CHUNK):
+        chunk = pending[start : start + CHUNK]
+        results = await asyncio.gather(*(one(r["idx"], r["item"]) for r in chunk))
+        async with db.transaction() as conn:
+            await conn.executemany(
+                "UPDATE objective_items SET score=?, label=?, explanation=?, error=?"
+                " WHERE evaluation_id=? AND idx=?",
+                results,
+            )
+            done += len(chunk)
+            await conn.execute(
+                "UPDATE jobs SET processed=?, updated_at=? WHERE id=?", (done, utcnow(), job.id)
+            )

@@ -1,0 +1,156 @@
+"""Handlers of openapi/objective.yaml, one method per operationId."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+from starlette.responses import Response
+
+from .. import jsonio, negotiation
+from ..jobs import Job
+from ..surface import ApiRequest, Provider
+from .exceptions import ObjectiveErrors, evaluation_not_found, too_many_items
+from .models import JOB_KIND, Evaluation, EvaluationStore, judge_evaluation
+
+# Messages as Objective's documentation words them.
+MESSAGES = {
+    "accepted": "The evaluation has been accepted and processing has started.",
+    "queued": "Your evaluation request has been accepted and is waiting to be processed.",
+    "processing": "Your request is currently being processed.",
+    "completed": "The evaluation has been completed.",
+    "error": (
+        "There was an error with your evaluation. Please try to run your evaluation again. "
+        "We apologize for the inconvenience."
+    ),
+}
+JUDGEMENT_COLUMNS = ("index", "query", "object_id", "score", "label", "explanation", "error")
+LIST_COLUMNS = ("id", "status", "created_at", "eval_name", "judge")
+
+
+def _metadata(ev: Evaluation) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "created_at": ev.created_at,
+        "judge": ev.judge,
+        "anton_version": ev.judge,
+    }
+    if ev.eval_name is not None:
+        meta["eval_name"] = ev.eval_name
+    return meta
+
+
+def _status(ev: Evaluation, has_item_errors: bool = False) -> str:
+    return {
+        "queued": "accepted",
+        "running": "processing",
+        "completed": "error" if has_item_errors else "completed",
+    }.get(ev.job_status, "error")
+
+
+class ObjectiveResponses(Provider):
+    spec_file = "objective.yaml"
+    errors: ClassVar[ObjectiveErrors] = ObjectiveErrors()
+    engines = ("judge",)
+
+    @property
+    def store(self) -> EvaluationStore:
+        return EvaluationStore(self.db)
+
+    async def startup(self) -> None:
+        await super().startup()
+        judge = self.ctx.engine("judge")
+
+        async def run(job: Job) -> None:
+            await judge_evaluation(job, judge)
+
+        self.runner.register(JOB_KIND, run)
+
+    # POST /v1/evaluations
+    async def create_evaluation(self, req: ApiRequest) -> Response:
+        data = req.body["data"]
+        limit = int(self.config().get("max_items", 10_000))
+        if len(data) > limit:
+            raise too_many_items(len(data), limit)
+        eval_name = (req.body.get("configuration") or {}).get("eval_name")
+        assert req.tenant is not None
+        ev = await self.store.create(req.tenant, eval_name, self.ctx.engine("judge"), data)
+        self.runner.wake()
+        return jsonio.JSONResponse(
+            {
+                "status": "accepted",
+                "id": ev.id,
+                "metadata": _metadata(ev),
+                "message": MESSAGES["accepted"],
+                "results": req.url_for(f"/v1/evaluations/{ev.id}"),
+            }
+        )
+
+    # GET /v1/evaluations/{id}
+    async def get_evaluation(self, req: ApiRequest) -> Response:
+        assert req.tenant is not None
+        ev = await self.store.get(req.tenant, req.path["id"])
+        if ev is None:
+            raise evaluation_not_found(req.path["id"])
+        body: dict[str, Any] = {"id": ev.id, "status": "", "metadata": _metadata(ev)}
+        rows: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        if ev.job_status in ("completed", "failed", "cancelled"):
+            judgements = []
+            for it in await self.store.items(ev.id):
+                item = jsonio.decode(it["item"])
+                verdict = (
+                    {"score": it["score"], "label": it["label"], "explanation": it["explanation"]}
+                    if it["score"] is not None
+                    else None
+                )
+                judged = {k: item[k] for k in ("query", "object_id", "object") if k in item}
+                judged["judgement"] = verdict
+                judgements.append(judged)
+                if it["error"]:
+                    errors.append(
+                        {
+                            "index": it["idx"],
+                            "object_id": item.get("object_id"),
+                            "message": it["error"],
+                        }
+                    )
+                rows.append(
+                    {
+                        "index": it["idx"],
+                        "query": item.get("query"),
+                        "object_id": item.get("object_id"),
+                        **(verdict or {}),
+                        "error": it["error"],
+                    }
+                )
+            if ev.job_error:
+                errors.insert(0, {"message": ev.job_error})
+            elif ev.job_status == "cancelled":
+                errors.insert(0, {"message": "The evaluation was cancelled."})
+            body["judgements"] = judgements
+        status = _status(ev, bool(errors))
+        body["status"] = status
+        body["message"] = MESSAGES["queued" if status == "accepted" else status]
+        body["progress"] = {"processed": ev.processed, "total": ev.item_count}
+        if errors:
+            body["errors"] = errors
+        return negotiation.respond(req.accept, body, rows=rows, columns=JUDGEMENT_COLUMNS)
+
+    # GET /v1/evaluations
+    async def list_evaluations(self, req: ApiRequest) -> Response:
+        assert req.tenant is not None
+        page, limit = int(req.query["page"]), int(req.query["limit"])
+        evaluations, total = await self.store.page(req.tenant, page, limit)
+        summaries = [
+            {"id": ev.id, "status": _status(ev), "metadata": _metadata(ev)} for ev in evaluations
+        ]
+        body = {
+            "evaluations": summaries,
+            "pagination": {
+                "current_page": page,
+                "total_pages": math.ceil(total / limit),
+                "total_records": total,
+            },
+        }
+        rows = [{"id": s["id"], "status": s["status"], **s["metadata"]} for s in summaries]
+        return negotiation.respond(req.accept, body, rows=rows, columns=LIST_COLUMNS)

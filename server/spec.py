@@ -1,0 +1,165 @@
+"""The OpenAPI documents in ``openapi/``: loading and compiling them into operations.
+
+Each ``openapi/<surface>.yaml`` is the source of truth for one vendor surface. Its
+top-level ``x-evaldock`` table says how the surface is mounted:
+
+    x-evaldock:
+      surface: objective        # the handler package server/<surface>/
+      prefix: /objective        # always-available mount point
+      claims: [/v1/evaluations] # root paths whose unknown routes this vendor answers
+
+An operation may set ``x-evaldock-route`` when Starlette needs a richer path template
+than OpenAPI can say (``{resource:path}`` for a path that spans slashes).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import yaml
+
+HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    location: str  # path | query | header
+    required: bool
+    schema: dict[str, Any]
+
+
+@dataclass
+class Operation:
+    surface: str
+    operation_id: str
+    method: str  # upper case
+    path: str  # the OpenAPI template
+    route: str  # the Starlette template
+    parameters: list[Parameter]
+    body_schema: dict[str, Any] | None
+    body_required: bool
+    body_media: list[str]
+    secured: bool
+    raw: dict[str, Any] = field(repr=False)
+
+
+@dataclass
+class Spec:
+    surface: str
+    filename: str
+    text: str
+    doc: dict[str, Any]
+    prefix: str
+    claims: list[str]
+    operations: list[Operation]
+
+    @property
+    def title(self) -> str:
+        return str(self.doc.get("info", {}).get("title", self.surface))
+
+
+def _resolve_pointer(doc: dict[str, Any], ref: str) -> Any:
+    if not ref.startswith("#/"):
+        raise ValueError(f"only local $refs are supported, got {ref!r}")
+    node: Any = doc
+    for part in ref[2:].split("/"):
+        node = node[part.replace("~1", "/").replace("~0", "~")]
+    return node
+
+
+def deref(doc: dict[str, Any], node: Any, _stack: tuple[str, ...] = ()) -> Any:
+    """Inline local ``$ref``s and turn OpenAPI 3.0 ``nullable`` into JSON Schema."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            ref = node["$ref"]
+            if ref in _stack:
+                raise ValueError(f"recursive $ref {ref} is not supported")
+            return deref(doc, _resolve_pointer(doc, ref), (*_stack, ref))
+        out = {k: deref(doc, v, _stack) for k, v in node.items()}
+        if out.pop("nullable", False) and "type" in out:
+            types = out["type"] if isinstance(out["type"], list) else [out["type"]]
+            out["type"] = [*types, "null"]
+            if "enum" in out:
+                out["enum"] = [*out["enum"], None]
+        return out
+    if isinstance(node, list):
+        return [deref(doc, v, _stack) for v in node]
+    return node
+
+
+def _compile(surface: str, doc: dict[str, Any]) -> list[Operation]:
+    global_security = doc.get("security", [])
+    operations = []
+    for path, item in doc.get("paths", {}).items():
+        shared = item.get("parameters", [])
+        for method in HTTP_METHODS:
+            op = item.get(method)
+            if op is None:
+                continue
+            params: dict[tuple[str, str], Parameter] = {}
+            for p in [*shared, *op.get("parameters", [])]:
+                p = deref(doc, p)
+                params[(p["in"], p["name"])] = Parameter(
+                    p["name"],
+                    p["in"],
+                    bool(p.get("required", p["in"] == "path")),
+                    p.get("schema", {}),
+                )
+            body = deref(doc, op.get("requestBody")) if op.get("requestBody") else None
+            content = (body or {}).get("content", {})
+            json_media = content.get("application/json") or {}
+            operations.append(
+                Operation(
+                    surface=surface,
+                    operation_id=op["operationId"],
+                    method=method.upper(),
+                    path=path,
+                    route=op.get("x-evaldock-route", item.get("x-evaldock-route", path)),
+                    parameters=list(params.values()),
+                    body_schema=json_media.get("schema") if json_media else None,
+                    body_required=bool((body or {}).get("required", False)),
+                    body_media=list(content),
+                    secured=bool(op.get("security", global_security)),
+                    raw=op,
+                )
+            )
+    return operations
+
+
+@functools.cache
+def load_spec(filename: str) -> Spec:
+    text = (resources.files("evaldock.openapi") / filename).read_text(encoding="utf-8")
+    doc = yaml.safe_load(text)
+    ext = doc.get("x-evaldock") or {}
+    surface = ext.get("surface") or filename.removesuffix(".yaml")
+    return Spec(
+        surface=surface,
+        filename=filename,
+        text=text,
+        doc=doc,
+        prefix=ext.get("prefix", f"/{surface}"),
+        claims=list(ext.get("claims", [])),
+        operations=_compile(surface, doc),
+    )
+
+
+def spec_files() -> list[str]:
+    folder = resources.files("evaldock.openapi")
+    return sorted(f.name for f in folder.iterdir() if f.name.endswith(".yaml"))
+
+
+def load_specs() -> list[Spec]:
+    return [load_spec(name) for name in spec_files()]
+
+
+def json_spec(spec: Spec, server_url: str | None = None) -> dict[str, Any]:
+    """The spec as served, with ``servers`` pointing at this server when known."""
+    doc = copy.deepcopy(spec.doc)
+    if server_url:
+        doc["servers"] = [{"url": server_url}]
+    return doc
