@@ -17,10 +17,7 @@ packages = [
 setup(
     packages=packages,
     package_dir={f"evaldock.{root}": root for root in ROOTS},
-    package_data={
-        "evaldock.openapi": ["*.yaml"],
-        "evaldock.server": ["migrations/*.sql"],
-        "evaldock.engines": ["**/*.txt", "**/*.json", "**/*.toml"],
-    },
+    # Specs, migrations, prompt templates and model configs travel inside the wheel.
+    package_data={"": ["*.yaml", "migrations/*.sql", "prompts/*.txt", "*.json", "*.toml"]},
     include_package_data=True,
 )

@@ -48,9 +48,23 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> ServerProcess:
-        args = [self.python, "-m", "evaldock.server", "serve", "--host", "127.0.0.1",
-                "--port", str(self.port), "--data", str(self.data_dir), "--mode", self.mode,
-                "--log-level", "warning", *self.extra_args]
+        args = [
+            self.python,
+            "-m",
+            "evaldock.server",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--data",
+            str(self.data_dir),
+            "--mode",
+            self.mode,
+            "--log-level",
+            "warning",
+            *self.extra_args,
+        ]
         if self.config is not None:
             args += ["--config", str(self.config)]
         env = {**os.environ, **self.env}

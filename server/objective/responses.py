@@ -91,9 +91,9 @@ class ObjectiveResponses(Provider):
         ev = await self.store.get(req.tenant, req.path["id"])
         if ev is None:
             raise evaluation_not_found(req.path["id"])
-        body: dict[str, Any] = {"id": ev.id, "status": "", "metadata": _metadata(ev)}
         rows: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
+        judgements: list[dict[str, Any]] | None = None
         if ev.job_status in ("completed", "failed", "cancelled"):
             judgements = []
             for it in await self.store.items(ev.id):
@@ -127,11 +127,16 @@ class ObjectiveResponses(Provider):
                 errors.insert(0, {"message": ev.job_error})
             elif ev.job_status == "cancelled":
                 errors.insert(0, {"message": "The evaluation was cancelled."})
-            body["judgements"] = judgements
         status = _status(ev, bool(errors))
-        body["status"] = status
-        body["message"] = MESSAGES["queued" if status == "accepted" else status]
-        body["progress"] = {"processed": ev.processed, "total": ev.item_count}
+        body: dict[str, Any] = {
+            "id": ev.id,
+            "status": status,
+            "message": MESSAGES["queued" if status == "accepted" else status],
+            "metadata": _metadata(ev),
+            "progress": {"processed": ev.processed, "total": ev.item_count},
+        }
+        if judgements is not None:
+            body["judgements"] = judgements
         if errors:
             body["errors"] = errors
         return negotiation.respond(req.accept, body, rows=rows, columns=JUDGEMENT_COLUMNS)

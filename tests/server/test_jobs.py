@@ -1,0 +1,142 @@
+"""The persisted job queue: claim order, progress, cancellation, crash recovery."""
+
+import asyncio
+from pathlib import Path
+
+from evaldock.server.db import Database
+from evaldock.server.jobs import Job, JobFailed, JobRunner
+
+
+async def _runner(tmp_path: Path, **kw) -> JobRunner:
+    db = Database(tmp_path / "jobs.sqlite3")
+    await db.open()
+    await db.migrate("core", "evaldock.server")
+    return JobRunner(db, **kw)
+
+
+async def _enqueue(runner: JobRunner, job_id: str, kind: str = "k", total: int = 3) -> None:
+    async with runner.db.transaction() as conn:
+        await JobRunner.enqueue(conn, job_id, kind, "t", total)
+    runner.wake()
+
+
+def test_jobs_run_in_order_with_bounded_concurrency(tmp_path: Path) -> None:
+    async def main() -> None:
+        runner = await _runner(tmp_path, concurrency=2)
+        seen, active, peak = [], 0, 0
+
+        async def handler(job: Job) -> None:
+            nonlocal active, peak
+            active += 1
+            peak = max(peak, active)
+            seen.append(job.id)
+            await asyncio.sleep(0.02)
+            await job.progress(3, 3)
+            active -= 1
+
+        runner.register("k", handler)
+        for i in range(6):
+            await _enqueue(runner, f"j{i}")
+        await runner.start()
+        await runner.wait_idle()
+        await runner.stop()
+        assert sorted(seen) == [f"j{i}" for i in range(6)]
+        assert seen[:2] == ["j0", "j1"]
+        assert peak == 2
+        row = await runner.status("j5")
+        assert row is not None and row["status"] == "completed" and row["processed"] == 3
+        await runner.db.close()
+
+    asyncio.run(main())
+
+
+def test_failures_are_recorded_with_reason(tmp_path: Path) -> None:
+    async def main() -> None:
+        runner = await _runner(tmp_path)
+
+        async def fails(job: Job) -> None:
+            raise JobFailed("dataset has no rows")
+
+        async def crashes(job: Job) -> None:
+            raise ZeroDivisionError("boom")
+
+        runner.register("fails", fails)
+        runner.register("crashes", crashes)
+        await _enqueue(runner, "a", "fails")
+        await _enqueue(runner, "b", "crashes")
+        await _enqueue(runner, "c", "unknown-kind")
+        await runner.start()
+        await runner.wait_idle()
+        await runner.stop()
+        assert (await runner.status("a"))["error"] == "dataset has no rows"
+        assert "ZeroDivisionError: boom" in (await runner.status("b"))["error"]
+        assert "no handler" in (await runner.status("c"))["error"]
+        await runner.db.close()
+
+    asyncio.run(main())
+
+
+def test_cancel_queued_and_running(tmp_path: Path) -> None:
+    async def main() -> None:
+        runner = await _runner(tmp_path, concurrency=1)
+        started = asyncio.Event()
+
+        async def slow(job: Job) -> None:
+            started.set()
+            await asyncio.sleep(30)
+
+        runner.register("k", slow)
+        await _enqueue(runner, "running")
+        await _enqueue(runner, "queued")
+        await runner.start()
+        await started.wait()
+        assert await runner.cancel("queued")
+        assert await runner.cancel("running")
+        await runner.wait_idle()
+        assert (await runner.status("running"))["status"] == "cancelled"
+        assert (await runner.status("queued"))["status"] == "cancelled"
+        assert not await runner.cancel("running")  # already ended
+        await runner.stop()
+        await runner.db.close()
+
+    asyncio.run(main())
+
+
+def test_recovery_resumes_then_fails_after_max_attempts(tmp_path: Path) -> None:
+    async def main() -> None:
+        runner = await _runner(tmp_path, max_attempts=2)
+        await _enqueue(runner, "fresh")
+        await _enqueue(runner, "tired")
+        # What a SIGKILL leaves behind: rows marked running, attempts spent.
+        await runner.db.execute("UPDATE jobs SET status='running', attempts=1 WHERE id='fresh'")
+        await runner.db.execute("UPDATE jobs SET status='running', attempts=2 WHERE id='tired'")
+        counts = await runner.recover()
+        assert counts == {"resumed": 1, "failed": 1}
+        assert (await runner.status("fresh"))["status"] == "queued"
+        tired = await runner.status("tired")
+        assert tired["status"] == "failed"
+        assert "interrupted by a server restart" in tired["error"]
+        await runner.db.close()
+
+    asyncio.run(main())
+
+
+def test_graceful_stop_requeues_without_spending_an_attempt(tmp_path: Path) -> None:
+    async def main() -> None:
+        runner = await _runner(tmp_path)
+        started = asyncio.Event()
+
+        async def slow(job: Job) -> None:
+            started.set()
+            await asyncio.sleep(30)
+
+        runner.register("k", slow)
+        await _enqueue(runner, "j")
+        await runner.start()
+        await started.wait()
+        await runner.stop()
+        row = await runner.status("j")
+        assert (row["status"], row["attempts"]) == ("queued", 0)
+        await runner.db.close()
+
+    asyncio.run(main())
