@@ -37,7 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "auth": {},
     # [engines.<kind>] impl = "<name>" plus options for that implementation.
     "engines": {},
-    "objective": {"max_items": 10_000},
+    # max_items per evaluation; concurrency = judgements in flight per evaluation.
+    "objective": {"max_items": 10_000, "concurrency": 64},
 }
 
 # Short environment names for the settings people set most.

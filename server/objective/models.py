@@ -16,8 +16,6 @@ from ..jobs import Job, JobRunner
 
 JOB_KIND = "objective.evaluation"
 _ALPHABET = string.ascii_letters + string.digits + "_-"
-# Pairs judged concurrently and committed together; a crash loses at most one chunk.
-CHUNK = 32
 
 
 def new_evaluation_id() -> str:
@@ -98,8 +96,12 @@ class EvaluationStore:
         return [dict(r) for r in rows]
 
 
-async def judge_evaluation(job: Job, judge: RelevanceJudge) -> None:
-    """Judge every pair not judged yet; resumable after a crash at chunk granularity."""
+async def judge_evaluation(
+    job: Job, judge: RelevanceJudge, *, in_flight: int = 64, flush_every: int = 32
+) -> None:
+    """Judge every pair not judged yet, ``in_flight`` at a time (a sliding window, so one
+    slow answer does not hold up the rest); results are committed every ``flush_every``
+    pairs, so a crash costs at most that much work and the job resumes from there."""
     db = job.db
     pending = await db.fetchall(
         "SELECT idx, item FROM objective_items"
@@ -112,25 +114,40 @@ async def judge_evaluation(job: Job, judge: RelevanceJudge) -> None:
     total = int(total_row["item_count"]) if total_row else len(pending)
     done = total - len(pending)
     await job.progress(done, total)
+    gate = asyncio.Semaphore(in_flight)
 
     async def one(idx: int, raw: bytes) -> tuple[Any, ...]:
-        item = jsonio.decode(raw)
-        try:
-            verdict = await judge.relevance(str(item["query"]), item.get("object") or {})
-        except EngineError as exc:
-            return (None, None, None, str(exc) or type(exc).__name__, job.id, idx)
-        return (verdict.score, verdict.label, verdict.explanation, None, job.id, idx)
+        async with gate:
+            item = jsonio.decode(raw)
+            try:
+                verdict = await judge.relevance(str(item["query"]), item.get("object") or {})
+            except EngineError as exc:
+                return (None, None, None, str(exc) or type(exc).__name__, job.id, idx)
+            return (verdict.score, verdict.label, verdict.explanation, None, job.id, idx)
 
-    for start in range(0, len(pending), CHUNK):
-        chunk = pending[start : start + CHUNK]
-        results = await asyncio.gather(*(one(r["idx"], r["item"]) for r in chunk))
+    async def flush(results: list[tuple[Any, ...]]) -> None:
+        nonlocal done
         async with db.transaction() as conn:
             await conn.executemany(
                 "UPDATE objective_items SET score=?, label=?, explanation=?, error=?"
                 " WHERE evaluation_id=? AND idx=?",
                 results,
             )
-            done += len(chunk)
+            done += len(results)
             await conn.execute(
                 "UPDATE jobs SET processed=?, updated_at=? WHERE id=?", (done, utcnow(), job.id)
             )
+
+    tasks = [asyncio.ensure_future(one(r["idx"], r["item"])) for r in pending]
+    buffer: list[tuple[Any, ...]] = []
+    try:
+        for next_done in asyncio.as_completed(tasks):
+            buffer.append(await next_done)
+            if len(buffer) >= flush_every:
+                await flush(buffer)
+                buffer = []
+        if buffer:
+            await flush(buffer)
+    finally:
+        for task in tasks:
+            task.cancel()

@@ -60,8 +60,10 @@ class ObjectiveResponses(Provider):
         await super().startup()
         judge = self.ctx.engine("judge")
 
+        in_flight = int(self.config().get("concurrency", 64))
+
         async def run(job: Job) -> None:
-            await judge_evaluation(job, judge)
+            await judge_evaluation(job, judge, in_flight=in_flight)
 
         self.runner.register(JOB_KIND, run)
 
