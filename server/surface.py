@@ -58,11 +58,8 @@ class ApiRequest:
 class Provider:
     """Base class of a surface's handlers (LocalStack-style provider)."""
 
-    spec_file: ClassVar[str]
     errors: ClassVar[VendorErrors] = VendorErrors()
-    engines: ClassVar[tuple[str, ...]] = ()
-    # Offered types for this surface's negotiated responses; JSON first.
-    component: ClassVar[str]
+    engines: ClassVar[tuple[str, ...]] = ()  # engine kinds the surface needs
 
     def __init__(self, ctx: AppContext, spec: Spec) -> None:
         self.ctx = ctx

@@ -48,7 +48,6 @@ def _status(ev: Evaluation, has_item_errors: bool = False) -> str:
 
 
 class ObjectiveResponses(Provider):
-    spec_file = "objective.yaml"
     errors: ClassVar[ObjectiveErrors] = ObjectiveErrors()
     engines = ("judge",)
 
