@@ -4,10 +4,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from evaldock.server.app import create_app
-from evaldock.server.config import load_settings
 from starlette.testclient import TestClient
 
+from evaldock.server.app import create_app
+from evaldock.server.config import load_settings
 from tests.serverproc import ServerProcess
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from evaldock.server.spec import load_spec, spec_files
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import (
     ignored_auth,
@@ -22,6 +21,7 @@ from schemathesis.checks import (
 )
 from schemathesis.specs.openapi.checks import content_type_conformance
 
+from evaldock.server.spec import load_spec, spec_files
 from tests.serverproc import ServerProcess
 
 CHECKS = (

@@ -6,8 +6,9 @@ import csv
 import io
 
 import pytest
-from evaldock.server.app import create_app
 from starlette.testclient import TestClient
+
+from evaldock.server.app import create_app
 
 from .helpers import AUTH, DEMO, poll
 

@@ -2,6 +2,7 @@ import csv
 import io
 
 import pytest
+
 from evaldock.server.negotiation import CSV, JSON, TEXT, choose, to_csv, to_text_table
 
 

@@ -3,6 +3,7 @@
 import inspect
 
 import yaml
+
 from evaldock.server.spec import load_specs, spec_files
 from evaldock.server.surface import Provider, provider_class
 
