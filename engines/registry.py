@@ -16,6 +16,8 @@ from .errors import EngineUnavailable
 IMPLEMENTATIONS: dict[str, dict[str, str]] = {
     "judge": {
         "mock": ".judge.mock:MockJudge",
+        "similarity": ".judge.similarity:SimilarityJudge",
+        "openai": ".judge.openai:OpenAIJudge",
     },
     "ranker": {
         "mock": ".ranker.mock:MockRanker",
@@ -25,7 +27,7 @@ IMPLEMENTATIONS: dict[str, dict[str, str]] = {
 
 # What each kind runs on in `--mode real` when the configuration names nothing.
 REAL_DEFAULTS: dict[str, str] = {
-    "judge": "mock",
+    "judge": "similarity",
     "ranker": "clip",
 }
 

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from ..engines.errors import EngineUnavailable
 from . import validation
 from .auth import Authenticator, AuthFailed
 from .config import Settings
@@ -171,8 +172,18 @@ def create_engines(settings: Settings, kinds: Sequence[str]) -> dict[str, Any]:
     engines = {}
     for kind in dict.fromkeys(kinds):
         name, options = settings.engine_choice(kind)
+        # Engines keep their caches beside the state, e.g. <data>/judge-cache.sqlite3.
+        options.setdefault("cache_path", str(settings.data_dir / f"{kind}-cache.sqlite3"))
         engines[kind] = registry.create(kind, name, options)
     return engines
+
+
+async def check_engines(engines: dict[str, Any]) -> None:
+    """Let each engine prove it can serve (model loads, served model answers)."""
+    for engine in engines.values():
+        check = getattr(engine, "check", None)
+        if check is not None:
+            await check()
 
 
 def create_app(settings: Settings, *, engines: dict[str, Any] | None = None) -> Starlette:
@@ -192,6 +203,11 @@ def create_app(settings: Settings, *, engines: dict[str, Any] | None = None) -> 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            await check_engines(ctx.engines)
+        except EngineUnavailable as exc:
+            log.error("cannot start: %s", exc)
+            raise
         await db.open()
         await db.migrate("core", "evaldock.server")
         for rt in runtimes:

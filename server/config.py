@@ -96,6 +96,8 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
 class Settings:
     tree: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULTS))
     config_file: Path | None = None
+    # The environment the settings were read from (engines read their own variables).
+    environ: Mapping[str, str] = field(default_factory=dict)
 
     # -- core accessors -------------------------------------------------------------
     @property
@@ -136,6 +138,12 @@ class Settings:
         """(implementation name, options) for an engine kind under the current mode."""
         from ..engines.registry import REAL_DEFAULTS
 
+        if kind == "judge":
+            from ..engines.judge.config import judge_choice
+
+            # [judge] is the documented table; [engines.judge] works like every other kind.
+            table = {**self.section("engines", "judge"), **self.section("judge")}
+            return judge_choice(self.mode, table, self.environ)
         table = dict(self.section("engines", kind))
         options = {k: v for k, v in table.items() if k != "impl"}
         if self.mode == "mock":
@@ -173,6 +181,6 @@ def load_settings(
     for dotted, value in (flags or {}).items():
         if value is not None:
             _set(tree, tuple(dotted.split(".")), value)
-    settings = Settings(tree=tree, config_file=Path(path) if path else None)
+    settings = Settings(tree=tree, config_file=Path(path) if path else None, environ=environ)
     settings.validate()
     return settings

@@ -47,3 +47,14 @@ def test_wheel_installs_and_serves(tmp_path: Path) -> None:
             headers={"Authorization": "Bearer test"},
         )
         assert r.status_code == 200, r.text
+
+    # Real mode without the [models] extra stops at start-up with the command to run.
+    out = subprocess.run(
+        [python, "-m", "evaldock.server", "serve", "--mode", "real", "--data", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert out.returncode == 2
+    assert "pip install 'evaldock[models]'" in out.stderr

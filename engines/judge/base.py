@@ -43,3 +43,61 @@ def object_text(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
     if obj is None:
         return []
     return [(prefix or "value", str(obj))]
+
+
+@dataclass(frozen=True)
+class Generation:
+    """Free text for a prompt (Oxen ``text`` evaluations, Spice's model under evaluation)."""
+
+    text: str
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Score:
+    """A judge's grade on a 1..max_score scale; ``value`` None when it could not score
+    (Qianfan's ``-1`` bucket)."""
+
+    value: int | None
+    explanation: str
+    dimensions: dict[str, int] | None = None
+
+
+class UnknownModel(LookupError):
+    """A vendor model name that no backend serves; surfaces answer in their own shape."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"model '{name}' is not served here; known: {', '.join(known) or 'none'}")
+        self.name = name
+        self.known = known
+
+
+class Judge(RelevanceJudge, Protocol):
+    """Everything the surfaces ask of a language model, each with a mock."""
+
+    async def generate(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        model: str | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Generation: ...
+
+    async def score(
+        self,
+        *,
+        variables: Mapping[str, str],
+        max_score: int,
+        template: str | None = None,
+        dimensions: list[dict[str, str]] | None = None,
+    ) -> Score: ...
+
+    async def json_score(
+        self,
+        messages: list[dict[str, Any]],
+        metadata: Mapping[str, Any],
+        *,
+        model: str | None = None,
+    ) -> float: ...

@@ -7,11 +7,12 @@ terms are lower-cased words with a crude suffix strip, so "stripes" meets "strip
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 from collections.abc import Mapping
 from typing import Any
 
-from .base import Relevance, object_text
+from .base import Generation, Relevance, Score, object_text
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _STOP = frozenset(
@@ -57,3 +58,45 @@ class MockJudge:
             f"{len(matched)} of {len(wanted)} query terms ({', '.join(matched)}) "
             f"appear in the object's {', '.join(where)}.",
         )
+
+    async def generate(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        model: str | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Generation:
+        """Echo-style answer: deterministic, and it depends on every message."""
+        last = str(messages[-1].get("content", "")) if messages else ""
+        digest = hashlib.sha256(repr(messages).encode()).hexdigest()[:8]
+        text = f"mock answer {digest}: {last[:200]}"
+        return Generation(text, model or "mock", len(terms(repr(messages))), len(terms(text)))
+
+    async def score(
+        self,
+        *,
+        variables: Mapping[str, str],
+        max_score: int,
+        template: str | None = None,
+        dimensions: list[dict[str, str]] | None = None,
+    ) -> Score:
+        """Token overlap of output with reference, mapped onto 1..max_score."""
+        out = {stem(t) for t in terms(variables.get("output", ""))}
+        ref = {stem(t) for t in terms(variables.get("reference", ""))}
+        if not out or not ref:
+            return Score(None, "Nothing to compare: output or reference is empty.")
+        overlap = len(out & ref) / len(ref)
+        value = 1 + round(overlap * (max_score - 1))
+        dims = {d["dimension"]: value for d in dimensions or []} or None
+        return Score(value, f"{overlap:.0%} of the reference's terms appear in the output.", dims)
+
+    async def json_score(
+        self,
+        messages: list[dict[str, Any]],
+        metadata: Mapping[str, Any],
+        *,
+        model: str | None = None,
+    ) -> float:
+        actual = {stem(t) for t in terms(str(metadata.get("actual", "")))}
+        ideal = {stem(t) for t in terms(str(metadata.get("ideal", "")))}
+        return len(actual & ideal) / len(ideal) if ideal else float(not actual)

@@ -27,6 +27,7 @@ class Evaluation:
     id: str
     eval_name: str | None
     judge: str
+    judge_signature: str
     created_at: str
     item_count: int
     job_status: str
@@ -62,11 +63,19 @@ class EvaluationStore:
             )
             await JobRunner.enqueue(conn, evaluation_id, JOB_KIND, tenant, len(data))
         return Evaluation(
-            evaluation_id, eval_name, judge.name, created_at, len(data), "queued", 0, None
+            id=evaluation_id,
+            eval_name=eval_name,
+            judge=judge.name,
+            judge_signature=judge.signature,
+            created_at=created_at,
+            item_count=len(data),
+            job_status="queued",
+            processed=0,
+            job_error=None,
         )
 
     _SELECT = (
-        "SELECT e.id, e.eval_name, e.judge, e.created_at, e.item_count,"
+        "SELECT e.id, e.eval_name, e.judge, e.judge_signature, e.created_at, e.item_count,"
         " j.status AS job_status, j.processed, j.error AS job_error"
         " FROM objective_evaluations e JOIN jobs j ON j.id = e.id"
     )

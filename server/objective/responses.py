@@ -36,6 +36,8 @@ def _metadata(ev: Evaluation) -> dict[str, Any]:
     }
     if ev.eval_name is not None:
         meta["eval_name"] = ev.eval_name
+    # sacreBLEU-style: what produced the scores (judge, model, prompt version, sampling).
+    meta["judge_signature"] = ev.judge_signature
     return meta
 
 
