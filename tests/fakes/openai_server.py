@@ -138,3 +138,27 @@ class FakeOpenAI:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def main() -> None:
+    """``python -m tests.fakes.openai_server --port N``: serve until killed (benchmarks)."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--model", default="fake-model")
+    args = parser.parse_args()
+    fake = FakeOpenAI(model=args.model)
+    fake.port = args.port
+    uvicorn.run(
+        fake.app(),
+        host="127.0.0.1",
+        port=args.port,
+        log_level="error",
+        lifespan="off",
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main()
