@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 from pathlib import Path
 
 
@@ -44,9 +45,16 @@ def main() -> None:
     if getattr(model.config, "tie_word_embeddings", False):
         state.pop("lm_head.weight", None)  # tied to the embeddings; safetensors refuses twins
     save_file(state, str(args.out / "model.safetensors"), metadata={"format": "pt"})
+    # The weights are dequantised now: drop the GGUF quantisation the loader recorded, or
+    # vLLM tries to load them as GGUF ("Unknown quantization method: gguf").
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     model.config.save_pretrained(args.out)
     model.generation_config.save_pretrained(args.out)
     tokenizer.save_pretrained(args.out)
+    config = json.loads((args.out / "config.json").read_text())
+    config.pop("quantization_config", None)
+    (args.out / "config.json").write_text(json.dumps(config, indent=2))
     print(f"wrote {args.out} from {gguf}")
 
 
