@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Source = Literal["builtin", "hf-hub", "local-dir"]
+SCHEMAS: tuple[Source, ...] = ("local-dir", "hf-hub")
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt", ".npz")
 
 
@@ -58,10 +59,11 @@ def parse_model(model: str, pretrained: str | None, is_arch: Callable[[str], boo
     pretrained = pretrained.strip() if pretrained and pretrained.strip() else None
     if not model:
         raise ValueError("empty model name")
-    if model.startswith("local-dir:"):
-        return ModelSpec("local-dir", _nonempty(model[len("local-dir:") :], model))
-    if model.startswith("hf-hub:"):
-        return ModelSpec("hf-hub", _nonempty(model[len("hf-hub:") :], model))
+    for schema in SCHEMAS:
+        if model.startswith(schema + ":"):
+            if pretrained:
+                raise ValueError(f"'{model}' brings its own weights; pretrained does not apply")
+            return ModelSpec(schema, _nonempty(model[len(schema) + 1 :], model))
     arch, tag = _split_arch_tag(model, is_arch)
     if arch is None:
         if pretrained:
@@ -83,7 +85,7 @@ def _split_arch_tag(model: str, is_arch: Callable[[str], bool]) -> tuple[str | N
         head, found, tail = model.partition(sep)
         if found and tail and is_arch(head):
             return head, tail
-    org, found, rest = model.partition("/")
+    _org, found, rest = model.partition("/")
     if found and "/" not in rest:
         # Marqo-style "<org>/<arch>.<tag>"; arch names have no dots, tags none either.
         head, dot, tail = rest.partition(".")

@@ -1,0 +1,90 @@
+"""A deterministic ranker with no model: bags of hashed tokens. Imports no torch.
+
+Every token gets a fixed pseudo-random Gaussian vector (seeded by blake2b of the model name
+and the token); a text is the sum of its tokens' vectors plus a smaller vector for the
+whole string, L2-normalised. Texts sharing words therefore score higher, and distinct
+strings never tie exactly.
+
+Images are embedded from their *reference*, never their pixels: the words of a path or
+URL's file name ("img/red-shirt.jpg" -> red, shirt), or a hash of a ``data:`` URI's payload. So mock
+evaluations need no image files and accept ``http(s)://`` references (nothing is
+fetched), and a text "red shirt" lands near an image named ``red_shirt.png``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+
+from .base import FieldRanker, l2_normalise
+
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+# File-name noise that would make every image look alike.
+_IMAGE_NOISE = frozenset(
+    ("jpg", "jpeg", "png", "gif", "webp", "bmp", "tif", "tiff", "http", "https", "www", "com")
+)
+_STRING_WEIGHT = 0.5  # the whole-string vector, relative to one token's
+
+
+class MockRanker(FieldRanker):
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        self.dim = int(options.get("dim", 512))
+        if self.dim < 1:
+            raise ValueError(f"dim must be positive, got {self.dim}")
+        self._vectors: dict[str, np.ndarray] = {}
+        self.load(str(options.get("model") or "evaldock-mock-clip"), options.get("pretrained"))
+
+    def load(self, model: str, pretrained: str | None = None) -> None:
+        self.model_name = model
+        self.pretrained = pretrained
+        # Different models must give different spaces, as real ones do.
+        self._salt = f"{model}\x00{pretrained or ''}\x00".encode()
+        self._vectors = {}
+        self.signature = (
+            f"ranker:mock|model:{model}|pretrained:{pretrained or '-'}"
+            f"|dim:{self.dim}|embed:hashed-tokens-v1"
+        )
+
+    def _vector(self, token: str) -> np.ndarray:
+        vec = self._vectors.get(token)
+        if vec is None:
+            digest = hashlib.blake2b(self._salt + token.encode(), digest_size=8).digest()
+            rng = np.random.default_rng(int.from_bytes(digest, "little"))
+            vec = rng.standard_normal(self.dim, dtype=np.float32)
+            if len(self._vectors) < 200_000:  # bounded: datasets can have huge vocabularies
+                self._vectors[token] = vec
+        return vec
+
+    def _embed(self, tokens: list[str], whole: str) -> np.ndarray:
+        out = _STRING_WEIGHT * self._vector("\x01" + whole)
+        for token in tokens:
+            out = out + self._vector(token)
+        return out
+
+    def embed_text(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            out[i] = self._embed(_WORD.findall(text.lower()), text)
+        return l2_normalise(out)
+
+    def embed_images(self, refs: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(refs), self.dim), dtype=np.float32)
+        for i, ref in enumerate(refs):
+            out[i] = self._embed(image_tokens(ref), "image\x00" + ref)
+        return l2_normalise(out)
+
+
+def image_tokens(ref: str) -> list[str]:
+    """Words naming an image reference (see the module docstring)."""
+    ref = ref.strip()
+    if ref[:5].lower() == "data:":
+        return ["data:" + hashlib.blake2b(ref.encode(), digest_size=16).hexdigest()]
+    path = unquote(urlsplit(ref).path) if "://" in ref else ref
+    # The file name carries the meaning; directories are shared by every image.
+    name = path.replace("\\", "/").rstrip("/").rpartition("/")[2]
+    return [w for w in _WORD.findall(name.lower()) if w not in _IMAGE_NOISE]
