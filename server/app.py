@@ -86,7 +86,7 @@ class SurfaceRuntime:
         return dispatch
 
     async def _handle(self, op: Operation, request: Request) -> Response:
-        limit = self.provider.settings.max_body_bytes
+        limit = self.provider.max_body_bytes(op)
         try:
             raw = await _read_body(request, limit)
         except _BodyTooLarge:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from ..engines.errors import EngineUnavailable
 from .config import MODES, ConfigError, Settings, load_settings
+from .marqtune import cli as marqtune_cli
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,8 +28,9 @@ def _parser() -> argparse.ArgumentParser:
         "--mode", choices=MODES, help="engines: real models (default) or deterministic mocks"
     )
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
-    show = sub.add_parser("config", help="print the effective configuration as TOML-like text")
+    show = sub.add_parser("config", help="print the effective configuration as JSON")
     show.add_argument("--config", help="TOML configuration file")
+    marqtune_cli.add_subcommand(sub)
     return parser
 
 
@@ -89,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"evaldock: {exc}", file=sys.stderr)
         return 2
+    if args.command == "marqtune":
+        return marqtune_cli.run(args, settings)
     if args.command == "config":
         import json
 

@@ -39,6 +39,8 @@ DEFAULTS: dict[str, Any] = {
     "engines": {},
     # max_items per evaluation; concurrency = judgements in flight per evaluation.
     "objective": {"max_items": 10_000, "concurrency": 64},
+    # Signed upload/download URLs live this long; dataset files may be this large.
+    "marqtune": {"url_expiry_seconds": 3600, "max_upload_bytes": 512 * 1024 * 1024},
 }
 
 # Short environment names for the settings people set most.

@@ -80,6 +80,10 @@ class Provider:
     def config(self) -> dict[str, Any]:
         return self.settings.section(self.spec.surface)
 
+    def max_body_bytes(self, operation: Operation) -> int:
+        """Largest request body ``operation`` accepts; file uploads may allow more."""
+        return self.settings.max_body_bytes
+
     def authenticator(self) -> Authenticator:
         enabled, keys = self.settings.auth_for(self.spec.surface)
         if not enabled:

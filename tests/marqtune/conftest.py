@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from evaldock.server.app import create_app
+
+from .helpers import AUTH, EVAL_CSV, dataset_body, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def clients_python() -> str:
+    """The interpreter of the official clients' own environment (marqtune==0.2.7).
+
+    CI exports EVALDOCK_CLIENTS_PYTHON; locally the repository's .venv-clients is used
+    when present.
+    """
+    python = os.environ.get("EVALDOCK_CLIENTS_PYTHON", "")
+    if not python:
+        local = REPO / ".venv-clients" / "bin" / "python"
+        python = str(local) if local.exists() else ""
+    if not python:
+        pytest.skip(
+            "EVALDOCK_CLIENTS_PYTHON is unset: point it at a Python with marqtune==0.2.7 "
+            "(python3 -m venv .venv-clients && .venv-clients/bin/pip install "
+            "-r tests/clients/requirements.txt)"
+        )
+    return python
+
+
+@pytest.fixture
+def make_client(settings_factory) -> Iterator[Callable[..., TestClient]]:
+    """In-process app factory with extra settings (dotted flags), lifespan on."""
+    opened: list[TestClient] = []
+
+    def make(**flags: Any) -> TestClient:
+        client = TestClient(create_app(settings_factory(**flags)))
+        client.__enter__()
+        opened.append(client)
+        return client
+
+    yield make
+    for client in opened:
+        client.__exit__(None, None, None)
+
+
+def ready_dataset(client: TestClient, csv: str = EVAL_CSV, **body: Any) -> str:
+    """Create, upload and wait until Ready; returns the dataset id."""
+    created = client.post("/datasets", json=dataset_body(**body), headers=AUTH).json()
+    assert client.put(created["uploadUrl"], content=csv.encode()).status_code == 200
+    wait_for(client.get, f"/datasets/{created['datasetId']}", ("Ready",))
+    return created["datasetId"]
