@@ -1,13 +1,37 @@
-"""The judge interface every implementation (mock, similarity, OpenAI-compatible) serves."""
+"""The judge interface every implementation (mock, similarity, OpenAI-compatible) serves.
+
+Four surfaces ask a language model for something, and each call has a method here:
+
+- ``relevance(query, obj)``: Objective's 0/1/2 relevance judgement;
+- ``generate(messages, model=, params=)``: free text for a prompt (Oxen ``text``
+  evaluations, Spice's model under evaluation);
+- ``score(prompt_template=, variables=, max_score=, dimensions=)``: a grade on a
+  configurable scale with named dimensions (Qianfan's ``model`` eval mode);
+- ``json_score(messages, metadata, model=)``: the ``.score`` of a JSON reply (Spice's
+  judge scorers).
+
+Token counts and failures are counted on ``judge.usage`` (the whole process) and on every
+:func:`usage_scope` open in the calling task, so a job reads its own numbers.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import contextlib
+import contextvars
+import dataclasses
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 # Objective's scale: 0 irrelevant, 1 partially relevant, 2 perfectly relevant.
 LABELS: dict[int, str] = {0: "BAD", 1: "OK", 2: "GREAT"}
+
+# What to fill in when a request needs a generator model and none is served.
+GENERATOR_HINT = (
+    "set EVALDOCK_JUDGE_URLS (comma-separated OpenAI-compatible base URLs ending in /v1, "
+    "e.g. http://127.0.0.1:8000/v1) and EVALDOCK_JUDGE_MODEL, or [judge] urls/model in the "
+    "TOML file; per vendor model name, [judge.models]"
+)
 
 
 @dataclass(frozen=True)
@@ -21,11 +45,143 @@ class Relevance:
         return cls(score, LABELS[score], explanation)
 
 
+@dataclass(frozen=True)
+class Generation:
+    """Free text for a prompt; ``choices`` holds every sampled answer (``n`` > 1)."""
+
+    text: str
+    choices: list[str] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    model: str = ""
+
+
+@dataclass(frozen=True)
+class Score:
+    """A grade on a min..max scale; ``value`` None when the judge could not score.
+
+    Qianfan counts an unscorable answer in its ``-1`` bucket: that is :attr:`bucket`.
+    """
+
+    value: int | None
+    per_dimension: dict[str, int] | None = None
+    explanation: str = ""
+
+    @property
+    def bucket(self) -> int:
+        return -1 if self.value is None else self.value
+
+
+class UnknownModel(LookupError):
+    """A vendor model name that no backend serves; surfaces answer in their own shape."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        self.known = known
+        self.hint = f'map it in the TOML file: [judge.models] "{name}" = "<served model>"'
+        super().__init__(
+            f"model '{name}' is not served here (known: {', '.join(known) or 'none'}); " + self.hint
+        )
+
+
+@dataclass
+class Usage:
+    """Counters of model use; prompt and completion tokens are kept apart (Oxen reports
+    both)."""
+
+    requests: int = 0  # HTTP requests sent, retries included
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    retries: int = 0  # transport retries (429, 5xx, timeouts, connection errors)
+    invalid_outputs: int = 0  # answers that failed parsing or validation, then re-asked
+    errors: int = 0  # calls that ended in an error (or an unscorable Score)
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+# The usage scopes open in the current task; tasks started inside a scope inherit it.
+_SCOPES: contextvars.ContextVar[tuple[Usage, ...]] = contextvars.ContextVar(
+    "evaldock_judge_usage", default=()
+)
+
+
+@contextlib.contextmanager
+def usage_scope() -> Iterator[Usage]:
+    """Count the model use of everything awaited (or spawned as tasks) inside the block::
+
+    with usage_scope() as usage:
+        await run_the_job(judge)
+    tokens = usage.prompt_tokens, usage.completion_tokens
+    """
+    usage = Usage()
+    token = _SCOPES.set((*_SCOPES.get(), usage))
+    try:
+        yield usage
+    finally:
+        _SCOPES.reset(token)
+
+
+def count(total: Usage, **deltas: int) -> None:
+    """Add ``deltas`` to the judge's ``total`` and to every open :func:`usage_scope`."""
+    for usage in (total, *_SCOPES.get()):
+        for key, delta in deltas.items():
+            setattr(usage, key, getattr(usage, key) + delta)
+
+
 class RelevanceJudge(Protocol):
     name: str  # reported to clients, e.g. as Objective's metadata.judge
     signature: str  # sacreBLEU-style: what produced the scores, reproducibly
 
     async def relevance(self, query: str, obj: Mapping[str, Any]) -> Relevance: ...
+
+
+class Judge(RelevanceJudge, Protocol):
+    """Everything the surfaces ask of a language model; every implementation serves it.
+
+    ``model`` is a vendor's model name (Oxen's ``gpt-4o-mini``, a Spice model); None means
+    the judge's own model. An unknown name raises :class:`UnknownModel`; a request that
+    needs a generator where none is configured raises ``EngineUnavailable`` naming the
+    setting. Other failures raise ``EngineError`` (record it per item), except ``score``,
+    which answers ``Score(None, ...)`` for anything it could not grade.
+    """
+
+    usage: Usage
+
+    def known_models(self) -> list[str]: ...
+
+    async def generate(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        model: str | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Generation: ...
+
+    async def score(
+        self,
+        *,
+        variables: Mapping[str, Any],
+        max_score: int,
+        prompt_template: str | None = None,
+        dimensions: list[Mapping[str, str]] | None = None,
+        min_score: int = 1,
+        params: Mapping[str, Any] | None = None,
+    ) -> Score: ...
+
+    async def json_score(
+        self,
+        messages: list[dict[str, Any]],
+        metadata: Mapping[str, Any],
+        *,
+        model: str | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> float: ...
+
+    async def check(self) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 def object_text(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
@@ -45,59 +201,6 @@ def object_text(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
     return [(prefix or "value", str(obj))]
 
 
-@dataclass(frozen=True)
-class Generation:
-    """Free text for a prompt (Oxen ``text`` evaluations, Spice's model under evaluation)."""
-
-    text: str
-    model: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-
-@dataclass(frozen=True)
-class Score:
-    """A judge's grade on a 1..max_score scale; ``value`` None when it could not score
-    (Qianfan's ``-1`` bucket)."""
-
-    value: int | None
-    explanation: str
-    dimensions: dict[str, int] | None = None
-
-
-class UnknownModel(LookupError):
-    """A vendor model name that no backend serves; surfaces answer in their own shape."""
-
-    def __init__(self, name: str, known: list[str]) -> None:
-        super().__init__(f"model '{name}' is not served here; known: {', '.join(known) or 'none'}")
-        self.name = name
-        self.known = known
-
-
-class Judge(RelevanceJudge, Protocol):
-    """Everything the surfaces ask of a language model, each with a mock."""
-
-    async def generate(
-        self,
-        messages: list[dict[str, Any]],
-        *,
-        model: str | None = None,
-        params: Mapping[str, Any] | None = None,
-    ) -> Generation: ...
-
-    async def score(
-        self,
-        *,
-        variables: Mapping[str, str],
-        max_score: int,
-        template: str | None = None,
-        dimensions: list[dict[str, str]] | None = None,
-    ) -> Score: ...
-
-    async def json_score(
-        self,
-        messages: list[dict[str, Any]],
-        metadata: Mapping[str, Any],
-        *,
-        model: str | None = None,
-    ) -> float: ...
+def dimension_names(dimensions: list[Mapping[str, str]] | None) -> list[str]:
+    """Qianfan's ``evaluationDimension`` entries ({dimension, description}) by name."""
+    return [str(d["dimension"]) for d in dimensions or []]

@@ -3,6 +3,8 @@
 The key covers backend, model, template version, sampling parameters, output schema and
 input, so a re-run of the same evaluation is answered from here, identically, without a
 model call. Only successful, validated answers are stored: errors are never cached.
+It is a file of its own (``<data>/judge-cache.sqlite3``): deleting it loses nothing but
+time, and its writes never contend with the job database.
 """
 
 from __future__ import annotations
@@ -22,26 +24,37 @@ def cache_key(request: dict[str, Any]) -> str:
 
 
 class JudgeCache:
+    """``path`` None turns caching off (every lookup misses, nothing is stored)."""
+
     def __init__(self, path: str | Path | None) -> None:
         self.path = Path(path) if path else None
         self._conn: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self.hits = 0
         self.misses = 0
+        self.stores = 0
 
     async def _open(self) -> aiosqlite.Connection | None:
         if self.path is None:
             return None
+        if self._conn is not None:
+            return self._conn
         async with self._lock:
             if self._conn is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._conn = await aiosqlite.connect(self.path)
-                await self._conn.execute("PRAGMA journal_mode=WAL")
-                await self._conn.execute(
-                    "CREATE TABLE IF NOT EXISTS judgements"
-                    " (key TEXT PRIMARY KEY, value TEXT NOT NULL, signature TEXT NOT NULL)"
+                conn = await aiosqlite.connect(self.path)
+                # WAL + NORMAL: commits cost no fsync, and several server processes can
+                # share one cache file; a crash loses at most the last answers (re-asked).
+                await conn.execute("PRAGMA journal_mode=WAL")
+                await conn.execute("PRAGMA synchronous=NORMAL")
+                await conn.execute("PRAGMA busy_timeout=5000")
+                await conn.execute(
+                    "CREATE TABLE IF NOT EXISTS judgements (key TEXT PRIMARY KEY,"
+                    " value TEXT NOT NULL, signature TEXT NOT NULL,"
+                    " created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
                 )
-                await self._conn.commit()
+                await conn.commit()
+                self._conn = conn
         return self._conn
 
     async def get(self, key: str) -> Any | None:
@@ -61,10 +74,11 @@ class JudgeCache:
         if conn is None:
             return
         await conn.execute(
-            "INSERT OR REPLACE INTO judgements VALUES (?, ?, ?)",
-            (key, json.dumps(value), signature),
+            "INSERT OR REPLACE INTO judgements (key, value, signature) VALUES (?, ?, ?)",
+            (key, json.dumps(value, ensure_ascii=False), signature),
         )
         await conn.commit()
+        self.stores += 1
 
     async def aclose(self) -> None:
         if self._conn is not None:

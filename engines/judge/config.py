@@ -2,8 +2,11 @@
 
 ``EVALDOCK_JUDGE_URLS`` (comma-separated base URLs, each ending in ``/v1``),
 ``EVALDOCK_JUDGE_MODEL`` and ``EVALDOCK_JUDGE_API_KEY`` cover the common case of one
-served model. In real mode a URL selects the ``openai`` backend and none selects the
-embedded ``similarity`` judge; ``impl`` in the table overrides both.
+served model and override the table. In real mode a URL selects the ``openai`` backend and
+none selects the embedded ``similarity`` judge; ``impl`` in the table overrides both; mock
+mode is always ``mock``. ``[judge.models]`` (vendor model name → served model, or a table
+with its own ``urls``/``model``/``api_key``, or ``{backend = "mock"}``) passes through as
+the ``models`` option; see :mod:`.routing`.
 """
 
 from __future__ import annotations
@@ -18,17 +21,25 @@ ENV = {
 }
 
 
+def split_urls(value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = value.split(",")
+    return [str(u).strip() for u in value or [] if str(u).strip()]
+
+
 def judge_choice(
     mode: str, table: Mapping[str, Any], environ: Mapping[str, str]
 ) -> tuple[str, dict[str, Any]]:
+    """(implementation name, options) for the judge engine."""
     options = {k: v for k, v in table.items() if k != "impl"}
+    if "url" in options:
+        options.setdefault("urls", options.pop("url"))
     for name, key in ENV.items():
         if environ.get(name):
             options[key] = environ[name]
-    if isinstance(options.get("urls"), str):
-        options["urls"] = [u.strip() for u in options["urls"].split(",") if u.strip()]
+    options["urls"] = split_urls(options.get("urls"))
     if mode == "mock":
         return "mock", options
-    if "impl" in table:
+    if table.get("impl"):
         return str(table["impl"]), options
-    return ("openai" if options.get("urls") else "similarity"), options
+    return ("openai" if options["urls"] else "similarity"), options

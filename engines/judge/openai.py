@@ -1,9 +1,12 @@
 """The real judge: any OpenAI-compatible chat-completions server (vLLM in production).
 
-Structured output (a JSON schema, vLLM's guided decoding) keeps every score valid;
-requests are spread round-robin over the configured base URLs, bounded in flight,
-retried with backoff on 429/5xx/timeouts, and answered from the cache when the very same
-request was answered before.
+Structured output (a JSON schema: vLLM's guided decoding) keeps every score valid.
+Requests go round-robin over the configured base URLs (a vLLM fleet), at most
+``concurrency`` in flight per judge, retried with exponential backoff and full jitter on
+429, 5xx, timeouts and connection errors; an answer that still fails validation is asked
+again a bounded number of times, then raised as ``EngineError``. Every validated answer is
+cached under a hash of the whole request, so a re-run costs no model call. Cancelling
+the calling task closes its HTTP request, which makes vLLM abort the generation.
 """
 
 from __future__ import annotations
@@ -11,127 +14,260 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import random
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
 
 from ..errors import EngineError, EngineUnavailable
 from . import prompts
-from .base import Generation, Relevance, Score, UnknownModel
-from .cache import JudgeCache, cache_key
-
-RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
-SETTING_HINT = (
-    "set EVALDOCK_JUDGE_URLS (comma-separated base URLs ending in /v1, e.g. "
-    "http://127.0.0.1:8000/v1) and EVALDOCK_JUDGE_MODEL, or [judge] urls/model in the TOML file"
+from .base import (
+    GENERATOR_HINT,
+    Generation,
+    Relevance,
+    Score,
+    Usage,
+    count,
+    dimension_names,
 )
+from .cache import JudgeCache, cache_key
+from .routing import ModelRoutes
+
+RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+# Request fields a caller's sampling parameters may not replace: they define what is
+# asked, and streaming would break parsing.
+_FIXED = frozenset(
+    {"model", "messages", "response_format", "guided_json", "structured_outputs", "stream"}
+)
+# How a JSON schema reaches the server: OpenAI's response_format (vLLM supports it), or
+# vLLM's own request fields (newer: structured_outputs; older: guided_json).
+STRUCTURED = ("json_schema", "structured_outputs", "guided_json")
+SETTING_HINT = GENERATOR_HINT  # kept for importers of the first version
+_URLS_HINT = "fix EVALDOCK_JUDGE_URLS / [judge] urls (base URLs ending in /v1)"
 
 
-@dataclass
-class Usage:
-    requests: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    retries: int = 0
-    invalid_outputs: int = 0
+def _json_object(text: str) -> dict[str, Any]:
+    """The JSON object in a reply; tolerates a Markdown fence (servers without guided
+    decoding add one)."""
+    body = text.strip()
+    if body.startswith("```"):
+        body = body.strip("`").removeprefix("json").strip()
+    data = json.loads(body)
+    if not isinstance(data, dict):
+        raise ValueError("the reply is not a JSON object")
+    return data
+
+
+def _integer(value: Any, low: int, high: int, what: str = "score") -> int:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value != int(value)
+    ):
+        raise ValueError(f"{what} {value!r} is not an integer")
+    if not low <= int(value) <= high:
+        raise ValueError(f"{what} {value!r} is outside {low}..{high}")
+    return int(value)
 
 
 class OpenAIJudge:
-    def __init__(self, options: Mapping[str, Any]) -> None:
-        urls = options.get("urls") or []
+    """Options (``[judge]``): ``urls``, ``model``, ``api_key``, ``timeout`` (s),
+    ``max_retries``, ``backoff``/``max_backoff`` (s), ``output_retries``, ``concurrency``
+    (requests in flight), ``pool_size`` (connections per HTTP client),
+    ``temperature``, ``max_tokens``, ``structured`` (one of :data:`STRUCTURED`),
+    ``explanation_max_chars`` (a bound in the output schema; 0: none),
+    ``models`` (vendor model names, see :mod:`.routing`), ``cache_path``."""
+
+    def __init__(
+        self,
+        options: Mapping[str, Any],
+        *,
+        cache: JudgeCache | None = None,
+        usage: Usage | None = None,
+    ) -> None:
+        urls = options.get("urls") or options.get("url") or []
         if isinstance(urls, str):
             urls = [u.strip() for u in urls.split(",") if u.strip()]
         if not urls:
-            raise EngineUnavailable("the openai judge has no server to talk to", SETTING_HINT)
-        self.urls = [u.rstrip("/") for u in urls]
+            raise EngineUnavailable("the openai judge has no server to talk to", GENERATOR_HINT)
+        self.urls = [str(u).rstrip("/") for u in urls]
         self.model = str(options.get("model") or "")
-        self.api_key = str(options.get("api_key") or "EMPTY")
+        self.api_key = str(options.get("api_key") or "EMPTY")  # vLLM ignores it unless set
         self.timeout = float(options.get("timeout", 60.0))
         self.max_retries = int(options.get("max_retries", 4))
         self.backoff = float(options.get("backoff", 0.5))
+        self.max_backoff = float(options.get("max_backoff", 8.0))
         self.output_retries = int(options.get("output_retries", 2))
         self.temperature = float(options.get("temperature", 0.0))
         self.max_tokens = int(options.get("max_tokens", 512))
-        # "json_schema" (OpenAI/vLLM response_format) or "guided_json" (older vLLM).
-        self.structured = str(options.get("structured", "json_schema"))
-        # Vendor model name -> served model, e.g. {"gpt-4o-mini": "SmolLM2-135M-Instruct"}.
-        self.aliases: dict[str, str] = {
-            str(k): str(v) for k, v in (options.get("models") or {}).items()
-        }
-        self._gate = asyncio.Semaphore(int(options.get("concurrency", 256)))
-        self._next_url = itertools.cycle(range(len(self.urls)))
-        self._client = httpx.AsyncClient(
-            timeout=self.timeout,
-            limits=httpx.Limits(
-                max_connections=int(options.get("concurrency", 256)), max_keepalive_connections=64
-            ),
-            headers={"Authorization": f"Bearer {self.api_key}"},
+        self.concurrency = int(options.get("concurrency", 256))
+        if self.concurrency < 1:
+            raise EngineUnavailable(
+                f"[judge] concurrency = {self.concurrency}", "set it to 1 or more"
+            )
+        self.explanation_max_chars = int(
+            options.get("explanation_max_chars", prompts.EXPLANATION_MAX_CHARS)
         )
-        self.cache = JudgeCache(options.get("cache_path"))
-        self.usage = Usage()
+        self.structured = str(options.get("structured", "json_schema"))
+        if self.structured not in STRUCTURED:
+            raise EngineUnavailable(
+                f"[judge] structured = '{self.structured}' is not supported",
+                "use 'json_schema' (OpenAI's response_format: any recent server), "
+                "'structured_outputs' (newer vLLM's own field) or 'guided_json' (older vLLM; "
+                "newer versions ignore it and answer unconstrained)",
+            )
+        self._own_cache = cache is None
+        self.cache = cache if cache is not None else JudgeCache(options.get("cache_path"))
+        self.usage = usage if usage is not None else Usage()
+        self.routes = ModelRoutes(
+            options.get("models"),
+            own=self,
+            own_model=self.model,
+            shared=options,
+            cache=self.cache,
+            usage=self.usage,
+        )
+        # httpx's connection pool costs CPU per request in proportion to its size (about
+        # 2 ms at 8 connections, 6 ms at 64, 13 ms at 256 here), so the in-flight budget
+        # is split over small pools. A slot is (pool, permit): taking one bounds the
+        # requests in flight to `concurrency`, and no pool ever holds more than
+        # `pool_size`. Last in, first out, so a light load keeps reusing one connection.
+        self.pool_size = max(1, int(options.get("pool_size", 8)))
+        pools = -(-self.concurrency // self.pool_size)
+        self._slots: asyncio.LifoQueue[int] = asyncio.LifoQueue()
+        for i in range(self.concurrency):
+            self._slots.put_nowait(i % pools)
+        self._clients: list[httpx.AsyncClient | None] = [None] * pools
+        self._next_url = itertools.cycle(range(len(self.urls)))
 
     @property
     def name(self) -> str:
-        return f"openai:{self.model or 'served'}"
+        return f"openai:{self.model or 'unnamed'}"
 
     @property
     def signature(self) -> str:
         return (
             f"judge:openai|model:{self.model}|prompt:{prompts.version(prompts.RELEVANCE)}"
-            f"|temp:{self.temperature:g}|structured:{self.structured}"
+            f"|temp:{self.temperature:g}|max_tokens:{self.max_tokens}"
+            f"|structured:{self.structured}"
         )
 
+    def known_models(self) -> list[str]:
+        return self.routes.known()
+
     # -- lifecycle ----------------------------------------------------------------------
+    def _http(self, pool: int = 0) -> httpx.AsyncClient:
+        # Created on first use, inside the event loop that will drive it.
+        client = self._clients[pool]
+        if client is None:
+            size = self.pool_size
+            client = self._clients[pool] = httpx.AsyncClient(
+                timeout=self.timeout,
+                # Keep every connection: reopening one per request halves throughput.
+                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+                headers={"Authorization": f"Bearer {self.api_key}"},
+            )
+        return client
+
     async def check(self) -> None:
-        """Every base URL answers /models and serves the configured model."""
+        """Every base URL answers ``GET /models`` and serves every model it must serve."""
         for url in self.urls:
-            try:
-                r = await self._client.get(f"{url}/models", timeout=min(self.timeout, 10.0))
-                r.raise_for_status()
-                served = [m.get("id") for m in r.json().get("data", [])]
-            except (httpx.HTTPError, ValueError) as exc:
-                raise EngineUnavailable(
-                    f"judge server {url} did not answer GET /models ({exc})",
-                    "start the server (e.g. `vllm serve MODEL`) or fix EVALDOCK_JUDGE_URLS",
-                ) from None
-            if not self.model and served:
-                self.model = str(served[0])  # one served model and none named: use it
-            if self.model not in served:
-                raise EngineUnavailable(
-                    f"judge server {url} does not serve model '{self.model}' "
-                    f"(it serves: {', '.join(map(str, served)) or 'nothing'})",
-                    "set EVALDOCK_JUDGE_MODEL / [judge] model to one of those",
-                )
+            served = await self._served_models(url)
+            if not self.model:
+                if len(served) != 1:
+                    raise EngineUnavailable(
+                        f"no judge model is named and {url} serves "
+                        f"{', '.join(served) or 'nothing'}",
+                        "set EVALDOCK_JUDGE_MODEL / [judge] model to one of those",
+                    )
+                self.model = self.routes.own_model = served[0]  # the only one: use it
+            for model in dict.fromkeys([self.model, *self.routes.served_by(self)]):
+                if model not in served:
+                    raise EngineUnavailable(
+                        f"judge server {url} does not serve model '{model}' "
+                        f"(it serves: {', '.join(served) or 'nothing'})",
+                        "set EVALDOCK_JUDGE_MODEL / [judge] model (or the [judge.models] "
+                        "entry) to one of those, or serve that model there",
+                    )
+        for backend in self.routes.backends():
+            if backend is not self:
+                await backend.check()
+
+    async def _served_models(self, url: str) -> list[str]:
+        try:
+            r = await self._http().get(f"{url}/models", timeout=min(self.timeout, 10.0))
+        except httpx.HTTPError as exc:
+            raise EngineUnavailable(
+                f"judge server {url} did not answer GET /models "
+                f"({type(exc).__name__}: {exc or 'no detail'})",
+                f"start it (e.g. `vllm serve MODEL`) or {_URLS_HINT}",
+            ) from None
+        if r.status_code in (401, 403):
+            raise EngineUnavailable(
+                f"judge server {url} refused the API key (HTTP {r.status_code} on GET /models)",
+                "set EVALDOCK_JUDGE_API_KEY / [judge] api_key",
+            )
+        try:
+            r.raise_for_status()
+            return [str(m["id"]) for m in r.json()["data"]]
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            guess = "" if url.endswith("/v1") else f"did you mean {url}/v1? "
+            raise EngineUnavailable(
+                f"judge server {url} answered GET /models with HTTP {r.status_code}, "
+                "not an OpenAI model list",
+                guess + _URLS_HINT,
+            ) from None
 
     async def aclose(self) -> None:
-        await self._client.aclose()
-        await self.cache.aclose()
+        await self.routes.aclose()
+        for i, client in enumerate(self._clients):
+            if client is not None:
+                await client.aclose()
+                self._clients[i] = None
+        if self._own_cache:
+            await self.cache.aclose()
 
     # -- transport ----------------------------------------------------------------------
     async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """One chat completion, retried on transient failures; the answer's JSON."""
         last = ""
+        index = next(self._next_url)
         for attempt in range(self.max_retries + 1):
-            url = self.urls[next(self._next_url)]
+            if attempt:  # a retry goes to the next server: one that is down is routed around
+                index = (index + 1) % len(self.urls)
+            url = self.urls[index]
+            wait: float | None = None
             try:
-                async with self._gate:
-                    self.usage.requests += 1
-                    r = await self._client.post(f"{url}/chat/completions", json=body)
+                pool = await self._slots.get()
+                try:
+                    count(self.usage, requests=1)
+                    r = await self._http(pool).post(f"{url}/chat/completions", json=body)
+                finally:
+                    self._slots.put_nowait(pool)
                 if r.status_code < 400:
-                    return r.json()
-                last = f"HTTP {r.status_code} from {url}: {r.text[:200]}"
-                if r.status_code not in RETRY_STATUS:
-                    raise EngineError(f"judge request failed: {last}")
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                last = f"{type(exc).__name__} talking to {url}"
+                    answer = r.json()
+                    if isinstance(answer, dict):
+                        return answer
+                    last = f"HTTP {r.status_code} from {url} is not a JSON object"
+                else:
+                    last = f"HTTP {r.status_code} from {url}: {r.text[:300]}"
+                    if r.status_code not in RETRY_STATUS:
+                        raise EngineError(f"judge request failed: {last}")
+                    wait = _retry_after(r)
+            except httpx.TimeoutException as exc:
+                last = f"{type(exc).__name__} after {self.timeout:g}s from {url}"
+            except httpx.TransportError as exc:
+                last = f"{type(exc).__name__} talking to {url}: {exc}"
             except ValueError:
-                last = f"non-JSON answer from {url}"
+                last = f"HTTP {r.status_code} from {url} is not JSON"
             if attempt < self.max_retries:
-                self.usage.retries += 1
+                count(self.usage, retries=1)
                 # Exponential backoff with full jitter, so a fleet does not retry in step.
-                await asyncio.sleep(random.uniform(0, self.backoff * 2**attempt))
+                cap = min(self.max_backoff, self.backoff * 2**attempt)
+                await asyncio.sleep(min(wait, self.max_backoff) if wait else random.uniform(0, cap))
         raise EngineError(f"judge request failed after {self.max_retries + 1} tries: {last}")
 
     def _body(
@@ -146,11 +282,13 @@ class OpenAIJudge:
             "messages": messages,
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
-            **dict(params or {}),
         }
+        body.update({k: v for k, v in (params or {}).items() if k not in _FIXED})
         if schema is not None:
             if self.structured == "guided_json":
                 body["guided_json"] = schema
+            elif self.structured == "structured_outputs":
+                body["structured_outputs"] = {"json": schema}
             else:
                 body["response_format"] = {
                     "type": "json_schema",
@@ -158,55 +296,71 @@ class OpenAIJudge:
                 }
         return body
 
-    async def _complete(self, body: dict[str, Any], kind: str) -> tuple[str, dict[str, Any]]:
-        """The first choice's text and the usage; cached under the whole request."""
+    async def _call(
+        self,
+        body: dict[str, Any],
+        kind: str,
+        parse: Callable[[str], Any] | None = None,
+    ) -> tuple[Any, list[str], int, int]:
+        """(parsed first choice, all choices, prompt tokens, completion tokens).
+
+        Answered from the cache when this very request was answered before; otherwise
+        asked, and with ``parse`` re-asked (bounded) while the answer fails validation.
+        The valid answer is stored under the first request's key, so a re-run hits.
+        """
         key = cache_key({"backend": "openai", "kind": kind, "request": body})
-        cached = await self.cache.get(key)
-        if cached is not None:
-            return cached["text"], cached["usage"]
-        answer = await self._post(body)
+        hit = await self.cache.get(key)
+        if hit is not None:
+            count(self.usage, cache_hits=1)
+            texts = hit["choices"]
+            value = parse(texts[0]) if parse else None
+            return value, texts, hit["prompt_tokens"], hit["completion_tokens"]
         try:
-            text = answer["choices"][0]["message"]["content"] or ""
-        except (KeyError, IndexError, TypeError):
-            raise EngineError("judge answer has no choices[0].message.content") from None
-        usage = answer.get("usage") or {}
-        self.usage.prompt_tokens += int(usage.get("prompt_tokens", 0))
-        self.usage.completion_tokens += int(usage.get("completion_tokens", 0))
-        return text, {
-            "prompt_tokens": int(usage.get("prompt_tokens", 0)),
-            "completion_tokens": int(usage.get("completion_tokens", 0)),
-            "_key": key,
-        }
+            attempt_body, problem = body, ""
+            for attempt in range(1 + (self.output_retries if parse else 0)):
+                answer = await self._post(attempt_body)
+                try:
+                    choices = answer["choices"]
+                    texts = [str(c["message"]["content"] or "") for c in choices]
+                    finish = choices[0].get("finish_reason")
+                    usage = answer.get("usage") or {}
+                    p, c = (
+                        int(usage.get("prompt_tokens", 0)),
+                        int(usage.get("completion_tokens", 0)),
+                    )
+                except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+                    raise EngineError("judge answer has no choices[0].message.content") from None
+                count(self.usage, prompt_tokens=p, completion_tokens=c)
+                value = None
+                if parse is not None:
+                    try:
+                        value = parse(texts[0])
+                    except (ValueError, KeyError, TypeError) as exc:
+                        count(self.usage, invalid_outputs=1)
+                        problem = f"{exc} (reply: {texts[0][:160]!r}, finish: {finish})"
+                        attempt_body = self._retry_body(body, attempt_body, attempt + 1, finish)
+                        continue
+                stored = {"choices": texts, "prompt_tokens": p, "completion_tokens": c}
+                await self.cache.put(key, stored, self.signature)
+                return value, texts, p, c
+            raise EngineError(
+                f"judge model gave no valid answer after {1 + self.output_retries} tries: {problem}"
+            )
+        except EngineError:
+            count(self.usage, errors=1)
+            raise
 
-    async def _structured(self, body: dict[str, Any], kind: str, parse: Any) -> Any:
-        """Ask, parse with ``parse``; retry invalid output, cache only valid answers."""
-        problem = ""
-        for attempt in range(self.output_retries + 1):
-            # A retry must not hit the cache nor repeat the same sampling exactly.
-            attempt_body = body if attempt == 0 else {**body, "seed": attempt}
-            text, usage = await self._complete(attempt_body, kind)
-            try:
-                value = parse(json.loads(text))
-            except (ValueError, KeyError, TypeError) as exc:
-                self.usage.invalid_outputs += 1
-                problem = f"{exc} in {text[:120]!r}"
-                continue
-            key = usage.pop("_key", None)
-            if key is not None:
-                await self.cache.put(key, {"text": text, "usage": usage}, self.signature)
-            return value
-        raise EngineError(
-            f"judge gave no valid answer after {self.output_retries + 1} tries: {problem}"
-        )
-
-    def served_model(self, name: str | None) -> str:
-        if name is None:
-            return self.model
-        if name in self.aliases:
-            return self.aliases[name]
-        if name == self.model:
-            return name
-        raise UnknownModel(name, sorted({*self.aliases, self.model}))
+    def _retry_body(
+        self, first: dict[str, Any], last: dict[str, Any], attempt: int, finish: Any
+    ) -> dict[str, Any]:
+        """The next try: a cut-off answer gets more room; otherwise a different sample,
+        since greedy decoding would repeat the same invalid answer."""
+        retry = {**last, "seed": attempt}
+        if finish == "length":
+            retry["max_tokens"] = min(int(last.get("max_tokens", self.max_tokens)) * 2, 8192)
+        elif not first.get("temperature"):
+            retry["temperature"] = 0.7
+        return retry
 
     # -- the judge interface ------------------------------------------------------------
     async def relevance(self, query: str, obj: Mapping[str, Any]) -> Relevance:
@@ -214,16 +368,18 @@ class OpenAIJudge:
             prompts.RELEVANCE, query=query, object=json.dumps(obj, ensure_ascii=False, indent=1)
         )
         body = self._body(
-            [{"role": "user", "content": prompt}], self.model, prompts.RELEVANCE_SCHEMA
+            [{"role": "user", "content": prompt}],
+            self.model,
+            prompts.relevance_schema(self.explanation_max_chars),
         )
 
-        def parse(data: dict[str, Any]) -> Relevance:
-            score = data["score"]
-            if not isinstance(score, int) or isinstance(score, bool) or score not in (0, 1, 2):
-                raise ValueError(f"score {score!r} is not 0, 1 or 2")
+        def parse(text: str) -> Relevance:
+            data = _json_object(text)
+            score = _integer(data["score"], 0, 2)
             return Relevance.of(score, str(data.get("explanation", "")).strip())
 
-        return await self._structured(body, prompts.RELEVANCE, parse)
+        value, *_ = await self._call(body, prompts.RELEVANCE, parse)
+        return value
 
     async def generate(
         self,
@@ -232,55 +388,74 @@ class OpenAIJudge:
         model: str | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> Generation:
-        served = self.served_model(model)
+        target, served = self.routes.resolve(model)
+        return await target.generate_served(messages, served, params)
+
+    async def generate_served(
+        self, messages: list[dict[str, Any]], served: str, params: Mapping[str, Any] | None
+    ) -> Generation:
         body = self._body(messages, served, None, params)
-        text, usage = await self._complete(body, "generate")
-        key = usage.pop("_key", None)
-        if key is not None:
-            await self.cache.put(key, {"text": text, "usage": usage}, self.signature)
-        return Generation(text, served, usage["prompt_tokens"], usage["completion_tokens"])
+        _, texts, p, c = await self._call(body, "generate")
+        return Generation(texts[0], texts, p, c, served)
 
     async def score(
         self,
         *,
-        variables: Mapping[str, str],
+        variables: Mapping[str, Any],
         max_score: int,
-        template: str | None = None,
-        dimensions: list[dict[str, str]] | None = None,
+        prompt_template: str | None = None,
+        dimensions: list[Mapping[str, str]] | None = None,
+        min_score: int = 1,
+        params: Mapping[str, Any] | None = None,
     ) -> Score:
-        names = [d["dimension"] for d in dimensions or []]
-        criteria = template or "\n".join(
-            f"- {d['dimension']}: {d.get('description', '')}" for d in dimensions or []
-        )
-        prompt = prompts.render(
-            prompts.SCORE,
-            max_score=max_score,
-            criteria=criteria,
-            input=variables.get("input", ""),
-            output=variables.get("output", ""),
-            reference=variables.get("reference", ""),
-            dimension_note=(', and "dimensions", a score per dimension: ' + ", ".join(names))
+        names = dimension_names(dimensions)
+        scale = {"min_score": min_score, "max_score": max_score}
+        dimension_note = (
+            ', and "dimensions", an object with an integer score for each of: ' + ", ".join(names)
             if names
-            else "",
+            else ""
         )
-        body = self._body(
-            [{"role": "user", "content": prompt}],
-            self.model,
-            prompts.score_schema(max_score, names or None),
+        answer = prompts.render(prompts.SCORE_ANSWER, **scale, dimension_note=dimension_note)
+        criteria = "\n".join(
+            f"- {d['dimension']}: {d.get('description') or d['dimension']}"
+            for d in dimensions or []
         )
+        if prompt_template:
+            # A user's template (Qianfan's templateContent): its slots are filled, and the
+            # texts it does not place itself are appended, so the judge always sees them.
+            values = {**scale, "criteria": criteria, **variables}
+            parts = [prompts.fill(prompt_template, values)]
+            placed = prompts.slots(prompt_template)
+            for key in ("input", "output", "reference"):
+                if key not in placed and variables.get(key):
+                    parts.append(f"{key.capitalize()}:\n{variables[key]}")
+            prompt = "\n\n".join([*parts, answer])
+        else:
+            base = {"input": "", "output": "", "reference": "", **variables}
+            prompt = prompts.render(prompts.SCORE, **scale, criteria=criteria, **base)
+            prompt = f"{prompt}\n{answer}"
+        schema = prompts.score_schema(
+            max_score, names or None, min_score, self.explanation_max_chars
+        )
+        body = self._body([{"role": "user", "content": prompt}], self.model, schema, params)
 
-        def parse(data: dict[str, Any]) -> Score:
-            value = data["score"]
-            if not isinstance(value, int) or not 1 <= value <= max_score:
-                raise ValueError(f"score {value!r} outside 1..{max_score}")
-            dims = data.get("dimensions") if names else None
-            return Score(value, str(data.get("explanation", "")), dims)
+        def parse(text: str) -> Score:
+            data = _json_object(text)
+            value = _integer(data["score"], min_score, max_score)
+            per: dict[str, int] | None = None
+            if names:
+                got = data["dimensions"]
+                per = {n: _integer(got[n], min_score, max_score, n) for n in names}
+            return Score(value, per, str(data.get("explanation", "")).strip())
 
         try:
-            return await self._structured(body, prompts.SCORE, parse)
+            value, *_ = await self._call(body, prompts.SCORE, parse)
+        except EngineUnavailable:
+            raise
         except EngineError as exc:
-            # Qianfan counts an unscorable answer in its -1 bucket instead of failing.
-            return Score(None, str(exc))
+            # Qianfan counts an answer the judge could not score in its -1 bucket.
+            return Score(None, None, f"unscorable: {exc}")
+        return value
 
     async def json_score(
         self,
@@ -288,14 +463,50 @@ class OpenAIJudge:
         metadata: Mapping[str, Any],
         *,
         model: str | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> float:
-        body = self._body(messages, self.served_model(model), None)
-        body["metadata"] = dict(metadata)
+        target, served = self.routes.resolve(model)
+        return await target.json_score_served(messages, metadata, served, params)
 
-        def parse(data: Any) -> float:
-            value = data["score"]
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+    async def json_score_served(
+        self,
+        messages: list[dict[str, Any]],
+        metadata: Mapping[str, Any],
+        served: str,
+        params: Mapping[str, Any] | None,
+    ) -> float:
+        # Spice sends {input, actual, ideal} as metadata beside an empty user message and
+        # leaves the prompt to the judge model's parameterized prompt ({{ input }} ...):
+        # fill those slots here; with no prompt at all, use ours.
+        values = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
+        filled = [
+            {**m, "content": prompts.fill(m["content"], values)}
+            if isinstance(m.get("content"), str)
+            else m
+            for m in messages
+        ]
+        if not any(isinstance(m.get("content"), str) and m["content"].strip() for m in filled):
+            base = {"input": "", "actual": "", "ideal": "", **values}
+            filled = [{"role": "user", "content": prompts.render(prompts.JSON_SCORE, **base)}]
+        schema = prompts.json_score_schema(self.explanation_max_chars)
+        body = self._body(filled, served, schema, params)
+
+        def parse(text: str) -> float:
+            value = _json_object(text)["score"]
+            if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"score {value!r} is not a number")
+            if not math.isfinite(value):
+                raise ValueError(f"score {value!r} is not finite")
             return float(value)
 
-        return await self._structured(body, "json_score", parse)
+        value, *_ = await self._call(body, prompts.JSON_SCORE, parse)
+        return value
+
+
+def _retry_after(r: httpx.Response) -> float | None:
+    """Seconds a 429/503 asks us to wait (``Retry-After`` in seconds), if it says."""
+    raw = r.headers.get("retry-after", "")
+    try:
+        return max(0.0, float(raw)) if raw else None
+    except ValueError:
+        return None

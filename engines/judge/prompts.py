@@ -1,17 +1,22 @@
-"""Versioned judge prompt templates, shipped as package files.
+"""Versioned judge prompt templates and output schemas, shipped as package files.
 
-A template's file name carries its version (``relevance.v1.txt``); the version is part
-of every cache key and of the reproducibility signature, so editing a prompt means a new
-file, never a silent change to old results.
+A template's file name carries its version (``relevance.v1.txt``); the version is in the
+reproducibility signature and the rendered text is in every cache key, so editing a
+prompt means a new file, never a silent change to old results.
 """
 
 from __future__ import annotations
 
 import functools
+import re
+from collections.abc import Mapping
 from importlib import resources
+from typing import Any
 
 RELEVANCE = "relevance.v1"
 SCORE = "score.v1"
+SCORE_ANSWER = "score_answer.v1"
+JSON_SCORE = "json_score.v1"
 
 
 @functools.cache
@@ -23,44 +28,71 @@ def version(name: str) -> str:
     return name.rpartition(".")[2]
 
 
+# {name} and {{ name }} (Spice's parameterized prompts) alike; other braces stay as they
+# are, so JSON inside a template or a value never trips the renderer.
+_SLOT = re.compile(r"\{\{\s*(\w+)\s*\}\}|\{(\w+)\}")
+
+
+def fill(text: str, values: Mapping[str, Any]) -> str:
+    """Replace the slots named in ``values``; unknown slots are left untouched."""
+
+    def sub(m: re.Match[str]) -> str:
+        key = m.group(1) or m.group(2)
+        return str(values[key]) if key in values else m.group(0)
+
+    return _SLOT.sub(sub, text)
+
+
+def slots(text: str) -> set[str]:
+    return {m.group(1) or m.group(2) for m in _SLOT.finditer(text)}
+
+
 def render(name: str, **values: object) -> str:
-    # str.format would trip on JSON braces inside values; replace named slots only.
-    text = template(name)
-    for key, value in values.items():
-        text = text.replace("{" + key + "}", str(value))
-    return text
+    return fill(template(name), values)
 
 
-RELEVANCE_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "explanation": {"type": "string"},
-        "score": {"type": "integer", "enum": [0, 1, 2]},
-    },
-    "required": ["explanation", "score"],
-    "additionalProperties": False,
-}
+# Small models under guided decoding can loop inside a free string ("classic, classic,
+# ...") until max_tokens cuts the JSON short; a bound on the explanation (vLLM enforces
+# maxLength) makes the grammar close the string and emit the score. 0 turns it off, for
+# servers whose strict mode refuses length constraints.
+EXPLANATION_MAX_CHARS = 400
 
 
-def score_schema(max_score: int, dimensions: list[str] | None = None) -> dict[str, object]:
-    props: dict[str, object] = {
-        "explanation": {"type": "string"},
-        "score": {"type": "integer", "minimum": 1, "maximum": max_score},
+def _judgement(score: dict[str, Any], max_chars: int) -> dict[str, Any]:
+    explanation: dict[str, Any] = {"type": "string"}
+    if max_chars:
+        explanation["maxLength"] = max_chars
+    # The explanation comes first so a model reasons before it commits to a score.
+    return {
+        "type": "object",
+        "properties": {"explanation": explanation, "score": score},
+        "required": ["explanation", "score"],
+        "additionalProperties": False,
     }
-    required = ["explanation", "score"]
+
+
+def relevance_schema(max_chars: int = EXPLANATION_MAX_CHARS) -> dict[str, Any]:
+    return _judgement({"type": "integer", "enum": [0, 1, 2]}, max_chars)
+
+
+def json_score_schema(max_chars: int = EXPLANATION_MAX_CHARS) -> dict[str, Any]:
+    return _judgement({"type": "number"}, max_chars)
+
+
+def score_schema(
+    max_score: int,
+    dimensions: list[str] | None = None,
+    min_score: int = 1,
+    max_chars: int = EXPLANATION_MAX_CHARS,
+) -> dict[str, Any]:
+    scale = {"type": "integer", "minimum": min_score, "maximum": max_score}
+    schema = _judgement(dict(scale), max_chars)
     if dimensions:
-        props["dimensions"] = {
+        schema["properties"]["dimensions"] = {
             "type": "object",
-            "properties": {
-                d: {"type": "integer", "minimum": 1, "maximum": max_score} for d in dimensions
-            },
+            "properties": {d: dict(scale) for d in dimensions},
             "required": list(dimensions),
             "additionalProperties": False,
         }
-        required.append("dimensions")
-    return {
-        "type": "object",
-        "properties": props,
-        "required": required,
-        "additionalProperties": False,
-    }
+        schema["required"].append("dimensions")
+    return schema

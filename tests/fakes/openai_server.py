@@ -1,9 +1,17 @@
 """A small OpenAI-compatible chat-completions server on loopback, for judge tests.
 
-It answers ``/v1/models`` and ``/v1/chat/completions``; each request takes the next
-scripted behaviour (``ok``, ``429``, ``500``, ``400``, ``slow:<s>``, ``malformed``,
-``out_of_range``), then ``ok`` forever. Structured requests get a JSON object fitting
-their schema; plain ones an echo. It counts requests and the most ever in flight.
+It answers ``GET /v1/models`` and ``POST /v1/chat/completions`` over real HTTP (uvicorn in
+a thread). Each completion takes the next scripted behaviour, then ``ok`` forever:
+
+- ``ok``: a JSON object fitting the request's schema (``response_format``,
+  ``structured_outputs`` or ``guided_json``), or an echo of the last message when there is none;
+- ``429``, ``500``, ``503``, ``400``: that status (429/503 carry ``Retry-After: 0``);
+- ``slow:<s>``: wait that long first (noticing a client that hangs up);
+- ``malformed``: cut-off JSON; ``length``: cut-off JSON with ``finish_reason: length``;
+- ``out_of_range``: a score of 7; ``no_score``: an object without ``score``;
+- ``fenced``: valid JSON inside a Markdown code fence.
+
+It records every request body and the most requests ever in flight at once.
 """
 
 from __future__ import annotations
@@ -18,18 +26,29 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from tests.serverproc import free_port
 
 
 class FakeOpenAI:
-    def __init__(self, model: str = "fake-model", delay: float = 0.0) -> None:
-        self.model = model
+    def __init__(
+        self,
+        model: str = "fake-model",
+        delay: float = 0.0,
+        *,
+        models: list[str] | None = None,
+        api_key: str | None = None,
+        record: bool = True,
+    ) -> None:
+        self.models = models or [model]
         self.delay = delay
+        self.api_key = api_key  # when set, other keys get a 401
+        self.record = record  # off for benchmarks: keeping every body costs memory
         self.script: deque[str] = deque()
         self.requests: list[dict[str, Any]] = []
+        self.count = 0
         self.in_flight = 0
         self.max_in_flight = 0
         self.disconnects = 0
@@ -43,15 +62,20 @@ class FakeOpenAI:
 
     def answer_for(self, body: dict[str, Any]) -> str:
         fmt = body.get("response_format") or {}
-        schema = (fmt.get("json_schema") or {}).get("schema") or body.get("guided_json")
+        schema = (
+            (fmt.get("json_schema") or {}).get("schema")
+            or body.get("guided_json")
+            or (body.get("structured_outputs") or {}).get("json")
+        )
         prompt = json.dumps(body.get("messages"))
         if schema is None:
-            if "metadata" in body:
-                return json.dumps({"score": 0.75})
             return "echo: " + str(body["messages"][-1]["content"])[:80]
         score_schema = schema["properties"]["score"]
-        if "enum" in score_schema:
+        score: Any
+        if "enum" in score_schema:  # relevance: a crude, predictable rule
             score = 2 if "stripes" in prompt else (1 if "shirt" in prompt else 0)
+        elif score_schema.get("type") == "number":
+            score = 0.75
         else:
             score = score_schema.get("maximum", 5)
         answer: dict[str, Any] = {"explanation": "fake judgement", "score": score}
@@ -61,33 +85,60 @@ class FakeOpenAI:
             }
         return json.dumps(answer)
 
-    def app(self) -> Starlette:
-        async def models(request: Request) -> JSONResponse:
-            return JSONResponse({"object": "list", "data": [{"id": self.model, "object": "model"}]})
+    def _authorised(self, request: Request) -> bool:
+        return self.api_key is None or request.headers.get("authorization") == (
+            f"Bearer {self.api_key}"
+        )
 
-        async def chat(request: Request) -> Any:
+    def app(self) -> Starlette:
+        async def models(request: Request) -> Response:
+            if not self._authorised(request):
+                return JSONResponse({"error": {"message": "bad key"}}, status_code=401)
+            return JSONResponse(
+                {"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]}
+            )
+
+        async def chat(request: Request) -> Response:
             body = await request.json()
-            self.requests.append(body)
+            if self.record:
+                self.requests.append(body)
+            self.count += 1
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             try:
+                if not self._authorised(request):
+                    return JSONResponse({"error": {"message": "bad key"}}, status_code=401)
+                if body.get("model") not in self.models:
+                    return JSONResponse(
+                        {"error": {"message": f"The model `{body.get('model')}` does not exist."}},
+                        status_code=404,
+                    )
                 action = self.script.popleft() if self.script else "ok"
-                wait = self.delay
-                if action.startswith("slow:"):
-                    wait = float(action[5:])
+                wait = float(action[5:]) if action.startswith("slow:") else self.delay
                 deadline = time.monotonic() + wait
                 while time.monotonic() < deadline:
                     if await request.is_disconnected():
                         self.disconnects += 1
                         return PlainTextResponse("gone", status_code=499)
                     await asyncio.sleep(min(0.01, wait))
-                if action in ("429", "500", "400"):
-                    return JSONResponse({"error": {"message": action}}, status_code=int(action))
+                if action in ("429", "500", "503", "400"):
+                    headers = {"Retry-After": "0"} if action in ("429", "503") else None
+                    return JSONResponse(
+                        {"error": {"message": action}}, status_code=int(action), headers=headers
+                    )
                 content = self.answer_for(body)
+                finish = "stop"
                 if action == "malformed":
                     content = '{"score": 2, "expl'
+                elif action == "length":
+                    content, finish = '{"explanation": "a long', "length"
                 elif action == "out_of_range":
                     content = json.dumps({"explanation": "x", "score": 7})
+                elif action == "no_score":
+                    content = json.dumps({"explanation": "x"})
+                elif action == "fenced":
+                    content = f"```json\n{content}\n```"
+                n = int(body.get("n") or 1)
                 return JSONResponse(
                     {
                         "id": "chatcmpl-fake",
@@ -95,10 +146,14 @@ class FakeOpenAI:
                         "model": body.get("model"),
                         "choices": [
                             {
-                                "index": 0,
-                                "finish_reason": "stop",
-                                "message": {"role": "assistant", "content": content},
+                                "index": i,
+                                "finish_reason": finish,
+                                "message": {
+                                    "role": "assistant",
+                                    "content": content if i == 0 else f"{content} #{i}",
+                                },
                             }
+                            for i in range(n)
                         ],
                         "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
                     }
@@ -115,7 +170,12 @@ class FakeOpenAI:
 
     def start(self) -> FakeOpenAI:
         config = uvicorn.Config(
-            self.app(), host="127.0.0.1", port=self.port, log_level="error", lifespan="off"
+            self.app(),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="error",
+            lifespan="off",
+            access_log=False,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
@@ -148,8 +208,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--model", default="fake-model")
     args = parser.parse_args()
-    fake = FakeOpenAI(model=args.model)
-    fake.port = args.port
+    fake = FakeOpenAI(model=args.model, record=False)
     uvicorn.run(
         fake.app(),
         host="127.0.0.1",
