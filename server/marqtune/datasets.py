@@ -8,19 +8,32 @@ description for the user-facing version):
   is identified by its result-column values (:func:`derived_doc_id`).
 - tar: ``queries.csv`` (query columns, the ``doc_id`` column, score columns) and
   ``documents.jsonl`` (the ``doc_id`` column and result columns, one object a line).
+
+Every check is linear in the file and the file is streamed, never read whole: a worker
+thread reads the upload from disk (:func:`parse_file`), a tar archive member by member,
+calling ``check_cancelled`` every :data:`CHECK_EVERY` rows so a deleted dataset's thread
+stops. :class:`Limits` bounds what one upload may cost: the header's width (a 9.9 MB
+header of 1,000,000 columns took hours under the old quadratic duplicate check) and what
+an archive may decompress to (a 1 MB tar.gz expanded to 1.15 GiB in memory).
 """
 
 from __future__ import annotations
 
+import bz2
 import csv
+import gzip
 import hashlib
 import io
 import json
+import lzma
 import math
 import tarfile
-from collections.abc import Iterator, Mapping, Sequence
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import IO, Any, cast
 from urllib.parse import quote
 
 import msgspec
@@ -32,8 +45,36 @@ QUERIES_FILE, DOCUMENTS_FILE = "queries.csv", "documents.jsonl"
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%~"
 
 
+# Rows (or megabytes read) between two check_cancelled() calls.
+CHECK_EVERY = 1_000
+_CHECK_BYTES = 1 << 20
+# Archives that decompress to less than this skip the ratio check: a tar's 512-byte
+# headers and 10 KiB zero padding alone compress about 70x.
+RATIO_FLOOR = 1 << 20
+# Names listed in an error message at most (a header may have max_columns of them).
+_LISTED = 50
+
+
 class DatasetInvalid(ValueError):
     """The file does not fit the dataset's schema; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one upload may cost; the defaults are the ``[marqtune]`` settings' defaults.
+
+    ``max_columns`` bounds a CSV header (``queries.csv`` included); a tar archive may
+    decompress to at most ``max_decompressed_bytes`` and to at most
+    ``max_compression_ratio`` times its compressed size (above :data:`RATIO_FLOOR`).
+    """
+
+    max_columns: int = 1_000
+    max_decompressed_bytes: int = 2 * 1024**3
+    max_compression_ratio: float = 100.0
+
+
+def _never_cancelled() -> None:
+    return None
 
 
 class ParsedDataset(msgspec.Struct):
@@ -135,80 +176,236 @@ def normalise_url(value: str) -> str:
     return value
 
 
-def parse(data: bytes, schema: Schema) -> tuple[str, ParsedDataset | None, dict[str, int]]:
-    """(file format, parsed evaluation dataset or None for training, stats)."""
-    if not data.strip():
+def parse_file(
+    path: Path,
+    schema: Schema,
+    limits: Limits = Limits(),
+    check_cancelled: Callable[[], None] = _never_cancelled,
+) -> tuple[str, ParsedDataset | None, dict[str, int]]:
+    """(file format, parsed evaluation dataset or None for training, stats) of an upload.
+
+    Runs in a worker thread: reads ``path`` in a stream, calls ``check_cancelled`` (which
+    raises to stop) every :data:`CHECK_EVERY` rows and every megabyte of archive.
+    """
+    with path.open("rb") as fh:
+        return _parse(fh, path.stat().st_size, schema, limits, check_cancelled)
+
+
+def parse(
+    data: bytes, schema: Schema, limits: Limits = Limits()
+) -> tuple[str, ParsedDataset | None, dict[str, int]]:
+    """:func:`parse_file` for an upload already in memory (tests, small files)."""
+    return _parse(io.BytesIO(data), len(data), schema, limits, _never_cancelled)
+
+
+def _parse(
+    fh: IO[bytes],
+    size: int,
+    schema: Schema,
+    limits: Limits,
+    check_cancelled: Callable[[], None],
+) -> tuple[str, ParsedDataset | None, dict[str, int]]:
+    check_cancelled()
+    if _is_blank(fh, size):
         raise DatasetInvalid("The uploaded file is empty")
-    if _is_tar(data):
+    if _is_tar(fh, size, limits):
         if schema.dataset_type != "evaluation":
             raise DatasetInvalid(
                 "Training datasets must be a CSV file; the upload is a tar archive"
             )
-        parsed = _parse_tar(data, schema)
+        fh.seek(0)
+        parsed = _parse_tar(fh, size, schema, limits, check_cancelled)
         return "tar", parsed, parsed.stats()
-    rows = _read_csv(data, "The file", list(schema.columns))
+    fh.seek(0)
+    rows = _read_csv(fh, "The file", list(schema.columns), limits, check_cancelled)
     if schema.dataset_type != "evaluation":
+        score_columns = schema.score_columns
+        count = 0
         for line, row in rows:
-            _scores(row, schema.score_columns, line, "The file")
-        return "csv", None, {"rowCount": len(rows)}
+            _scores(row, score_columns, line, "The file")
+            count += 1
+        return "csv", None, {"rowCount": count}
     parsed = _parse_csv_rows(rows, schema)
     return "csv", parsed, parsed.stats()
 
 
-def _is_tar(data: bytes) -> bool:
+def _is_blank(fh: IO[bytes], size: int) -> bool:
+    """Empty or only whitespace (looked at only when small: a big file is not blank)."""
+    if size > 1 << 16:
+        return False
+    fh.seek(0)
+    return not fh.read().strip()
+
+
+def _decompressed(fh: IO[bytes]) -> IO[bytes]:
+    """``fh`` decompressed by its magic number (gzip, bzip2, xz: what ``r:*`` opened)."""
+    fh.seek(0)
+    magic = fh.read(6)
+    fh.seek(0)
+    if magic.startswith(b"\x1f\x8b"):
+        return cast(IO[bytes], gzip.GzipFile(fileobj=fh, mode="rb"))
+    if magic.startswith(b"BZh"):
+        return bz2.BZ2File(fh, mode="rb")
+    if magic.startswith(b"\xfd7zXZ\x00"):
+        return lzma.LZMAFile(fh, mode="rb")
+    return fh
+
+
+_ARCHIVE_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError, ValueError)
+
+
+def _is_tar(fh: IO[bytes], size: int, limits: Limits) -> bool:
+    """Whether the (decompressed) file starts with a tar header; reads one block."""
+    stream = _Capped(_decompressed(fh), size, limits, _never_cancelled)
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*"):
+        with tarfile.open(fileobj=stream, mode="r|"):  # type: ignore[call-overload]
             return True
-    except (tarfile.TarError, EOFError, OSError):
+    except DatasetInvalid:
+        raise
+    except _ARCHIVE_ERRORS:
         return False
 
 
-def _decode(data: bytes, where: str) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DatasetInvalid(
-            f"{where} is not UTF-8 text (byte {exc.start}); save it as UTF-8 CSV"
-        ) from None
+class _Capped:
+    """A decompressed archive stream that stops at the configured size and ratio."""
+
+    def __init__(
+        self,
+        inner: IO[bytes],
+        compressed_size: int,
+        limits: Limits,
+        check_cancelled: Callable[[], None],
+    ) -> None:
+        self.inner = inner
+        self.compressed_size = compressed_size
+        self.limits = limits
+        self.check_cancelled = check_cancelled
+        self.total = 0
+        self.unchecked = 0
+        self.by_ratio = max(limits.max_compression_ratio * compressed_size, RATIO_FLOOR)
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = 1 << 16  # tarfile reads in blocks; never whole
+        data = self.inner.read(size)
+        self.total += len(data)
+        self.unchecked += len(data)
+        if self.total > self.limits.max_decompressed_bytes:
+            raise DatasetInvalid(
+                f"The tar archive decompresses to more than "
+                f"{self.limits.max_decompressed_bytes} bytes, the limit set by "
+                "[marqtune] max_decompressed_bytes; upload a smaller archive or raise the setting"
+            )
+        if self.total > self.by_ratio:
+            raise DatasetInvalid(
+                f"The tar archive expands more than {self.limits.max_compression_ratio:g} times "
+                f"its compressed size ({self.compressed_size} bytes), the limit set by "
+                "[marqtune] max_compression_ratio; upload it less compressed or raise the setting"
+            )
+        if self.unchecked >= _CHECK_BYTES:
+            self.unchecked = 0
+            self.check_cancelled()
+        return data
 
 
-def _read_csv(data: bytes, where: str, required: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
-    text = _decode(data, where)
-    reader = csv.reader(io.StringIO(text, newline=""))
+def _listing(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:_LISTED])
+    return shown + (f", ... ({len(names) - _LISTED} more)" if len(names) > _LISTED else "")
+
+
+class _Forward(io.RawIOBase):
+    """A read-only, unseekable view (TextIOWrapper asks a stream-mode tar member whether
+    it can seek, which it cannot answer)."""
+
+    def __init__(self, inner: IO[bytes]) -> None:
+        self.inner = inner
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.inner.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _text(handle: IO[bytes], newline: str | None = "") -> io.TextIOWrapper:
+    reader = io.BufferedReader(_Forward(handle), buffer_size=1 << 16)
+    return io.TextIOWrapper(reader, encoding="utf-8-sig", newline=newline)
+
+
+def _read_csv(
+    handle: IO[bytes],
+    where: str,
+    required: Sequence[str],
+    limits: Limits,
+    check_cancelled: Callable[[], None],
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line, row) of every non-blank row; the header is checked before the first."""
+    reader = csv.reader(_text(handle))
+
+    def not_utf8() -> DatasetInvalid:
+        return DatasetInvalid(
+            f"{where} is not UTF-8 text (near line {reader.line_num + 1}); save it as UTF-8 CSV"
+        )
+
     try:
         header = next(reader)
     except StopIteration:
         raise DatasetInvalid(f"{where} is empty") from None
+    except UnicodeDecodeError:
+        raise not_utf8() from None
     except csv.Error as exc:
         raise DatasetInvalid(f"{where} is not valid CSV: {exc}") from None
+    if len(header) > limits.max_columns:
+        raise DatasetInvalid(
+            f"{where} has {len(header)} columns in its header; at most {limits.max_columns} "
+            "are read, the limit set by [marqtune] max_columns (raise it to allow more)"
+        )
     header = [h.strip() for h in header]
-    dupes = sorted({h for h in header if header.count(h) > 1})
+    dupes = sorted(h for h, n in Counter(header).items() if n > 1)
     if dupes:
-        raise DatasetInvalid(f"{where} repeats header columns: {', '.join(dupes)}")
-    missing = [c for c in required if c not in header]
+        raise DatasetInvalid(f"{where} repeats header columns: {_listing(dupes)}")
+    present = set(header)
+    missing = [c for c in required if c not in present]
     if missing:
         raise DatasetInvalid(
-            f"{where} lacks columns named in dataSchema: {', '.join(missing)} "
-            f"(its header has: {', '.join(header)})"
+            f"{where} lacks columns named in dataSchema: {_listing(missing)} "
+            f"(its header has: {_listing(header)})"
         )
-    rows: list[tuple[int, dict[str, str]]] = []
+    return _csv_rows(reader, header, where, check_cancelled, not_utf8)
+
+
+def _csv_rows(
+    reader: Any,
+    header: list[str],
+    where: str,
+    check_cancelled: Callable[[], None],
+    not_utf8: Callable[[], DatasetInvalid],
+) -> Iterator[tuple[int, dict[str, str]]]:
+    width = len(header)
+    count = 0
     try:
         for values in reader:
             if not any(v.strip() for v in values):
                 continue  # blank lines, as pandas skips them
             line = reader.line_num
-            if len(values) != len(header):
+            if len(values) != width:
                 raise DatasetInvalid(
-                    f"{where} line {line} has {len(values)} fields; the header has {len(header)}"
+                    f"{where} line {line} has {len(values)} fields; the header has {width}"
                 )
-            rows.append((line, dict(zip(header, values, strict=True))))
+            count += 1
+            if count % CHECK_EVERY == 0:
+                check_cancelled()
+            yield line, dict(zip(header, values, strict=True))
+    except UnicodeDecodeError:
+        raise not_utf8() from None
     except csv.Error as exc:
         raise DatasetInvalid(
             f"{where} is not valid CSV near line {reader.line_num}: {exc}"
         ) from None
-    if not rows:
+    if not count:
         raise DatasetInvalid(f"{where} has a header but no rows")
-    return rows
 
 
 def _scores(row: Mapping[str, str], columns: Sequence[str], line: int, where: str) -> list[float]:
@@ -239,11 +436,12 @@ def _field_values(row: Mapping[str, Any], columns: Sequence[str], schema: Schema
     return out
 
 
-def _parse_csv_rows(rows: list[tuple[int, dict[str, str]]], schema: Schema) -> ParsedDataset:
+def _parse_csv_rows(rows: Iterable[tuple[int, dict[str, str]]], schema: Schema) -> ParsedDataset:
     doc_col = schema.doc_id_column
+    score_columns = schema.score_columns
     queries: list[dict[str, str]] = []
     doc_ids: list[str] = []
-    scores: dict[str, list[float]] = {c: [] for c in schema.score_columns}
+    scores: dict[str, list[float]] = {c: [] for c in score_columns}
     index: dict[str, int] = {}
     documents: list[str] = []
     fields: list[dict[str, str]] = []
@@ -266,7 +464,7 @@ def _parse_csv_rows(rows: list[tuple[int, dict[str, str]]], schema: Schema) -> P
                 raise DatasetInvalid(f"The file line {line}: doc_id column '{doc_col}' is empty")
         else:
             doc_id = derived_doc_id([doc[c] for c in schema.result_columns])
-        for c, v in zip(scores, _scores(row, schema.score_columns, line, "The file"), strict=True):
+        for c, v in zip(scores, _scores(row, score_columns, line, "The file"), strict=True):
             scores[c].append(v)
         if doc_id not in index:  # a repeated doc_id keeps its first row's values
             index[doc_id] = len(documents)
@@ -287,94 +485,154 @@ def _parse_csv_rows(rows: list[tuple[int, dict[str, str]]], schema: Schema) -> P
     )
 
 
-def _members(data: bytes) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
-        for member in tar.getmembers():
-            name = member.name.removeprefix("./")
-            if not member.isfile() or name.rpartition("/")[2].startswith("._"):
-                continue  # directories and macOS resource forks
-            handle = tar.extractfile(member)
-            out[name] = handle.read() if handle else b""
-    return out
+@dataclass
+class _Documents:
+    ids: list[str]
+    fields: list[dict[str, str]]
+    index: dict[str, int]
 
 
-def _parse_tar(data: bytes, schema: Schema) -> ParsedDataset:
+@dataclass
+class _Judgements:
+    lines: list[int]
+    queries: list[dict[str, str]]
+    doc_ids: list[str]
+    scores: dict[str, list[float]]
+
+
+def _parse_tar(
+    fh: IO[bytes],
+    size: int,
+    schema: Schema,
+    limits: Limits,
+    check_cancelled: Callable[[], None],
+) -> ParsedDataset:
     doc_col = schema.doc_id_column
     if doc_col is None:
         raise DatasetInvalid(
             "A tar dataset links queries.csv rows to documents.jsonl through a doc_id column; "
             "add one column of type doc_id to dataSchema"
         )
-    members = _members(data)
-    missing = [n for n in (QUERIES_FILE, DOCUMENTS_FILE) if n not in members]
-    if missing:
+    docs: _Documents | None = None
+    judged: _Judgements | None = None
+    found: list[str] = []
+    stream = _Capped(_decompressed(fh), size, limits, check_cancelled)
+    try:
+        # Stream mode: members in archive order, each read once, none kept but ours.
+        with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
+            for member in tar:
+                name = member.name.removeprefix("./")
+                if not member.isfile() or name.rpartition("/")[2].startswith("._"):
+                    continue  # directories and macOS resource forks
+                found.append(name)
+                if name not in (QUERIES_FILE, DOCUMENTS_FILE):
+                    continue
+                if member.issparse():
+                    raise DatasetInvalid(
+                        f"{name} is a sparse file in the tar archive; add it plainly"
+                    )
+                if name in found[:-1]:
+                    raise DatasetInvalid(f"The tar archive holds {name} twice; keep one")
+                handle = tar.extractfile(member)
+                if handle is None:
+                    continue
+                if name == DOCUMENTS_FILE:
+                    docs = _read_documents(handle, schema, doc_col, check_cancelled)
+                else:
+                    judged = _read_judgements(handle, schema, doc_col, limits, check_cancelled)
+    except DatasetInvalid:
+        raise
+    except _ARCHIVE_ERRORS as exc:
+        raise DatasetInvalid(f"The tar archive is damaged: {exc}") from None
+    if docs is None or judged is None:
+        missing = [QUERIES_FILE] * (judged is None) + [DOCUMENTS_FILE] * (docs is None)
         raise DatasetInvalid(
             f"The tar archive must hold {QUERIES_FILE} and {DOCUMENTS_FILE} at its top level; "
-            f"missing {', '.join(missing)} (found: {', '.join(sorted(members)) or 'nothing'})"
+            f"missing {', '.join(missing)} (found: {_listing(sorted(found)) or 'nothing'})"
         )
-    documents: list[str] = []
-    fields: list[dict[str, str]] = []
-    index: dict[str, int] = {}
-    seen_columns: set[str] = set()
-    text = _decode(members[DOCUMENTS_FILE], DOCUMENTS_FILE)
-    for number, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise DatasetInvalid(f"{DOCUMENTS_FILE} line {number} is not JSON: {exc.msg}") from None
-        if not isinstance(obj, dict):
-            raise DatasetInvalid(f"{DOCUMENTS_FILE} line {number} is not a JSON object")
-        raw_id = obj.get(doc_col)
-        if raw_id is None or not str(raw_id).strip():
-            raise DatasetInvalid(f"{DOCUMENTS_FILE} line {number} has no '{doc_col}' (doc_id)")
-        doc_id = str(raw_id).strip()
-        if doc_id in index:
-            raise DatasetInvalid(f"{DOCUMENTS_FILE} line {number} repeats doc_id '{doc_id}'")
-        seen_columns.update(k for k in obj if obj[k] is not None)
-        index[doc_id] = len(documents)
-        documents.append(doc_id)
-        fields.append(_field_values(obj, schema.result_columns, schema))
-    if not documents:
-        raise DatasetInvalid(f"{DOCUMENTS_FILE} has no documents")
-    absent = [c for c in schema.result_columns if c not in seen_columns]
-    if absent:
-        raise DatasetInvalid(
-            f"No document in {DOCUMENTS_FILE} has the result columns {', '.join(absent)}"
-        )
-    required = [*schema.query_columns, doc_col, *schema.score_columns]
-    rows = _read_csv(members[QUERIES_FILE], QUERIES_FILE, required)
-    queries: list[dict[str, str]] = []
-    doc_ids: list[str] = []
-    scores: dict[str, list[float]] = {c: [] for c in schema.score_columns}
-    for line, row in rows:
-        query = _field_values(row, schema.query_columns, schema)
-        if not any(query.values()):
-            raise DatasetInvalid(f"{QUERIES_FILE} line {line} has no value in any query column")
-        doc_id = row[doc_col].strip()
-        if doc_id not in index:
+    for line, doc_id in zip(judged.lines, judged.doc_ids, strict=True):
+        if doc_id not in docs.index:
             raise DatasetInvalid(
                 f"{QUERIES_FILE} line {line}: doc_id '{doc_id}' is not in {DOCUMENTS_FILE}"
             )
-        for c, v in zip(
-            scores, _scores(row, schema.score_columns, line, QUERIES_FILE), strict=True
-        ):
-            scores[c].append(v)
-        queries.append(query)
-        doc_ids.append(doc_id)
     return ParsedDataset(
         format="tar",
         query_columns=list(schema.query_columns),
         result_columns=list(schema.result_columns),
         kinds=schema.kinds,
-        queries=queries,
-        doc_ids=doc_ids,
-        scores=scores,
-        documents=documents,
-        fields=fields,
+        queries=judged.queries,
+        doc_ids=judged.doc_ids,
+        scores=judged.scores,
+        documents=docs.ids,
+        fields=docs.fields,
     )
+
+
+def _read_documents(
+    handle: IO[bytes], schema: Schema, doc_col: str, check_cancelled: Callable[[], None]
+) -> _Documents:
+    docs = _Documents(ids=[], fields=[], index={})
+    absent = set(schema.result_columns)  # result columns no document has yet
+    number = 0
+    try:
+        for number, raw in enumerate(_text(handle, None), start=1):
+            if number % CHECK_EVERY == 0:
+                check_cancelled()
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise DatasetInvalid(
+                    f"{DOCUMENTS_FILE} line {number} is not JSON: {exc.msg}"
+                ) from None
+            if not isinstance(obj, dict):
+                raise DatasetInvalid(f"{DOCUMENTS_FILE} line {number} is not a JSON object")
+            raw_id = obj.get(doc_col)
+            if raw_id is None or not str(raw_id).strip():
+                raise DatasetInvalid(f"{DOCUMENTS_FILE} line {number} has no '{doc_col}' (doc_id)")
+            doc_id = str(raw_id).strip()
+            if doc_id in docs.index:
+                raise DatasetInvalid(f"{DOCUMENTS_FILE} line {number} repeats doc_id '{doc_id}'")
+            if absent:
+                absent.difference_update([c for c in absent if obj.get(c) is not None])
+            docs.index[doc_id] = len(docs.ids)
+            docs.ids.append(doc_id)
+            docs.fields.append(_field_values(obj, schema.result_columns, schema))
+    except UnicodeDecodeError:
+        raise DatasetInvalid(
+            f"{DOCUMENTS_FILE} is not UTF-8 text (near line {number + 1}); save it as UTF-8"
+        ) from None
+    if not docs.ids:
+        raise DatasetInvalid(f"{DOCUMENTS_FILE} has no documents")
+    if absent:
+        missing = [c for c in schema.result_columns if c in absent]
+        raise DatasetInvalid(
+            f"No document in {DOCUMENTS_FILE} has the result columns {', '.join(missing)}"
+        )
+    return docs
+
+
+def _read_judgements(
+    handle: IO[bytes],
+    schema: Schema,
+    doc_col: str,
+    limits: Limits,
+    check_cancelled: Callable[[], None],
+) -> _Judgements:
+    score_columns = schema.score_columns
+    required = [*schema.query_columns, doc_col, *score_columns]
+    out = _Judgements(lines=[], queries=[], doc_ids=[], scores={c: [] for c in score_columns})
+    for line, row in _read_csv(handle, QUERIES_FILE, required, limits, check_cancelled):
+        query = _field_values(row, schema.query_columns, schema)
+        if not any(query.values()):
+            raise DatasetInvalid(f"{QUERIES_FILE} line {line} has no value in any query column")
+        for c, v in zip(out.scores, _scores(row, score_columns, line, QUERIES_FILE), strict=True):
+            out.scores[c].append(v)
+        out.lines.append(line)
+        out.queries.append(query)
+        out.doc_ids.append(row[doc_col].strip())
+    return out
 
 
 def iter_columns(parsed: ParsedDataset, columns: Sequence[str]) -> Iterator[list[str]]:
