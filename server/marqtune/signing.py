@@ -21,6 +21,9 @@ from .exceptions import forbidden
 
 SECRET_NAME = "marqtune.url-signing"
 DEFAULT_TTL = 3600
+# Unix seconds stay 10 digits until the year 2286; 12 allow anything datetime can show.
+_MAX_EXPIRES_DIGITS = 12
+_MAX_SIGNATURE_LENGTH = 128  # hex SHA-256 is 64
 
 
 async def load_secret(db: Database) -> bytes:
@@ -59,8 +62,22 @@ class UrlSigner:
         signature: str | None,
         now: float | None = None,
     ) -> None:
-        """Raise 403 unless the signature matches and has not expired."""
-        if not expires or not signature or not expires.isdigit():
+        """Raise 403 unless the signature matches and has not expired.
+
+        Both values come from the query string as the client wrote them: checked to be
+        ASCII and bounded before ``int()`` and ``compare_digest`` see them (``expires=²``
+        is ``isdigit()`` but not ``int()``-able, a 5,000-digit one exceeds ``int()``'s
+        limit, and ``compare_digest`` rejects non-ASCII text with a TypeError).
+        """
+        if (
+            not expires
+            or not signature
+            or len(expires) > _MAX_EXPIRES_DIGITS
+            or len(signature) > _MAX_SIGNATURE_LENGTH
+            or not expires.isascii()
+            or not expires.isdigit()
+            or not signature.isascii()
+        ):
             raise forbidden(
                 "This URL has no valid signature; ask the API for a new upload or download URL"
             )
