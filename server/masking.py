@@ -1,0 +1,140 @@
+"""Secrets kept out of logs: API keys, authorization headers, signed-URL signatures.
+
+What counts as secret here: the value of every credential header (the whole value:
+``Bearer <key>``, a BCE ``authorization`` string with its access key id and signature),
+and every capability query parameter (a signed URL's ``signature`` opens the upload
+to anyone who reads the log). ``expires`` stays: it is not a capability and it tells
+the reader why a URL stopped working.
+
+Used by the access log (:class:`AccessLogFilter`, installed by
+:func:`evaldock.server.http.uvicorn_config`) and by anything that prints a request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
+
+MASK = "****"
+# Shorter keys are masked whole: showing 4 of 11 characters would give away too much.
+_SHOWN_FROM = 12
+
+# Header names (lower case) whose whole value is a credential.
+SECRET_HEADERS = frozenset(
+    {
+        "authorization",  # Bearer keys, BCE's bce-auth-v1/... strings
+        "proxy-authorization",
+        "x-api-key",
+        "api-key",
+        "cookie",
+        "set-cookie",
+        "x-amz-security-token",
+        "x-goog-api-key",
+    }
+)
+# Query parameter names (lower case) that carry a capability or a key.
+SECRET_PARAMS = frozenset(
+    {
+        "signature",
+        "sig",
+        "token",
+        "access_token",
+        "id_token",
+        "refresh_token",
+        "key",
+        "api_key",
+        "apikey",
+        "api-key",
+        "x-api-key",
+        "password",
+        "secret",
+        "client_secret",
+        "x-amz-signature",
+        "x-amz-security-token",
+        "x-amz-credential",
+        "x-goog-signature",
+        "x-goog-credential",
+    }
+)
+_SECRET_PARAM_PARTS = ("signature", "token", "secret", "password")
+
+
+def mask_key(value: str) -> str:
+    """``****`` for a key under 12 characters, else its first and last two: ``ab****yz``."""
+    if len(value) < _SHOWN_FROM:
+        return MASK
+    return f"{value[:2]}{MASK}{value[-2:]}"
+
+
+def mask_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """A copy with every credential header's whole value masked (names case-insensitive)."""
+    return {
+        name: mask_key(value) if name.lower() in SECRET_HEADERS else value
+        for name, value in headers.items()
+    }
+
+
+def is_secret_param(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in SECRET_PARAMS or any(part in lowered for part in _SECRET_PARAM_PARTS)
+
+
+def mask_query(query: str) -> str:
+    """``query`` (without ``?``) with every capability parameter's value replaced by ``****``.
+
+    Works on the raw text, so the other parameters keep their exact spelling.
+    """
+    if not query:
+        return query
+    parts = query.split("&")
+    for i, part in enumerate(parts):
+        name, eq, _ = part.partition("=")
+        if eq and is_secret_param(unquote_plus(name)):
+            parts[i] = f"{name}={MASK}"
+    return "&".join(parts)
+
+
+def mask_url(url: str) -> str:
+    """A URL or ``path?query`` with its capability parameters masked (and any userinfo)."""
+    if "?" not in url and "@" not in url:
+        return url  # the common case: nothing to mask, no parsing
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an invalid IPv6 host: mask the query text by hand
+        path, _, rest = url.partition("?")
+        query, hash_, fragment = rest.partition("#")
+        return f"{path}?{mask_query(query)}{hash_}{fragment}"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
+    return urlunsplit(parts._replace(netloc=netloc, query=mask_query(parts.query)))
+
+
+class AccessLogFilter(logging.Filter):
+    """Masks the URL in uvicorn's access log lines (``'%s - "%s %s HTTP/%s" %d'``).
+
+    The third argument is the path with its query string; other records pass through
+    with any argument that looks like a URL masked.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and args:
+            record.args = tuple(
+                mask_url(a) if isinstance(a, str) and _looks_like_url(a) else a for a in args
+            )
+        return True
+
+
+def _looks_like_url(text: str) -> bool:
+    return ("?" in text or "@" in text) and (
+        text.startswith("/") or text.startswith(("http://", "https://"))
+    )
+
+
+def install_access_log_filter(logger_name: str = "uvicorn.access") -> None:
+    """Attach :class:`AccessLogFilter` to the access logger, once."""
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(f, AccessLogFilter) for f in logger.filters):
+        logger.addFilter(AccessLogFilter())
