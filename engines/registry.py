@@ -1,52 +1,114 @@
-"""Which implementation serves each engine kind.
+"""Which implementation serves each engine kind, read from the kinds' own declarations.
 
-Implementations are named by import path and imported lazily, so ``--mode mock`` never
-imports torch or any other model library.
+An engine kind is a package ``evaldock.engines.<kind>`` whose ``__init__`` declares::
+
+    IMPLEMENTATIONS: dict[str, str] = {
+        "mock": "evaldock.engines.<kind>.mock:MockThing",
+        "real": "evaldock.engines.<kind>.real:RealThing",
+    }
+    REAL_DEFAULT = "real"  # what `--mode real` runs when the configuration names nothing
+
+Targets are absolute ``module:Class`` paths imported only when asked for, and a kind's
+``__init__`` imports no model library, so ``--mode mock`` never imports torch. Adding a
+kind adds a package; nothing here changes. A class is built as ``Class(options)``.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+import pkgutil
+from collections.abc import Iterator, Mapping
+from types import ModuleType
 from typing import Any
 
-from .errors import EngineUnavailable
+from evaldock.engines.errors import EngineUnavailable
 
-# kind -> implementation name -> "module:Class" (relative to this package).
-IMPLEMENTATIONS: dict[str, dict[str, str]] = {
-    "judge": {
-        "mock": ".judge.mock:MockJudge",
-        "similarity": ".judge.similarity:SimilarityJudge",
-        "openai": ".judge.openai:OpenAIJudge",
-    },
-    "ranker": {
-        "mock": ".ranker.mock:MockRanker",
-        "clip": ".ranker.clip:ClipRanker",
-    },
-}
+PACKAGE = __name__.rpartition(".")[0]  # evaldock.engines
+# What a kind runs on in real mode when its package declares no REAL_DEFAULT.
+FALLBACK_DEFAULT = "mock"
 
-# What each kind runs on in `--mode real` when the configuration names nothing.
-REAL_DEFAULTS: dict[str, str] = {
-    "judge": "similarity",
-    "ranker": "clip",
-}
+
+def _declares(module: ModuleType) -> bool:
+    return isinstance(getattr(module, "IMPLEMENTATIONS", None), Mapping)
+
+
+def _package(kind: str) -> ModuleType | None:
+    if not kind.isidentifier():
+        return None
+    try:
+        module = importlib.import_module(f"{PACKAGE}.{kind}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"{PACKAGE}.{kind}":
+            return None
+        raise  # the kind exists but needs something missing: say so, do not hide it
+    return module if _declares(module) else None
+
+
+def kinds() -> list[str]:
+    """Every engine kind present (imports each kind's package, none of its engines)."""
+    package = importlib.import_module(PACKAGE)
+    found = [
+        info.name
+        for info in pkgutil.iter_modules(package.__path__)
+        if info.ispkg and _package(info.name) is not None
+    ]
+    return sorted(found)
+
+
+def _kind(kind: str) -> ModuleType:
+    module = _package(kind)
+    if module is None:
+        raise EngineUnavailable(
+            f"unknown engine kind '{kind}'", hint=f"choose one of: {', '.join(kinds()) or 'none'}"
+        )
+    return module
+
+
+def implementations(kind: str) -> dict[str, str]:
+    """``{name: "module:Class"}`` as ``kind`` declares it."""
+    return {str(k): str(v) for k, v in _kind(kind).IMPLEMENTATIONS.items()}
+
+
+def real_default(kind: str) -> str:
+    """The implementation ``kind`` runs in real mode when the configuration names none."""
+    return str(getattr(_kind(kind), "REAL_DEFAULT", FALLBACK_DEFAULT))
 
 
 def implementation(kind: str, name: str) -> type:
     """Import and return the class registered for ``kind``/``name``."""
-    try:
-        target = IMPLEMENTATIONS[kind][name]
-    except KeyError:
-        known = ", ".join(sorted(IMPLEMENTATIONS.get(kind, {}))) or "none"
+    table = implementations(kind)
+    target = table.get(name)
+    if target is None:
         raise EngineUnavailable(
-            f"unknown {kind} engine '{name}'", hint=f"choose one of: {known}"
-        ) from None
+            f"unknown {kind} engine '{name}'", hint=f"choose one of: {', '.join(sorted(table))}"
+        )
     module_name, _, attr = target.partition(":")
-    module = importlib.import_module(module_name, package=__package__)
-    return getattr(module, attr)
+    cls = getattr(importlib.import_module(module_name), attr)
+    if not isinstance(cls, type):
+        raise TypeError(f"{target} (the {kind} engine '{name}') is not a class")
+    return cls
 
 
 def create(kind: str, name: str, options: Mapping[str, Any] | None = None) -> Any:
     """Build an engine; raises :class:`EngineUnavailable` with a fix when it cannot start."""
     cls = implementation(kind, name)
     return cls(dict(options or {}))
+
+
+class _RealDefaults(Mapping[str, str]):
+    """Deprecated view for ``REAL_DEFAULTS.get(kind, "mock")``; use :func:`real_default`."""
+
+    def __getitem__(self, kind: str) -> str:
+        if _package(kind) is None:
+            raise KeyError(kind)
+        return real_default(kind)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(kinds())
+
+    def __len__(self) -> int:
+        return len(kinds())
+
+
+# Kept only until server/config.py calls real_default(kind); remove then.
+REAL_DEFAULTS: Mapping[str, str] = _RealDefaults()

@@ -33,7 +33,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from evaldock.engines.judge import prompts  # noqa: E402
+from evaldock.engines.judge import templates  # noqa: E402
 from evaldock.engines.judge.openai import OpenAIJudge  # noqa: E402
 from tests.serverproc import free_port  # noqa: E402
 
@@ -68,8 +68,8 @@ class Phase:
 
 
 def raw_body(i: int) -> dict[str, Any]:
-    prompt = prompts.render(
-        prompts.RELEVANCE,
+    prompt = templates.render(
+        templates.RELEVANCE,
         query=f"query {i}",
         object=json.dumps(OBJ, ensure_ascii=False, indent=1),
     )
@@ -82,7 +82,7 @@ def raw_body(i: int) -> dict[str, Any]:
             "type": "json_schema",
             "json_schema": {
                 "name": "judgement",
-                "schema": prompts.relevance_schema(),
+                "schema": templates.relevance_schema(),
                 "strict": True,
             },
         },

@@ -1,6 +1,7 @@
-"""The judge interface every implementation (mock, similarity, OpenAI-compatible) serves.
+"""What judges answer with, and how their use is counted.
 
-Four surfaces ask a language model for something, and each call has a method here:
+Four surfaces ask a language model for something, and each call is a method of
+:class:`evaldock.engines.protocols.Judge`:
 
 - ``relevance(query, obj)``: Objective's 0/1/2 relevance judgement;
 - ``generate(messages, model=, params=)``: free text for a prompt (Oxen ``text``
@@ -21,7 +22,10 @@ import contextvars
 import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
+
+# Re-exported until server/objective imports it from evaldock.engines.protocols.
+from evaldock.engines.protocols import Judge, RelevanceJudge
 
 # Objective's scale: 0 irrelevant, 1 partially relevant, 2 perfectly relevant.
 LABELS: dict[int, str] = {0: "BAD", 1: "OK", 2: "GREAT"}
@@ -130,60 +134,6 @@ def count(total: Usage, **deltas: int) -> None:
             setattr(usage, key, getattr(usage, key) + delta)
 
 
-class RelevanceJudge(Protocol):
-    name: str  # reported to clients, e.g. as Objective's metadata.judge
-    signature: str  # sacreBLEU-style: what produced the scores, reproducibly
-
-    async def relevance(self, query: str, obj: Mapping[str, Any]) -> Relevance: ...
-
-
-class Judge(RelevanceJudge, Protocol):
-    """Everything the surfaces ask of a language model; every implementation serves it.
-
-    ``model`` is a vendor's model name (Oxen's ``gpt-4o-mini``, a Spice model); None means
-    the judge's own model. An unknown name raises :class:`UnknownModel`; a request that
-    needs a generator where none is configured raises ``EngineUnavailable`` naming the
-    setting. Other failures raise ``EngineError`` (record it per item), except ``score``,
-    which answers ``Score(None, ...)`` for anything it could not grade.
-    """
-
-    usage: Usage
-
-    def known_models(self) -> list[str]: ...
-
-    async def generate(
-        self,
-        messages: list[dict[str, Any]],
-        *,
-        model: str | None = None,
-        params: Mapping[str, Any] | None = None,
-    ) -> Generation: ...
-
-    async def score(
-        self,
-        *,
-        variables: Mapping[str, Any],
-        max_score: int,
-        prompt_template: str | None = None,
-        dimensions: list[Mapping[str, str]] | None = None,
-        min_score: int = 1,
-        params: Mapping[str, Any] | None = None,
-    ) -> Score: ...
-
-    async def json_score(
-        self,
-        messages: list[dict[str, Any]],
-        metadata: Mapping[str, Any],
-        *,
-        model: str | None = None,
-        params: Mapping[str, Any] | None = None,
-    ) -> float: ...
-
-    async def check(self) -> None: ...
-
-    async def aclose(self) -> None: ...
-
-
 def object_text(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
     """Flatten an object into (field path, text) pairs, in order, for judges to read."""
     if isinstance(obj, Mapping):
@@ -199,6 +149,23 @@ def object_text(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
     if obj is None:
         return []
     return [(prefix or "value", str(obj))]
+
+
+__all__ = [
+    "GENERATOR_HINT",
+    "LABELS",
+    "Generation",
+    "Judge",
+    "Relevance",
+    "RelevanceJudge",
+    "Score",
+    "UnknownModel",
+    "Usage",
+    "count",
+    "dimension_names",
+    "object_text",
+    "usage_scope",
+]
 
 
 def dimension_names(dimensions: list[Mapping[str, str]] | None) -> list[str]:

@@ -16,6 +16,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from evaldock.engines.signature import Signature
+
 from .base import (
     Generation,
     Relevance,
@@ -56,7 +58,9 @@ class MockJudge:
     def __init__(self, options: Mapping[str, Any]) -> None:
         # A per-judgement delay lets tests watch a job in 'processing' or kill it there.
         self.delay = float(options.get("delay_ms", 0)) / 1000.0
-        self.signature = f"judge:mock|model:lexical|prompt:v1|delay:{self.delay:g}s"
+        self.signature = Signature.of(
+            "judge", "mock", model="lexical", prompt="v1", delay=f"{self.delay:g}s"
+        ).format()
         self.models = sorted({*DEFAULT_MODELS, *(options.get("models") or {})})
         self.usage = Usage()
 

@@ -1,28 +1,26 @@
 """The real judge: any OpenAI-compatible chat-completions server (vLLM in production).
 
-Structured output (a JSON schema: vLLM's guided decoding) keeps every score valid.
-Requests go round-robin over the configured base URLs (a vLLM fleet), at most
-``concurrency`` in flight per judge, retried with exponential backoff and full jitter on
-429, 5xx, timeouts and connection errors; an answer that still fails validation is asked
-again a bounded number of times, then raised as ``EngineError``. Every validated answer is
-cached under a hash of the whole request, so a re-run costs no model call. Cancelling
-the calling task closes its HTTP request, which makes vLLM abort the generation.
+Structured output (a JSON schema: vLLM's guided decoding) keeps every score valid; an
+answer that still fails validation is asked again a bounded number of times, then raised
+as ``EngineError``. Every validated answer is cached under a hash of the whole request, so
+a re-run costs no model call. HTTP (round-robin over a fleet, bounded concurrency,
+retries) is :mod:`.transport`'s; vendor model names are routed by :mod:`.routing`, which
+gets its backends from :func:`make_backend`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import itertools
+import functools
 import json
 import math
-import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import httpx
+from evaldock.engines.errors import EngineError, EngineUnavailable
+from evaldock.engines.protocols import GenerationBackend
+from evaldock.engines.signature import Signature
 
-from ..errors import EngineError, EngineUnavailable
-from . import prompts
+from . import templates
 from .base import (
     GENERATOR_HINT,
     Generation,
@@ -33,9 +31,10 @@ from .base import (
     dimension_names,
 )
 from .cache import JudgeCache, cache_key
+from .mock import MockJudge
 from .routing import ModelRoutes
+from .transport import ChatTransport
 
-RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 # Request fields a caller's sampling parameters may not replace: they define what is
 # asked, and streaming would break parsing.
 _FIXED = frozenset(
@@ -44,8 +43,6 @@ _FIXED = frozenset(
 # How a JSON schema reaches the server: OpenAI's response_format (vLLM supports it), or
 # vLLM's own request fields (newer: structured_outputs; older: guided_json).
 STRUCTURED = ("json_schema", "structured_outputs", "guided_json")
-SETTING_HINT = GENERATOR_HINT  # kept for importers of the first version
-_URLS_HINT = "fix EVALDOCK_JUDGE_URLS / [judge] urls (base URLs ending in /v1)"
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -93,23 +90,12 @@ class OpenAIJudge:
             urls = [u.strip() for u in urls.split(",") if u.strip()]
         if not urls:
             raise EngineUnavailable("the openai judge has no server to talk to", GENERATOR_HINT)
-        self.urls = [str(u).rstrip("/") for u in urls]
         self.model = str(options.get("model") or "")
-        self.api_key = str(options.get("api_key") or "EMPTY")  # vLLM ignores it unless set
-        self.timeout = float(options.get("timeout", 60.0))
-        self.max_retries = int(options.get("max_retries", 4))
-        self.backoff = float(options.get("backoff", 0.5))
-        self.max_backoff = float(options.get("max_backoff", 8.0))
         self.output_retries = int(options.get("output_retries", 2))
         self.temperature = float(options.get("temperature", 0.0))
         self.max_tokens = int(options.get("max_tokens", 512))
-        self.concurrency = int(options.get("concurrency", 256))
-        if self.concurrency < 1:
-            raise EngineUnavailable(
-                f"[judge] concurrency = {self.concurrency}", "set it to 1 or more"
-            )
         self.explanation_max_chars = int(
-            options.get("explanation_max_chars", prompts.EXPLANATION_MAX_CHARS)
+            options.get("explanation_max_chars", templates.EXPLANATION_MAX_CHARS)
         )
         self.structured = str(options.get("structured", "json_schema"))
         if self.structured not in STRUCTURED:
@@ -119,29 +105,31 @@ class OpenAIJudge:
                 "'structured_outputs' (newer vLLM's own field) or 'guided_json' (older vLLM; "
                 "newer versions ignore it and answer unconstrained)",
             )
+        self.usage = usage if usage is not None else Usage()
+        self.transport = ChatTransport(
+            [str(u) for u in urls],
+            usage=self.usage,
+            api_key=str(options.get("api_key") or "EMPTY"),  # vLLM ignores it unless set
+            timeout=float(options.get("timeout", 60.0)),
+            max_retries=int(options.get("max_retries", 4)),
+            backoff=float(options.get("backoff", 0.5)),
+            max_backoff=float(options.get("max_backoff", 8.0)),
+            concurrency=int(options.get("concurrency", 256)),
+            pool_size=int(options.get("pool_size", 8)),
+        )
         self._own_cache = cache is None
         self.cache = cache if cache is not None else JudgeCache(options.get("cache_path"))
-        self.usage = usage if usage is not None else Usage()
         self.routes = ModelRoutes(
             options.get("models"),
             own=self,
             own_model=self.model,
             shared=options,
-            cache=self.cache,
-            usage=self.usage,
+            backends=functools.partial(make_backend, cache=self.cache, usage=self.usage),
         )
-        # httpx's connection pool costs CPU per request in proportion to its size (about
-        # 2 ms at 8 connections, 6 ms at 64, 13 ms at 256 here), so the in-flight budget
-        # is split over small pools. A slot is (pool, permit): taking one bounds the
-        # requests in flight to `concurrency`, and no pool ever holds more than
-        # `pool_size`. Last in, first out, so a light load keeps reusing one connection.
-        self.pool_size = max(1, int(options.get("pool_size", 8)))
-        pools = -(-self.concurrency // self.pool_size)
-        self._slots: asyncio.LifoQueue[int] = asyncio.LifoQueue()
-        for i in range(self.concurrency):
-            self._slots.put_nowait(i % pools)
-        self._clients: list[httpx.AsyncClient | None] = [None] * pools
-        self._next_url = itertools.cycle(range(len(self.urls)))
+
+    @property
+    def urls(self) -> list[str]:
+        return self.transport.urls
 
     @property
     def name(self) -> str:
@@ -149,33 +137,24 @@ class OpenAIJudge:
 
     @property
     def signature(self) -> str:
-        return (
-            f"judge:openai|model:{self.model}|prompt:{prompts.version(prompts.RELEVANCE)}"
-            f"|temp:{self.temperature:g}|max_tokens:{self.max_tokens}"
-            f"|structured:{self.structured}"
-        )
+        return Signature.of(
+            "judge",
+            "openai",
+            model=self.model,
+            prompt=templates.version(templates.RELEVANCE),
+            temp=f"{self.temperature:g}",
+            max_tokens=self.max_tokens,
+            structured=self.structured,
+        ).format()
 
     def known_models(self) -> list[str]:
         return self.routes.known()
 
     # -- lifecycle ----------------------------------------------------------------------
-    def _http(self, pool: int = 0) -> httpx.AsyncClient:
-        # Created on first use, inside the event loop that will drive it.
-        client = self._clients[pool]
-        if client is None:
-            size = self.pool_size
-            client = self._clients[pool] = httpx.AsyncClient(
-                timeout=self.timeout,
-                # Keep every connection: reopening one per request halves throughput.
-                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
-                headers={"Authorization": f"Bearer {self.api_key}"},
-            )
-        return client
-
     async def check(self) -> None:
         """Every base URL answers ``GET /models`` and serves every model it must serve."""
         for url in self.urls:
-            served = await self._served_models(url)
+            served = await self.transport.served_models(url)
             if not self.model:
                 if len(served) != 1:
                     raise EngineUnavailable(
@@ -196,80 +175,13 @@ class OpenAIJudge:
             if backend is not self:
                 await backend.check()
 
-    async def _served_models(self, url: str) -> list[str]:
-        try:
-            r = await self._http().get(f"{url}/models", timeout=min(self.timeout, 10.0))
-        except httpx.HTTPError as exc:
-            raise EngineUnavailable(
-                f"judge server {url} did not answer GET /models "
-                f"({type(exc).__name__}: {exc or 'no detail'})",
-                f"start it (e.g. `vllm serve MODEL`) or {_URLS_HINT}",
-            ) from None
-        if r.status_code in (401, 403):
-            raise EngineUnavailable(
-                f"judge server {url} refused the API key (HTTP {r.status_code} on GET /models)",
-                "set EVALDOCK_JUDGE_API_KEY / [judge] api_key",
-            )
-        try:
-            r.raise_for_status()
-            return [str(m["id"]) for m in r.json()["data"]]
-        except (httpx.HTTPError, ValueError, KeyError, TypeError):
-            guess = "" if url.endswith("/v1") else f"did you mean {url}/v1? "
-            raise EngineUnavailable(
-                f"judge server {url} answered GET /models with HTTP {r.status_code}, "
-                "not an OpenAI model list",
-                guess + _URLS_HINT,
-            ) from None
-
     async def aclose(self) -> None:
         await self.routes.aclose()
-        for i, client in enumerate(self._clients):
-            if client is not None:
-                await client.aclose()
-                self._clients[i] = None
+        await self.transport.aclose()
         if self._own_cache:
             await self.cache.aclose()
 
-    # -- transport ----------------------------------------------------------------------
-    async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
-        """One chat completion, retried on transient failures; the answer's JSON."""
-        last = ""
-        index = next(self._next_url)
-        for attempt in range(self.max_retries + 1):
-            if attempt:  # a retry goes to the next server: one that is down is routed around
-                index = (index + 1) % len(self.urls)
-            url = self.urls[index]
-            wait: float | None = None
-            try:
-                pool = await self._slots.get()
-                try:
-                    count(self.usage, requests=1)
-                    r = await self._http(pool).post(f"{url}/chat/completions", json=body)
-                finally:
-                    self._slots.put_nowait(pool)
-                if r.status_code < 400:
-                    answer = r.json()
-                    if isinstance(answer, dict):
-                        return answer
-                    last = f"HTTP {r.status_code} from {url} is not a JSON object"
-                else:
-                    last = f"HTTP {r.status_code} from {url}: {r.text[:300]}"
-                    if r.status_code not in RETRY_STATUS:
-                        raise EngineError(f"judge request failed: {last}")
-                    wait = _retry_after(r)
-            except httpx.TimeoutException as exc:
-                last = f"{type(exc).__name__} after {self.timeout:g}s from {url}"
-            except httpx.TransportError as exc:
-                last = f"{type(exc).__name__} talking to {url}: {exc}"
-            except ValueError:
-                last = f"HTTP {r.status_code} from {url} is not JSON"
-            if attempt < self.max_retries:
-                count(self.usage, retries=1)
-                # Exponential backoff with full jitter, so a fleet does not retry in step.
-                cap = min(self.max_backoff, self.backoff * 2**attempt)
-                await asyncio.sleep(min(wait, self.max_backoff) if wait else random.uniform(0, cap))
-        raise EngineError(f"judge request failed after {self.max_retries + 1} tries: {last}")
-
+    # -- requests -----------------------------------------------------------------------
     def _body(
         self,
         messages: list[dict[str, Any]],
@@ -318,7 +230,7 @@ class OpenAIJudge:
         try:
             attempt_body, problem = body, ""
             for attempt in range(1 + (self.output_retries if parse else 0)):
-                answer = await self._post(attempt_body)
+                answer = await self.transport.chat(attempt_body)
                 try:
                     choices = answer["choices"]
                     texts = [str(c["message"]["content"] or "") for c in choices]
@@ -364,13 +276,13 @@ class OpenAIJudge:
 
     # -- the judge interface ------------------------------------------------------------
     async def relevance(self, query: str, obj: Mapping[str, Any]) -> Relevance:
-        prompt = prompts.render(
-            prompts.RELEVANCE, query=query, object=json.dumps(obj, ensure_ascii=False, indent=1)
+        prompt = templates.render(
+            templates.RELEVANCE, query=query, object=json.dumps(obj, ensure_ascii=False, indent=1)
         )
         body = self._body(
             [{"role": "user", "content": prompt}],
             self.model,
-            prompts.relevance_schema(self.explanation_max_chars),
+            templates.relevance_schema(self.explanation_max_chars),
         )
 
         def parse(text: str) -> Relevance:
@@ -378,7 +290,7 @@ class OpenAIJudge:
             score = _integer(data["score"], 0, 2)
             return Relevance.of(score, str(data.get("explanation", "")).strip())
 
-        value, *_ = await self._call(body, prompts.RELEVANCE, parse)
+        value, *_ = await self._call(body, templates.RELEVANCE, parse)
         return value
 
     async def generate(
@@ -415,7 +327,7 @@ class OpenAIJudge:
             if names
             else ""
         )
-        answer = prompts.render(prompts.SCORE_ANSWER, **scale, dimension_note=dimension_note)
+        answer = templates.render(templates.SCORE_ANSWER, **scale, dimension_note=dimension_note)
         criteria = "\n".join(
             f"- {d['dimension']}: {d.get('description') or d['dimension']}"
             for d in dimensions or []
@@ -424,17 +336,17 @@ class OpenAIJudge:
             # A user's template (Qianfan's templateContent): its slots are filled, and the
             # texts it does not place itself are appended, so the judge always sees them.
             values = {**scale, "criteria": criteria, **variables}
-            parts = [prompts.fill(prompt_template, values)]
-            placed = prompts.slots(prompt_template)
+            parts = [templates.fill(prompt_template, values)]
+            placed = templates.slots(prompt_template)
             for key in ("input", "output", "reference"):
                 if key not in placed and variables.get(key):
                     parts.append(f"{key.capitalize()}:\n{variables[key]}")
             prompt = "\n\n".join([*parts, answer])
         else:
             base = {"input": "", "output": "", "reference": "", **variables}
-            prompt = prompts.render(prompts.SCORE, **scale, criteria=criteria, **base)
+            prompt = templates.render(templates.SCORE, **scale, criteria=criteria, **base)
             prompt = f"{prompt}\n{answer}"
-        schema = prompts.score_schema(
+        schema = templates.score_schema(
             max_score, names or None, min_score, self.explanation_max_chars
         )
         body = self._body([{"role": "user", "content": prompt}], self.model, schema, params)
@@ -449,7 +361,7 @@ class OpenAIJudge:
             return Score(value, per, str(data.get("explanation", "")).strip())
 
         try:
-            value, *_ = await self._call(body, prompts.SCORE, parse)
+            value, *_ = await self._call(body, templates.SCORE, parse)
         except EngineUnavailable:
             raise
         except EngineError as exc:
@@ -480,15 +392,15 @@ class OpenAIJudge:
         # fill those slots here; with no prompt at all, use ours.
         values = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
         filled = [
-            {**m, "content": prompts.fill(m["content"], values)}
+            {**m, "content": templates.fill(m["content"], values)}
             if isinstance(m.get("content"), str)
             else m
             for m in messages
         ]
         if not any(isinstance(m.get("content"), str) and m["content"].strip() for m in filled):
             base = {"input": "", "actual": "", "ideal": "", **values}
-            filled = [{"role": "user", "content": prompts.render(prompts.JSON_SCORE, **base)}]
-        schema = prompts.json_score_schema(self.explanation_max_chars)
+            filled = [{"role": "user", "content": templates.render(templates.JSON_SCORE, **base)}]
+        schema = templates.json_score_schema(self.explanation_max_chars)
         body = self._body(filled, served, schema, params)
 
         def parse(text: str) -> float:
@@ -499,14 +411,15 @@ class OpenAIJudge:
                 raise ValueError(f"score {value!r} is not finite")
             return float(value)
 
-        value, *_ = await self._call(body, prompts.JSON_SCORE, parse)
+        value, *_ = await self._call(body, templates.JSON_SCORE, parse)
         return value
 
 
-def _retry_after(r: httpx.Response) -> float | None:
-    """Seconds a 429/503 asks us to wait (``Retry-After`` in seconds), if it says."""
-    raw = r.headers.get("retry-after", "")
-    try:
-        return max(0.0, float(raw)) if raw else None
-    except ValueError:
-        return None
+def make_backend(
+    kind: str, options: Mapping[str, Any], *, cache: JudgeCache, usage: Usage
+) -> GenerationBackend:
+    """The backend a ``[judge.models]`` entry routes to (see :mod:`.routing`): a mock, or
+    an OpenAI-compatible server sharing the judge's cache and usage counters."""
+    if kind == "mock":
+        return MockJudge({})
+    return OpenAIJudge(options, cache=cache, usage=usage)

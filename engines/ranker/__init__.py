@@ -1,10 +1,17 @@
 """Ranker engines: CLIP-style embeddings of texts and images, and top-k retrieval.
 
-``mock`` (hashed tokens, no model) and ``clip`` (open_clip). Importing this package, the
-mock or :mod:`.retrieval` never imports torch.
+``mock`` (hashed tokens, no model) and ``clip`` (open_clip). The interface is
+:class:`evaldock.engines.protocols.Ranker`. Importing this package, the mock,
+:mod:`.retrieval` or :mod:`.catalog` never imports torch.
 """
 
-from .base import Ranker, combine_fields, l2_normalise
+from .base import combine_fields, l2_normalise
 from .retrieval import topk_cosine
 
-__all__ = ["Ranker", "combine_fields", "l2_normalise", "topk_cosine"]
+IMPLEMENTATIONS: dict[str, str] = {
+    "mock": "evaldock.engines.ranker.mock:MockRanker",
+    "clip": "evaldock.engines.ranker.clip:ClipRanker",
+}
+REAL_DEFAULT = "clip"
+
+__all__ = ["IMPLEMENTATIONS", "REAL_DEFAULT", "combine_fields", "l2_normalise", "topk_cosine"]

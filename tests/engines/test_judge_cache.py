@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from evaldock.engines.errors import EngineError
-from evaldock.engines.judge import prompts
+from evaldock.engines.judge import templates
 from evaldock.engines.judge.cache import JudgeCache, cache_key
 from evaldock.engines.judge.openai import OpenAIJudge
+from evaldock.engines.signature import evaldock_version
 from tests.fakes.judging import SHIRT, run, with_judge
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -59,6 +60,7 @@ def test_rerun_is_identical_and_makes_no_request(fake: FakeOpenAI, tmp_path: Pat
         signatures = {r[0] for r in db.execute("SELECT signature FROM judgements")}
     assert signatures == {
         "judge:openai|model:fake-model|prompt:v1|temp:0|max_tokens:512|structured:json_schema"
+        f"|evaldock:{evaldock_version()}"
     }
 
 
@@ -109,7 +111,7 @@ def test_an_answer_that_needed_a_retry_is_cached_for_the_first_request(
 
 
 def test_key_covers_the_whole_request() -> None:
-    request = {"backend": "openai", "kind": prompts.RELEVANCE, "request": {"model": "m", "x": 1}}
+    request = {"backend": "openai", "kind": templates.RELEVANCE, "request": {"model": "m", "x": 1}}
     assert cache_key(request) == cache_key(dict(reversed(request.items())))  # canonical
     for change in ({"backend": "other"}, {"kind": "relevance.v2"}, {"request": {"model": "n"}}):
         assert cache_key({**request, **change}) != cache_key(request)

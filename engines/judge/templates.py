@@ -1,4 +1,4 @@
-"""Versioned judge prompt templates and output schemas, shipped as package files.
+"""Versioned judge prompt templates (the ``prompts/`` folder) and output schemas.
 
 A template's file name carries its version (``relevance.v1.txt``); the version is in the
 reproducibility signature and the rendered text is in every cache key, so editing a
@@ -21,7 +21,8 @@ JSON_SCORE = "json_score.v1"
 
 @functools.cache
 def template(name: str) -> str:
-    return (resources.files(__package__) / "prompts" / f"{name}.txt").read_text("utf-8")
+    folder = resources.files("evaldock.engines.judge") / "prompts"
+    return (folder / f"{name}.txt").read_text("utf-8")
 
 
 def version(name: str) -> str:
