@@ -1,0 +1,540 @@
+"""Column-wise tabular I/O for prompt-over-rows evaluations: read a data file, add a column.
+
+Formats (by extension, as Oxen decides ``tabular``): CSV, TSV, parquet, JSON Lines
+(``.jsonl``/``.ndjson``). The promise for a write-back in the file's own format:
+
+- **CSV/TSV**: every cell is read as a string, exactly as written (no type inference, no
+  trimming, empty stays ``""``). Adding a column appends one cell to each *original
+  record's bytes*, so the untouched columns are byte-identical: same quoting, same line
+  endings, same BOM. Overwriting an existing column re-serialises every record with
+  minimal quoting (the cell values are still exact).
+- **parquet**: Arrow types and schema metadata are kept; the file is rewritten batch by
+  batch with the new column attached.
+- **JSON Lines**: each original object is kept as written and the new key is spliced in
+  before its closing ``}`` (compact ``"k":v`` or spaced ``"k": v``, following the line).
+  Overwriting a key re-dumps that object (same keys and order, same JSON values).
+
+Embeddings are ``list<float32>`` in parquet and JSON arrays in JSON Lines; in CSV/TSV they
+are one cell holding a JSON array string.
+
+Memory: reading the column names and row count streams the file. :func:`iter_batches`
+yields ``batch_size`` rows at a time. Writes stream the source in batches (parquet: 64k-row
+record batches; CSV/TSV/JSONL: line by line). What *is* held in memory is the added
+columns themselves (as Arrow arrays: 500,000 short strings ~ 10 MB, 500,000 x 1,536
+float32 embeddings ~ 3 GB, so big embedding runs belong in parquet written in parts) and,
+for a format change from JSON Lines, the whole source (pyarrow's JSON reader).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.csv as pacsv  # type: ignore[import-untyped]
+import pyarrow.json as pajson  # type: ignore[import-untyped]
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+FORMATS = ("csv", "tsv", "parquet", "jsonl")
+_EXTENSIONS = {
+    "csv": "csv",
+    "tsv": "tsv",
+    "parquet": "parquet",
+    "jsonl": "jsonl",
+    "ndjson": "jsonl",
+}
+DEFAULT_BATCH = 10_000
+# Arrow's reader block: 1 MiB blocks keep ~1 MiB of text plus its parsed form per step.
+_CSV_BLOCK = 1 << 20
+_PARQUET_WRITE_BATCH = 65_536
+EMBEDDING_TYPE = pa.list_(pa.float32())
+
+
+class TableError(ValueError):
+    """Base of this module's errors; the message names the file, line or column to fix."""
+
+
+class NotATable(TableError):
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(
+            f"{Path(path).name} is not a table: {reason}; upload a CSV, TSV, parquet or JSON"
+            " Lines (.jsonl) file with a header row / one object per line"
+        )
+        self.reason = reason
+
+
+class ColumnExists(TableError):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"column {name!r} already exists; pick another target column or allow overwriting"
+        )
+        self.name = name
+
+
+class ColumnNotFound(TableError):
+    def __init__(self, name: str, columns: Sequence[str]) -> None:
+        super().__init__(f"no column {name!r}; the columns are {', '.join(map(repr, columns))}")
+        self.name = name
+
+
+class ColumnLengthMismatch(TableError):
+    def __init__(self, name: str, got: int, rows: int) -> None:
+        super().__init__(f"column {name!r} has {got} values but the table has {rows} rows")
+
+
+@dataclass(frozen=True)
+class Table:
+    """A data file plus the columns added to it (the file itself is never modified).
+
+    ``columns`` are the source's columns in order; ``added`` maps a new or overwritten
+    column name to its values, in the order they were added.
+    """
+
+    path: Path
+    format: str
+    columns: tuple[str, ...]
+    num_rows: int
+    schema: pa.Schema  # the source's Arrow schema (all strings for CSV/TSV)
+    added: tuple[tuple[str, pa.Array], ...] = ()
+    # CSV/TSV only: "\t" or ","
+    delimiter: str = ","
+
+    def column_names(self) -> list[str]:
+        return column_names(self)
+
+
+def table_format(path: Path | str) -> str:
+    ext = Path(path).suffix.lower().lstrip(".")
+    fmt = _EXTENSIONS.get(ext)
+    if fmt is None:
+        raise NotATable(path, f"the extension {('.' + ext) if ext else '(none)'} is not tabular")
+    return fmt
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+def read_table(path: Path, format: str | None = None) -> Table:
+    """Open a data file: its columns and row count (one streaming pass for text formats)."""
+    fmt = format or table_format(path)
+    try:
+        if fmt == "parquet":
+            meta = pq.ParquetFile(path)
+            schema = meta.schema_arrow
+            _check_unique(path, schema.names)
+            return Table(path, fmt, tuple(schema.names), meta.metadata.num_rows, schema)
+        if fmt in ("csv", "tsv"):
+            delim = "\t" if fmt == "tsv" else ","
+            names = _csv_header(path, delim)
+            schema = pa.schema([(n, pa.string()) for n in names])
+            rows = sum(b.num_rows for b in _csv_reader(path, delim, names, names[:1]))
+            return Table(path, fmt, tuple(names), rows, schema, delimiter=delim)
+        if fmt == "jsonl":
+            keys: dict[str, None] = {}
+            rows = 0
+            for obj in _jsonl_objects(path):
+                keys.update(dict.fromkeys(obj))
+                rows += 1
+            schema = pa.schema([(k, pa.null()) for k in keys])
+            return Table(path, fmt, tuple(keys), rows, schema)
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as e:
+        raise NotATable(path, str(e).splitlines()[0]) from None
+    raise NotATable(path, f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+def column_names(table: Table) -> list[str]:
+    names = list(table.columns)
+    names += [n for n, _ in table.added if n not in table.columns]
+    return names
+
+
+def iter_batches(
+    table: Table, columns: Sequence[str], batch_size: int = DEFAULT_BATCH
+) -> Iterator[dict[str, list[Any]]]:
+    """Yield ``{column: values}`` for ``batch_size`` rows at a time, in row order.
+
+    Only the named columns are decoded, and only one batch of Python values exists at a
+    time. Added columns are served from memory.
+    """
+    names = column_names(table)
+    for c in columns:
+        if c not in names:
+            raise ColumnNotFound(c, names)
+    added = dict(table.added)
+    source_cols = [c for c in columns if c not in added]
+    offset = 0
+    for batch in _source_batches(table, source_cols, batch_size):
+        n = len(next(iter(batch.values()))) if batch else min(batch_size, table.num_rows - offset)
+        out = {c: batch[c] for c in source_cols}
+        for c in columns:
+            if c in added:
+                out[c] = added[c].slice(offset, n).to_pylist()
+        offset += n
+        yield {c: out[c] for c in columns}
+
+
+def iter_column(table: Table, name: str, batch_size: int = DEFAULT_BATCH) -> Iterator[list[Any]]:
+    for batch in iter_batches(table, [name], batch_size):
+        yield batch[name]
+
+
+def _source_batches(
+    table: Table, columns: Sequence[str], batch_size: int
+) -> Iterator[dict[str, list[Any]]]:
+    if not columns:
+        # Only added columns asked for: count rows without reading the file.
+        yield from ({} for _ in range(0, table.num_rows, batch_size))
+        return
+    if table.format == "parquet":
+        pf = pq.ParquetFile(table.path)
+        for rb in pf.iter_batches(batch_size=batch_size, columns=list(columns)):
+            yield {c: rb.column(c).to_pylist() for c in columns}
+    elif table.format in ("csv", "tsv"):
+        buffered = _Rebatcher(batch_size)
+        for rb in _csv_reader(table.path, table.delimiter, list(table.columns), columns):
+            yield from buffered.feed(rb)
+        yield from buffered.flush()
+    else:
+        chunk: dict[str, list[Any]] = {c: [] for c in columns}
+        count = 0
+        for obj in _jsonl_objects(table.path):
+            for c in columns:
+                chunk[c].append(obj.get(c))
+            count += 1
+            if count == batch_size:
+                yield chunk
+                chunk, count = {c: [] for c in columns}, 0
+        if count:
+            yield chunk
+
+
+class _Rebatcher:
+    """Arrow's CSV reader cuts batches by bytes; callers ask for rows."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.pending: list[pa.RecordBatch] = []
+        self.rows = 0
+
+    def feed(self, rb: pa.RecordBatch) -> Iterator[dict[str, list[Any]]]:
+        self.pending.append(rb)
+        self.rows += rb.num_rows
+        while self.rows >= self.size:
+            t = pa.Table.from_batches(self.pending)
+            head, rest = t.slice(0, self.size), t.slice(self.size)
+            self.pending, self.rows = rest.to_batches(), rest.num_rows
+            yield head.to_pydict()
+
+    def flush(self) -> Iterator[dict[str, list[Any]]]:
+        if self.rows:
+            yield pa.Table.from_batches(self.pending).to_pydict()
+        self.pending, self.rows = [], 0
+
+
+def _csv_header(path: Path, delim: str) -> list[str]:
+    with path.open("rb") as f:
+        first = next(_raw_records(f), None)
+    if first is None:
+        raise NotATable(path, "the file is empty (a header row is needed)")
+    text = first.decode("utf-8-sig")
+    names = next(csv.reader(io.StringIO(text), delimiter=delim), [])
+    if not names or names == [""]:
+        raise NotATable(path, "the header row is empty")
+    _check_unique(path, names)
+    return names
+
+
+def _check_unique(path: Path, names: Sequence[str]) -> None:
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            raise NotATable(path, f"the column name {n!r} appears twice")
+        seen.add(n)
+
+
+def _csv_reader(
+    path: Path, delim: str, names: Sequence[str], include: Sequence[str]
+) -> Iterator[pa.RecordBatch]:
+    reader = pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK),
+        parse_options=pacsv.ParseOptions(delimiter=delim, newlines_in_values=True),
+        # Every column a string, never null: a cell reads back exactly as written.
+        convert_options=pacsv.ConvertOptions(
+            column_types={n: pa.string() for n in names},
+            include_columns=list(include),
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    yield from reader
+
+
+def _jsonl_objects(path: Path) -> Iterator[dict[str, Any]]:
+    with path.open("rb") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise NotATable(path, f"line {lineno} is not JSON ({e.msg})") from None
+            if not isinstance(obj, dict):
+                raise NotATable(path, f"line {lineno} is not a JSON object")
+            yield obj
+
+
+def _raw_records(f: BinaryIO) -> Iterator[bytes]:
+    """Split CSV bytes into records, each with its own line ending; a record spans lines
+    while a quoted cell is open (an odd count of '"' so far: escaped quotes come in pairs).
+    Blank lines come out as themselves (Arrow skips them; so do the writers here)."""
+    pending = b""
+    for line in f:
+        pending += line
+        if pending.count(b'"') % 2 == 0:
+            yield pending
+            pending = b""
+    if pending:
+        yield pending
+
+
+# -- adding a column -------------------------------------------------------------------
+
+
+def add_column(
+    table: Table,
+    name: str,
+    values: Sequence[Any] | pa.Array | pa.ChunkedArray,
+    overwrite: bool = False,
+    type: pa.DataType | None = None,
+) -> Table:
+    """Return ``table`` with column ``name`` set to ``values`` (one per row, in row order).
+
+    ``type``: the Arrow type; by default strings stay strings, lists of numbers become
+    embeddings (``list<float32>``), and anything else is inferred by Arrow.
+    An existing column raises :class:`ColumnExists` unless ``overwrite``.
+    """
+    if not name:
+        raise TableError("a column needs a non-empty name")
+    if name in column_names(table) and not overwrite:
+        raise ColumnExists(name)
+    array = _to_array(values, type)
+    if len(array) != table.num_rows:
+        raise ColumnLengthMismatch(name, len(array), table.num_rows)
+    added = (*((n, a) for n, a in table.added if n != name), (name, array))
+    return replace(table, added=added)
+
+
+def _to_array(
+    values: Sequence[Any] | pa.Array | pa.ChunkedArray, type: pa.DataType | None
+) -> pa.Array:
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pa.Array):
+        return values.cast(type) if type is not None else values
+    if type is None and _looks_like_embeddings(values):
+        type = EMBEDDING_TYPE
+    return pa.array(values, type=type)
+
+
+def _looks_like_embeddings(values: Sequence[Any]) -> bool:
+    for v in values:
+        if v is None:
+            continue
+        if isinstance(v, np.ndarray):
+            return True
+        return isinstance(v, (list, tuple)) and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) for x in v
+        )
+    return False
+
+
+# -- writing ---------------------------------------------------------------------------
+
+
+def write_table(table: Table, path: Path, format: str | None = None) -> None:
+    """Write the table (source plus added columns) to ``path`` in ``format``.
+
+    ``format`` defaults to what ``path``'s extension says, else the source's format.
+    ``path`` must not be the source file (write beside it, then rename).
+    """
+    fmt = format or _EXTENSIONS.get(path.suffix.lower().lstrip("."), table.format)
+    if fmt not in FORMATS:
+        raise TableError(f"cannot write format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if path.resolve() == table.path.resolve():
+        raise TableError("write to a new file, then move it over the source")
+    overwritten = {n for n, _ in table.added if n in table.columns}
+    if fmt == table.format and fmt in ("csv", "tsv") and not overwritten:
+        _splice_csv(table, path)
+    elif fmt == table.format == "jsonl":
+        _splice_jsonl(table, path)
+    elif fmt == "parquet":
+        _write_parquet(table, path)
+    elif fmt in ("csv", "tsv"):
+        _write_csv(table, path, "\t" if fmt == "tsv" else ",")
+    else:
+        _write_jsonl(table, path)
+
+
+def _splice_csv(table: Table, path: Path) -> None:
+    delim = table.delimiter.encode()
+    names = [n for n, _ in table.added]
+    values = [_iter_values(a) for _, a in table.added]
+    with table.path.open("rb") as src, path.open("wb") as out:
+        records = _raw_records(src)
+        header = next(records)
+        out.write(_append_cells(header, delim, [_csv_cell(n, table.delimiter) for n in names]))
+        row = 0
+        for rec in records:
+            if not rec.strip(b"\r\n"):
+                out.write(rec)  # a blank line: Arrow skipped it, so it has no row
+                continue
+            cells = [_csv_cell(_cell_text(next(v, None)), table.delimiter) for v in values]
+            out.write(_append_cells(rec, delim, cells))
+            row += 1
+    if row != table.num_rows:
+        path.unlink(missing_ok=True)
+        raise NotATable(
+            table.path, f"found {row} records but Arrow parsed {table.num_rows}; check quoting"
+        )
+
+
+def _append_cells(record: bytes, delim: bytes, cells: Sequence[str]) -> bytes:
+    body = record.rstrip(b"\r\n")
+    ending = record[len(body) :]
+    return body + b"".join(delim + c.encode() for c in cells) + ending
+
+
+def _csv_cell(text: str, delim: str) -> str:
+    if any(ch in text for ch in (delim, '"', "\n", "\r")):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple, dict)):
+        return _json(value)
+    return str(value)
+
+
+def _json(value: Any, spaced: bool = False) -> str:
+    """JSON for a new cell or key; float32 embeddings print their shortest form (0.1, not
+    0.10000000149011612), so a CSV cell is ~9 characters a component, not ~19."""
+    if isinstance(value, list) and value and all(isinstance(x, float) for x in value):
+        sep = ", " if spaced else ","
+        return "[" + sep.join(_float32_text(x) for x in value) + "]"
+    seps = (", ", ": ") if spaced else (",", ":")
+    return json.dumps(value, ensure_ascii=False, separators=seps)
+
+
+def _float32_text(x: float) -> str:
+    if x != x or x in (float("inf"), float("-inf")):
+        return "null"  # JSON has no NaN/Infinity
+    return np.format_float_positional(np.float32(x), unique=True, trim="0")
+
+
+def _splice_jsonl(table: Table, path: Path) -> None:
+    columns = [(n, _iter_values(a)) for n, a in table.added]
+    with table.path.open("rb") as src, path.open("wb") as out:
+        for line in src:
+            if not line.strip():
+                out.write(line)
+                continue
+            body = line.rstrip()
+            ending = line[len(body) :]
+            spaced = b'": ' in body
+            values = {n: next(it, None) for n, it in columns}
+            obj = json.loads(body)
+            if any(n in obj for n in values):
+                obj.update(values)
+                seps = (", ", ": ") if spaced else (",", ":")
+                text = json.dumps(obj, ensure_ascii=False, separators=seps)
+                out.write(text.encode() + ending)
+            else:
+                extra = (", " if spaced else ",").join(
+                    f"{json.dumps(n, ensure_ascii=False)}:{' ' if spaced else ''}{_json(v, spaced)}"
+                    for n, v in values.items()
+                )
+                inner = body[body.index(b"{") + 1 : -1]
+                joiner = b"" if not inner.strip() else (b", " if spaced else b",")
+                out.write(body[:-1].rstrip() + joiner + extra.encode() + b"}" + ending)
+
+
+def _iter_values(array: pa.Array, chunk: int = DEFAULT_BATCH) -> Iterator[Any]:
+    # Python values a chunk at a time: per-scalar access is ~20x slower than to_pylist.
+    for start in range(0, len(array), chunk):
+        yield from array.slice(start, chunk).to_pylist()
+
+
+def _record_batches(table: Table) -> Iterator[pa.RecordBatch]:
+    """The source as Arrow batches with the added columns attached (overwrites in place)."""
+    if table.format == "parquet":
+        source: Iterable[pa.RecordBatch] = pq.ParquetFile(table.path).iter_batches(
+            batch_size=_PARQUET_WRITE_BATCH
+        )
+    elif table.format in ("csv", "tsv"):
+        names = list(table.columns)
+        source = _csv_reader(table.path, table.delimiter, names, names)
+    else:
+        # pyarrow's JSON reader needs the whole file (noted in the module docstring).
+        source = pajson.read_json(table.path).to_batches(max_chunksize=_PARQUET_WRITE_BATCH)
+    added = dict(table.added)
+    offset = 0
+    for rb in source:
+        n = rb.num_rows
+        cols = []
+        names = []
+        for name in rb.schema.names:
+            cols.append(added[name].slice(offset, n) if name in added else rb.column(name))
+            names.append(name)
+        for name, arr in table.added:
+            if name not in rb.schema.names:
+                cols.append(arr.slice(offset, n))
+                names.append(name)
+        offset += n
+        yield pa.RecordBatch.from_arrays(cols, names=names)
+
+
+def _write_parquet(table: Table, path: Path) -> None:
+    writer: pq.ParquetWriter | None = None
+    try:
+        for rb in _record_batches(table):
+            if writer is None:
+                schema = rb.schema
+                if table.format == "parquet" and table.schema.metadata:
+                    schema = schema.with_metadata(table.schema.metadata)
+                writer = pq.ParquetWriter(path, schema)
+            writer.write_batch(rb)
+        if writer is None:  # no rows: still write the schema
+            fields = list(table.schema) + [pa.field(n, a.type) for n, a in table.added]
+            pq.write_table(pa.schema(fields).empty_table(), path)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _write_csv(table: Table, path: Path, delim: str) -> None:
+    with path.open("w", encoding="utf-8", newline="") as out:
+        w = csv.writer(out, delimiter=delim, lineterminator="\n")
+        w.writerow(column_names(table))
+        for rb in _record_batches(table):
+            cols = [rb.column(i).to_pylist() for i in range(rb.num_columns)]
+            for r in range(rb.num_rows):
+                w.writerow([_cell_text(c[r]) for c in cols])
+
+
+def _write_jsonl(table: Table, path: Path) -> None:
+    with path.open("w", encoding="utf-8", newline="") as out:
+        for rb in _record_batches(table):
+            for obj in rb.to_pylist():
+                out.write(json.dumps(obj, ensure_ascii=False) + "\n")
