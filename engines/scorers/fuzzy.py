@@ -1,0 +1,101 @@
+"""``fuzzy_match``'s normalisation, with the Rust semantics it is defined by.
+
+Spice (scorer/fuzzy_match.rs) normalises both sides as::
+
+    lowercase (str::to_lowercase)
+    -> drop chars with char::is_ascii_punctuation      (the 32 of string.punctuation)
+    -> regex crate: replace \\b(a|an|the)\\b with " "
+    -> split_whitespace().join(" ")
+
+Two of those steps read "word" and "whitespace" differently from Python's ``re``/``str``:
+
+- Rust's ``\\b`` is Unicode-aware with ``\\w`` = Alphabetic + Mark + Decimal_Number +
+  Connector_Punctuation + Join_Control. Python's ``\\w`` is ``str.isalnum()`` + "_": it
+  has no combining marks (so in "the\\u0301" Python sees a boundary after "the" and Rust
+  does not), no ZWJ/ZWNJ, no circled letters, but does have No numerals ("²", "½").
+  For ASCII text the two agree, so ASCII strings use a plain ``\\b`` pattern and other
+  strings a pattern built from Rust's class (built once, on first use, from
+  ``unicodedata``: ~0.3 s).
+- ``split_whitespace`` splits on White_Space; ``str.split()`` also splits on
+  U+001C..U+001F, which Rust keeps as text. Strings holding one of those four use a split
+  on the exact White_Space set.
+
+Lower-casing agrees (both apply SpecialCasing and the final-sigma rule). Characters newer
+than Python's Unicode database (14.0 in 3.11) count as non-word here.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import string
+import sys
+import unicodedata
+
+# str.translate deletion table for the ASCII punctuation Rust's is_ascii_punctuation names.
+_DROP_PUNCT = str.maketrans("", "", string.punctuation)
+# `an?` is `a|an` with the same matches: at "an" + non-word, `a` fails its \b and `an` wins.
+_ARTICLES_ASCII = re.compile(r"\b(?:an?|the)\b")
+_RUST_SPACE = re.compile(
+    "[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+"
+)
+_PY_ONLY_SPACE = ("\x1c", "\x1d", "\x1e", "\x1f")
+
+# Other_Alphabetic code points outside L*/M*/Nl (PropList.txt): circled and squared
+# Latin letters, category So. Alphabetic = L* + Nl + Other_Alphabetic.
+_OTHER_ALPHABETIC_SO = (
+    (0x24B6, 0x24E9),
+    (0x1F130, 0x1F149),
+    (0x1F150, 0x1F169),
+    (0x1F170, 0x1F189),
+)
+_JOIN_CONTROL = (0x200C, 0x200D)
+_CODE_POINTS = sys.maxunicode + 1
+_CATEGORIES = ("Lu", "Ll", "Lt", "Lm", "Lo", "Mn", "Mc", "Me")
+
+
+@functools.cache
+def rust_word_ranges() -> tuple[tuple[int, int], ...]:
+    """Rust regex's Unicode ``\\w`` as inclusive code point ranges."""
+    word_cats = {c for c in _CATEGORIES if c[0] in "LM"} | {"Nd", "Nl", "Pc"}
+    flags = [c in word_cats for c in map(unicodedata.category, map(chr, range(_CODE_POINTS)))]
+    for lo, hi in (*_OTHER_ALPHABETIC_SO, _JOIN_CONTROL):
+        flags[lo : hi + 1] = [True] * (hi - lo + 1)
+    ranges: list[tuple[int, int]] = []
+    start = -1
+    for cp, is_word in enumerate(flags):
+        if is_word and start < 0:
+            start = cp
+        elif not is_word and start >= 0:
+            ranges.append((start, cp - 1))
+            start = -1
+    if start >= 0:
+        ranges.append((start, _CODE_POINTS - 1))
+    return tuple(ranges)
+
+
+@functools.cache
+def _articles_unicode() -> re.Pattern[str]:
+    def esc(cp: int) -> str:
+        return f"\\U{cp:08x}"
+
+    word = "".join(esc(lo) if lo == hi else f"{esc(lo)}-{esc(hi)}" for lo, hi in rust_word_ranges())
+    return re.compile(f"(?<![{word}])(?:an?|the)(?![{word}])")
+
+
+def normalize(text: str) -> str:
+    """``FuzzyMatch::normalize`` exactly (see the module docstring)."""
+    s = text.lower().translate(_DROP_PUNCT)
+    # ASCII: Python's \b is Rust's. Otherwise the pattern built from Rust's \w.
+    articles = _ARTICLES_ASCII if s.isascii() else _articles_unicode()
+    s = articles.sub(" ", s)
+    if any(c in s for c in _PY_ONLY_SPACE):
+        return " ".join(filter(None, _RUST_SPACE.split(s)))
+    return " ".join(s.split())
+
+
+def matches(a: str, b: str) -> bool:
+    """One pair of normalised texts: either contains the other; empty only equals empty."""
+    if not a or not b:
+        return a == b
+    return b in a or a in b
