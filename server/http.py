@@ -1,0 +1,301 @@
+"""HTTP/1.1 serving: uvicorn's h11 protocol with a request-receipt deadline and a
+connection cap.
+
+Why it exists: uvicorn bounds nothing about how long a request may take to *arrive*.
+Its keep-alive timer is armed only after a response and cancelled by every byte
+received; a fresh connection has no timer at all; and ASGI middleware runs only after
+the headers are parsed. So 2,000 clients that each send half a header line (or a body
+one byte a minute) hold 2,000 connections forever. Here:
+
+- the headers must be complete within ``header_timeout`` seconds of the request's
+  start (its first byte; for a fresh connection, the connect), and the body within
+  ``body_timeout`` seconds of that same start, else the connection is closed, after a
+  ``408 Request Timeout`` where the client sent something and no response has begun
+  (a connection that never sent a byte is closed silently, as nginx does: browsers
+  preconnect);
+- time the server itself stops reading (flow control, because the application has
+  not consumed 64 KiB of body yet) does not count against the client;
+- at most ``max_connections`` connections are open; one more is answered ``503``
+  with ``Retry-After`` and closed at once, before it costs anything else.
+
+uvicorn's own ``limit_concurrency`` is left unset: it counts connections *and*
+in-flight requests only when a request's headers have arrived, so it never bounds the
+slow connections above, and past its limit it answers 503 to every request, those of
+clients already connected (the 200 keep-alive pollers) included. Refusing at connect
+time bounds file descriptors and memory and leaves established clients alone; keep
+``max_connections`` well above the expected pollers (the default, 2,000, is 10x the
+200 that ``scripts/bench_poll.py`` runs).
+
+The protocol is uvicorn's h11 implementation (the one uvicorn picks here, where
+httptools is not installed; pinned so that installing httptools does not drop the
+deadline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import h11
+import uvicorn
+from uvicorn.protocols.http.flow_control import FlowControl
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from .masking import install_access_log_filter
+
+log = logging.getLogger("evaldock.http")
+
+# While the server (not the client) has paused reading, check back this often.
+_PAUSED_RECHECK_S = 1.0
+
+
+@dataclass(frozen=True)
+class ReceiptLimits:
+    """The ``[server]`` settings ``header_timeout``, ``body_timeout``, ``max_connections``."""
+
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    max_connections: int = 2_000
+
+    def __post_init__(self) -> None:
+        if not self.header_timeout > 0:
+            raise ValueError(f"[server] header_timeout must be > 0, not {self.header_timeout}")
+        if not self.body_timeout >= self.header_timeout:
+            raise ValueError(
+                f"[server] body_timeout ({self.body_timeout}) must be at least "
+                f"[server] header_timeout ({self.header_timeout}): both count from the "
+                "request's start"
+            )
+        if self.max_connections < 1:
+            raise ValueError(f"[server] max_connections must be >= 1, not {self.max_connections}")
+
+
+class ServerConfig(uvicorn.Config):
+    """uvicorn's config plus the receipt limits the protocol reads."""
+
+    receipt_limits: ReceiptLimits = ReceiptLimits()
+
+
+def _raw_response(status: int, reason: str, text: str, extra: str = "") -> bytes:
+    body = text.encode()
+    return (
+        f"HTTP/1.1 {status} {reason}\r\n"
+        "content-type: text/plain; charset=utf-8\r\n"
+        f"content-length: {len(body)}\r\n"
+        f"{extra}"
+        "connection: close\r\n\r\n"
+    ).encode() + body
+
+
+class _TimedFlowControl(FlowControl):
+    """uvicorn's flow control, counting the seconds reading was paused by the server."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(transport)
+        self.loop = loop
+        self._paused_total = 0.0
+        self._paused_at: float | None = None
+
+    def pause_reading(self) -> None:
+        if not self.read_paused:
+            self._paused_at = self.loop.time()
+        super().pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.read_paused and self._paused_at is not None:
+            self._paused_total += self.loop.time() - self._paused_at
+            self._paused_at = None
+        super().resume_reading()
+
+    def paused_seconds(self) -> float:
+        """Seconds reading has been paused on this connection, so far."""
+        running = self.loop.time() - self._paused_at if self._paused_at is not None else 0.0
+        return self._paused_total + running
+
+
+class ReceiptDeadlineProtocol(H11Protocol):
+    """:class:`H11Protocol` with the receipt deadline and the connection cap."""
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        server_state: Any,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.limits = config.receipt_limits if isinstance(config, ServerConfig) else ReceiptLimits()
+        self._request_started: float | None = None  # loop time of the request's start
+        self._paused_before = 0.0  # flow.paused_seconds() at the request's start
+        self._deadline: asyncio.TimerHandle | None = None
+        self._deadline_at: float | None = None
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.timed_flow = _TimedFlowControl(transport, self.loop)
+        self.flow = self.timed_flow
+        if len(self.connections) > self.limits.max_connections:
+            log.warning(
+                "Refused a connection: %d open, the limit set by [server] max_connections",
+                self.limits.max_connections,
+            )
+            transport.write(
+                _raw_response(
+                    503,
+                    "Service Unavailable",
+                    "Too many open connections; retry shortly.\n",
+                    "retry-after: 1\r\n",
+                )
+            )
+            transport.close()
+            return
+        self._start_request()
+        self._watch()
+
+    def data_received(self, data: bytes) -> None:
+        if self._request_started is None:
+            self._start_request()  # the first byte of the next request
+        super().data_received(data)
+        self._watch()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_deadline()
+        super().connection_lost(exc)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # may start the next, pipelined request
+        self._watch()
+
+    # -- the deadline ------------------------------------------------------------------------
+
+    def _phase(self) -> str | None:
+        """ "headers" or "body" while a request is arriving, None otherwise."""
+        their = self.conn.their_state
+        if their is h11.SEND_BODY:
+            return "body"
+        if their is h11.IDLE:
+            if self._request_started is None and self.conn.trailing_data[0]:
+                self._start_request()  # pipelined bytes, now unpaused
+            return "headers" if self._request_started is not None else None
+        return None  # received whole (DONE, MUST_CLOSE) or closing
+
+    def _start_request(self) -> None:
+        self._request_started = self.loop.time()
+        self._paused_before = self.timed_flow.paused_seconds()
+
+    def _due(self, phase: str) -> float:
+        """When ``phase`` must be complete: the setting's seconds after the request's
+        start, plus the seconds the server paused reading since (its delay, not the
+        client's)."""
+        assert self._request_started is not None
+        limit = self.limits.header_timeout if phase == "headers" else self.limits.body_timeout
+        paused = self.timed_flow.paused_seconds() - self._paused_before
+        return self._request_started + limit + paused
+
+    def _arm(self, at: float) -> None:
+        self._cancel_deadline()
+        self._deadline = self.loop.call_at(at, self._expired)
+        self._deadline_at = at
+
+    def _watch(self) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        phase = self._phase()
+        if phase is None:
+            if self.conn.their_state is not h11.IDLE:
+                self._request_started = None  # whole request in; the next starts later
+            self._cancel_deadline()
+            return
+        at = self._due(phase)
+        if self._deadline_at != at:
+            self._arm(at)
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline = None
+        self._deadline_at = None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        self._deadline_at = None
+        if self.transport.is_closing():
+            return
+        phase = self._phase()
+        if phase is None:
+            return
+        if self.timed_flow.read_paused:
+            # The application has not read what arrived: the server's delay, not the client's.
+            self._arm(self.loop.time() + _PAUSED_RECHECK_S)
+            return
+        at = self._due(phase)
+        if at > self.loop.time():
+            self._arm(at)  # credited with time spent paused
+            return
+        setting, limit = (
+            ("header_timeout", self.limits.header_timeout)
+            if phase == "headers"
+            else ("body_timeout", self.limits.body_timeout)
+        )
+        client = f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
+        log.info(
+            "Closed the connection from %s: request %s not received within %g s ([server] %s)",
+            client,
+            phase,
+            limit,
+            setting,
+        )
+        started_response = self.cycle is not None and self.cycle.response_started
+        if phase == "body" and self.cycle is not None and not self.cycle.response_complete:
+            # The application's receive() returns http.disconnect; its sends are dropped.
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
+        sent_something = phase == "body" or bool(self.conn.trailing_data[0])
+        if sent_something and not started_response:
+            self.transport.write(
+                _raw_response(
+                    408,
+                    "Request Timeout",
+                    f"Request {phase} not received within {limit:g} s.\n",
+                )
+            )
+        self.transport.close()
+
+
+def uvicorn_config(
+    app: Any,
+    host: str,
+    port: int,
+    *,
+    log_level: str,
+    header_timeout: float = ReceiptLimits.header_timeout,
+    body_timeout: float = ReceiptLimits.body_timeout,
+    max_connections: int = ReceiptLimits.max_connections,
+    access_log: bool = True,
+    **uvicorn_options: Any,
+) -> uvicorn.Config:
+    """A uvicorn config serving ``app`` with the receipt deadline and connection cap.
+
+    Run it with ``uvicorn.Server(config).run()``. ``uvicorn_options`` pass through
+    (``timeout_keep_alive``, ``fd`` ...). The access log, when on, masks signed-URL
+    signatures (:class:`evaldock.server.masking.AccessLogFilter`).
+    """
+    limits = ReceiptLimits(header_timeout, body_timeout, max_connections)
+    uvicorn_options.setdefault("lifespan", "on")
+    config = ServerConfig(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=access_log,
+        http=ReceiptDeadlineProtocol,
+        **uvicorn_options,
+    )
+    config.receipt_limits = limits
+    if access_log:
+        install_access_log_filter()
+    return config

@@ -1,0 +1,195 @@
+"""The receipt deadline and connection cap, over real sockets on 127.0.0.1.
+
+Tiny timeouts (0.3 s for headers, 0.6 s for bodies); every wait is bounded by a socket
+timeout well above them, so a server without the deadline fails by timing out here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from evaldock.server.http import ReceiptLimits, uvicorn_config
+
+WAIT = 5.0  # seconds a client waits for the server, far above every deadline here
+
+
+async def ping(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("pong")
+
+
+async def echo(request: Request) -> PlainTextResponse:
+    if "slow" in request.query_params:
+        await asyncio.sleep(1.2)  # longer than body_timeout, before reading the body
+    try:
+        body = await request.body()
+    except ClientDisconnect:
+        return PlainTextResponse("gone", status_code=499)
+    return PlainTextResponse(str(len(body)))
+
+
+APP = Starlette(routes=[Route("/ping", ping), Route("/echo", echo, methods=["POST"])])
+
+
+@contextmanager
+def serving(**limits: Any) -> Iterator[int]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    options = {"header_timeout": 0.3, "body_timeout": 0.6, **limits}
+    config = uvicorn_config(
+        APP, "127.0.0.1", port, log_level="warning", access_log=False, **options
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + WAIT
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+        time.sleep(0.02)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(WAIT)
+        sock.close()
+
+
+def connect(port: int) -> socket.socket:
+    conn = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+    conn.settimeout(WAIT)
+    return conn
+
+
+def read_until_closed(conn: socket.socket) -> bytes:
+    """Everything the server sends until it closes; socket.timeout if it never does."""
+    chunks = []
+    while chunk := conn.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def read_response(conn: socket.socket) -> tuple[int, bytes]:
+    """One keep-alive response (content-length framed), leaving what follows unread."""
+    reader = _readers.get(conn)
+    if reader is None:
+        reader = _readers[conn] = conn.makefile("rb")
+    status = reader.readline()
+    assert status, "closed by the server"
+    length = 0
+    while (line := reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return int(status.split()[1]), reader.read(length)
+
+
+_readers: weakref.WeakKeyDictionary[socket.socket, Any] = weakref.WeakKeyDictionary()
+
+
+def test_partial_header_is_closed_with_408() -> None:
+    with serving() as port, connect(port) as conn:
+        conn.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        answer = read_until_closed(conn)
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert b"connection: close" in answer and answer.endswith(b"within 0.3 s.\n")
+
+
+def test_header_trickled_byte_by_byte_is_closed() -> None:
+    """Each byte restarts uvicorn's own keep-alive timer; the deadline counts from the start."""
+    with serving() as port, connect(port) as conn:
+        for byte in b"GET /ping HTTP/1.1\r\nHost: x\r\n":
+            try:
+                conn.sendall(bytes([byte]))
+            except OSError:
+                break  # closed by the server: what the test wants
+            time.sleep(0.05)
+        answer = read_until_closed(conn)
+    assert answer.startswith(b"HTTP/1.1 408")
+
+
+def test_silent_connection_is_closed_without_a_response() -> None:
+    with serving() as port, connect(port) as conn:
+        assert read_until_closed(conn) == b""
+
+
+def test_slow_body_is_closed_with_408() -> None:
+    with serving() as port, connect(port) as conn:
+        conn.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+        answer = read_until_closed(conn)
+    assert answer.startswith(b"HTTP/1.1 408")
+    assert answer.endswith(b"Request body not received within 0.6 s.\n")
+
+
+def test_keep_alive_client_is_unaffected() -> None:
+    """Idle gaps between requests (0.4 s > header_timeout) are the keep-alive timer's."""
+    with serving() as port, connect(port) as conn:
+        for _ in range(4):
+            conn.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(conn) == (200, b"pong")
+            time.sleep(0.4)
+        conn.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab")
+        time.sleep(0.1)
+        conn.sendall(b"cd")
+        assert read_response(conn) == (200, b"4")
+        # Pipelined: two requests in one write.
+        conn.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n" * 2)
+        assert read_response(conn) == read_response(conn) == (200, b"pong")
+
+
+def test_application_slow_to_read_the_body_is_not_the_clients_delay() -> None:
+    body = b"x" * 300_000  # beyond uvicorn's 64 KiB high-water mark: reading pauses
+    with serving() as port, connect(port) as conn:
+        request = b"POST /echo?slow=1 HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+        sender = threading.Thread(target=conn.sendall, args=(request + body,))
+        sender.start()
+        assert read_response(conn) == (200, b"300000")
+        sender.join(WAIT)
+
+
+def test_connections_beyond_max_connections_get_503() -> None:
+    with serving(header_timeout=WAIT * 2, body_timeout=WAIT * 2, max_connections=3) as port:
+        held = [connect(port) for _ in range(3)]
+        for conn in held:  # each is accepted and served
+            conn.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(conn) == (200, b"pong")
+        with connect(port) as extra:
+            answer = read_until_closed(extra)
+        assert answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+        assert b"retry-after: 1" in answer
+        held.pop().close()
+        deadline = time.monotonic() + WAIT
+        while True:  # the server notices the close on its next loop turn
+            with connect(port) as again:
+                again.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+                try:
+                    if read_response(again) == (200, b"pong"):
+                        break
+                except AssertionError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.05)
+        for conn in held:
+            conn.close()
+
+
+def test_limits_are_validated() -> None:
+    with pytest.raises(ValueError, match=r"\[server\] header_timeout"):
+        ReceiptLimits(header_timeout=0)
+    with pytest.raises(ValueError, match=r"\[server\] body_timeout"):
+        ReceiptLimits(header_timeout=10, body_timeout=5)
+    with pytest.raises(ValueError, match=r"\[server\] max_connections"):
+        ReceiptLimits(max_connections=0)
