@@ -239,7 +239,7 @@ class _Rebatcher:
 
 def _csv_header(path: Path, delim: str) -> list[str]:
     with path.open("rb") as f:
-        first = next(_raw_records(f), None)
+        first = next(_raw_records(f, delim.encode()), None)
     if first is None:
         raise NotATable(path, "the file is empty (a header row is needed)")
     text = first.decode("utf-8-sig")
@@ -290,18 +290,50 @@ def _jsonl_objects(path: Path) -> Iterator[dict[str, Any]]:
             yield obj
 
 
-def _raw_records(f: BinaryIO) -> Iterator[bytes]:
-    """Split CSV bytes into records, each with its own line ending; a record spans lines
-    while a quoted cell is open (an odd count of '"' so far: escaped quotes come in pairs).
-    Blank lines come out as themselves (Arrow skips them; so do the writers here)."""
+def _raw_records(f: BinaryIO, delim: bytes = b",") -> Iterator[bytes]:
+    """Split CSV bytes into records, each with its own line ending.
+
+    A record spans lines while a quoted cell is open. As in Arrow's parser, a '"' opens a
+    quoted cell only at the start of a cell (``5" screen`` is a literal quote) and ``""``
+    inside one is an escaped quote. Lines without any '"' take the fast path (one
+    ``in`` test). Blank lines come out as themselves (Arrow skips them; so do the writers).
+    """
     pending = b""
+    in_quotes = False
     for line in f:
+        if not in_quotes and b'"' not in line:
+            yield line
+            continue
+        in_quotes = _scan_quotes(line, in_quotes, delim)
         pending += line
-        if pending.count(b'"') % 2 == 0:
+        if not in_quotes:
             yield pending
             pending = b""
     if pending:
         yield pending
+
+
+def _scan_quotes(line: bytes, in_quotes: bool, delim: bytes) -> bool:
+    """Whether a quoted cell is still open at the end of ``line``."""
+    i, n = 0, len(line)
+    at_cell_start = not in_quotes
+    while i < n:
+        if in_quotes:
+            j = line.find(b'"', i)
+            if j < 0:
+                return True
+            if line[j + 1 : j + 2] == b'"':
+                i = j + 2
+                continue
+            in_quotes, at_cell_start, i = False, False, j + 1
+        elif at_cell_start and line[i : i + 1] == b'"':
+            in_quotes, i = True, i + 1
+        else:
+            k = line.find(delim, i)
+            if k < 0:
+                return False
+            at_cell_start, i = True, k + 1
+    return in_quotes
 
 
 # -- adding a column -------------------------------------------------------------------
@@ -387,7 +419,7 @@ def _splice_csv(table: Table, path: Path) -> None:
     names = [n for n, _ in table.added]
     values = [_iter_values(a) for _, a in table.added]
     with table.path.open("rb") as src, path.open("wb") as out:
-        records = _raw_records(src)
+        records = _raw_records(src, delim)
         header = next(records)
         out.write(_append_cells(header, delim, [_csv_cell(n, table.delimiter) for n in names]))
         row = 0

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from evaldock.server.oxen.blobs import Blob, BlobNotFound
 from evaldock.server.oxen.errors import (
     BranchExists,
     BranchNotFound,
@@ -310,5 +311,33 @@ def test_delete_repo_then_collect_blobs(tmp_path: Path) -> None:
         assert s.blobs.exists(keep.key)
         kept = await s.get_repo("t", "ox", "kept")
         assert await s.read_file(kept, "main", "x") == b"shared"
+
+    run(tmp_path, body)
+
+
+def test_missing_blob_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    async def body(s: OxenStore) -> None:
+        repo, c1 = await s.create_repo("t", "ox", "r", {"f": blob(s, "1")}, "me", "e")
+        assert c1 is not None
+        ghost = Blob("00" * 32, "0", 1)
+        with pytest.raises(BlobNotFound):
+            await s.commit_files(repo, "main", {"g": ghost}, "me", "e", "m")
+        assert (await s.get_branch(repo, "main")).commit_id == c1.id
+
+    run(tmp_path, body)
+
+
+def test_many_files_in_one_commit_list_in_pages(tmp_path: Path) -> None:
+    async def body(s: OxenStore) -> None:
+        one = blob(s, "x")
+        files = {f"f{i:04}.txt": one for i in range(250)}
+        repo, _ = await s.create_repo("t", "ox", "r", files, "me", "e")
+        await s.commit_files(repo, "main", {"f0000.txt": blob(s, "y")}, "me", "e", "m")
+        pages = [await s.list_dir(repo, "main", "", p, 100) for p in (1, 2, 3)]
+        names = [e.filename for pg in pages for e in pg.entries.items]
+        assert names == sorted(files)
+        assert pages[0].entries.total_pages == 3
+        assert await s.read_file(repo, "main", "f0000.txt") == b"y"
+        assert await s.read_file(repo, "main", "f0249.txt") == b"x"
 
     run(tmp_path, body)

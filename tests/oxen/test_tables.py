@@ -214,3 +214,14 @@ def test_not_a_table(tmp_path: Path, name: str, data: bytes) -> None:
     p.write_bytes(data)
     with pytest.raises(NotATable):
         read_table(p)
+
+
+def test_a_quote_inside_an_unquoted_cell_is_literal(tmp_path: Path) -> None:
+    src = tmp_path / "d.csv"
+    src.write_bytes(b'size,name\n5" screen,tv\n6,"a ""b"" c"\n7,x"y\n')
+    t = read_table(src)
+    assert next(iter_column(t, "size")) == ['5" screen', "6", "7"]
+    assert next(iter_column(t, "name")) == ["tv", 'a "b" c', 'x"y']
+    out = tmp_path / "o.csv"
+    write_table(add_column(t, "p", ["1", "2", "3"]), out)
+    assert out.read_bytes() == b'size,name,p\n5" screen,tv,1\n6,"a ""b"" c",2\n7,x"y,3\n'
