@@ -1,44 +1,25 @@
-"""The ranker interface (mock and CLIP) and the multi-field combination both share.
+"""What the mock and CLIP rankers share: the multi-field combination, top-k, the
+loaded-model slot (:meth:`FieldRanker.using`) and the catalog of loadable names.
 
-A ranker turns texts and images into L2-normalised float32 vectors in one space, and
-ranks documents for queries by cosine similarity. Nothing here imports torch.
+A ranker (:class:`evaldock.engines.protocols.Ranker`) turns texts and images into
+L2-normalised float32 vectors in one space, and ranks documents for queries by cosine
+similarity. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, Protocol
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
+from .catalog import is_known
 from .retrieval import topk_cosine
 
 Kind = Literal["text", "image"]
 KINDS: tuple[str, ...] = ("text", "image")
-
-
-class Ranker(Protocol):
-    model_name: str  # the model as the client named it, e.g. "Marqo/ViT-B-32.laion2b_s34b_b79k"
-    signature: str  # what produced the vectors: model, checkpoint, device, precision
-    dim: int  # embedding width
-
-    def load(self, model: str, pretrained: str | None = None) -> None: ...
-
-    def embed_text(self, texts: Sequence[str]) -> np.ndarray: ...
-
-    def embed_images(self, refs: Sequence[str]) -> np.ndarray: ...
-
-    def embed_fields(
-        self,
-        rows: Sequence[Mapping[str, Any]],
-        keys: Sequence[str],
-        weights: Sequence[float],
-        kinds: Mapping[str, str] | None = None,
-    ) -> np.ndarray: ...
-
-    def topk(
-        self, queries: np.ndarray, docs: np.ndarray, k: int
-    ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -97,10 +78,89 @@ def combine_fields(
 
 
 class FieldRanker:
-    """``embed_fields`` and ``topk`` on top of a subclass's ``embed_text``/``embed_images``."""
+    """``embed_fields``, ``topk``, ``knows`` and the loaded-model slot, on top of a
+    subclass's ``_load``/``embed_text``/``embed_images``.
 
+    A ranker holds one loaded model. :meth:`using` is how threads share it: it holds the
+    ranker's lock for the block and loads only when the wanted model is not the loaded one,
+    so consecutive evaluations of one model load it once.
+    """
+
+    implementation = "ranker"  # the registry name, first part of :attr:`name`
     dim: int
+    model_name: str
+    signature: str
 
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        self.options = dict(options)
+        self._lock = threading.RLock()
+        self._loaded: tuple[str, str | None] | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.implementation}:{self.model_name or '-'}"
+
+    # -- the loaded model ----------------------------------------------------------------
+    def _load(self, model: str, pretrained: str | None) -> None:
+        raise NotImplementedError
+
+    def load(self, model: str, pretrained: str | None = None) -> None:
+        """Load ``model`` (replacing the loaded one); EngineUnavailable when impossible."""
+        pretrained = pretrained or None
+        with self._lock:
+            self._loaded = None  # a failed load leaves nothing loaded
+            self._load(model, pretrained)
+            self._loaded = (model, pretrained)
+
+    @property
+    def loaded(self) -> tuple[str, str | None] | None:
+        """``(model, pretrained)`` as last loaded, None when nothing is."""
+        return self._loaded
+
+    @contextlib.contextmanager
+    def using(
+        self,
+        model: str,
+        pretrained: str | None = None,
+        *,
+        say: Callable[[str], None] | None = None,
+    ) -> Iterator[FieldRanker]:
+        """Hold the ranker with ``model`` loaded for the block (blocking other threads).
+
+        ``say`` hears about waiting and loading (a job log line each).
+        """
+        pretrained = pretrained or None
+        if not self._lock.acquire(blocking=False):
+            if say is not None:
+                say("Waiting for the ranker: another job is using it")
+            self._lock.acquire()
+        try:
+            if self._loaded != (model, pretrained):
+                if say is not None:
+                    shown = model if pretrained is None else f"{model} with weights {pretrained}"
+                    say(f"Loading model {shown}")
+                self.load(model, pretrained)
+            yield self
+        finally:
+            self._lock.release()
+
+    def knows(self, model: str, pretrained: str | None = None) -> bool:
+        """Whether the CLIP ranker could load ``model`` (same answer in mock mode), from
+        open_clip's catalog, ``model_configs`` and the ``checkpoints`` mapping."""
+        return is_known(
+            model,
+            pretrained,
+            extra_configs=[str(p) for p in self.options.get("model_configs") or []],
+            checkpoints=self.options.get("checkpoints"),
+        )
+
+    async def check(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+    # -- embeddings and retrieval --------------------------------------------------------
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
         raise NotImplementedError
 

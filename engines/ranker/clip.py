@@ -1,4 +1,5 @@
-"""The CLIP ranker: open_clip models, offline first.
+"""The CLIP ranker: open_clip models, offline first. Where the weights come from is
+:mod:`.weights`'s business; this module loads the model, encodes and ranks.
 
 Options (all optional):
 
@@ -18,67 +19,51 @@ Options (all optional):
 - ``image_root``: folder that relative image paths are relative to.
 - ``fetcher``: a ``callable(url) -> bytes`` for ``http(s)://`` images (none: refused).
 - ``hash_weights`` (true): put the checkpoint's sha256 in :attr:`signature`.
+
+Threads share one loaded model through :meth:`~.base.FieldRanker.using`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
-import socket
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
 
-from ..errors import EngineError, EngineUnavailable, require
+from evaldock.engines.errors import EngineError, EngineUnavailable, require
+from evaldock.engines.signature import Signature
+
 from .base import FieldRanker
 from .images import read_image_bytes
-from .models import ModelSpec, parse_model
 from .retrieval import topk_cosine
+from .weights import WeightResolver, create_kwargs, load_weights_only, sha256
 
 DEFAULT_BATCH = 256
 # Batches prepared while one encodes. On CPU the encoder already uses every core, and
 # decoding beside it oversubscribes them (torch's threads then wait on each other), so
 # there batches are decoded in parallel *between* encodes instead.
 GPU_PREFETCH = 2
-HF_HOST = "huggingface.co"
-WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
-WEIGHT_GLOBS = ("*.safetensors", "*.bin", "*.pth", "*.pt")
-
-
-@dataclass
-class _Plan:
-    """What to hand open_clip, decided before it can touch the network."""
-
-    create_name: str  # architecture, "local-dir:..." or "hf-hub:..."
-    pretrained: str | None = None  # checkpoint file or (download allowed) tag
-    weights: str | None = None  # file whose hash goes in the signature, when known
-    label: str = ""  # weights, for the signature
-    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 class ClipRanker(FieldRanker):
+    implementation = "clip"
+
     def __init__(self, options: Mapping[str, Any]) -> None:
         require("open_clip", purpose="the CLIP ranker")
         require("torch", purpose="the CLIP ranker")
         require("PIL", purpose="the CLIP ranker")
-        self.options = dict(options)
+        super().__init__(options)
         self.batch_size = int(options.get("batch_size") or DEFAULT_BATCH)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
         self.workers = int(options.get("workers", min(4, os.cpu_count() or 1)))
-        self.allow_download = bool(options.get("allow_download", True))
+        self.resolver = WeightResolver(options)
         self.cache_dir: str | None = options.get("cache_dir")
-        self.checkpoints_table = str(
-            options.get("checkpoints_table", "[engines.ranker.checkpoints]")
-        )
         self.fetcher: Callable[[str], bytes] | None = options.get("fetcher")
         self.image_root: str | None = options.get("image_root")
         self.hash_weights = bool(options.get("hash_weights", True))
@@ -87,10 +72,9 @@ class ClipRanker(FieldRanker):
         self.amp = bool(options.get("amp", True)) and gpu
         self.prefetch = int(options.get("prefetch", GPU_PREFETCH if gpu else 0))
         self.model_name = ""
-        self.signature = "ranker:clip|model:-"
+        self.signature = Signature.of("ranker", "clip", model="-").format()
         self.dim = 0
         self.model: Any = None
-        self._configs_added = False
         if options.get("model"):
             self.load(str(options["model"]), options.get("pretrained"))
 
@@ -109,55 +93,37 @@ class ClipRanker(FieldRanker):
             )
         return wanted
 
-    def _register_configs(self) -> None:
-        import open_clip
-
-        if self._configs_added:
-            return
-        for path in self.options.get("model_configs") or []:
-            if not Path(path).exists():
-                raise EngineUnavailable(f"model config not found: {path}", hint="fix model_configs")
-            open_clip.add_model_config(path)
-        self._configs_added = True
-
-    def _parse(self, model: str, pretrained: str | None) -> ModelSpec:
-        import open_clip
-
-        self._register_configs()
-        known = set(open_clip.list_models())
-        if pretrained and model not in known and os.path.isfile(pretrained):
-            # A checkpoint shipped beside its architecture file ("<model>.json").
-            beside = Path(pretrained).parent / f"{model}.json"
-            if beside.is_file():
-                open_clip.add_model_config(beside)
-                known = set(open_clip.list_models())
-        try:
-            return parse_model(model, pretrained, known.__contains__)
-        except ValueError as exc:
-            raise EngineUnavailable(str(exc), hint=_NAMES_HINT) from None
-
-    def load(self, model: str, pretrained: str | None = None) -> None:
-        """Load weights (replacing any loaded model); EngineUnavailable when impossible."""
+    def _load(self, model: str, pretrained: str | None) -> None:
         import open_clip
         import torch
 
-        spec = self._parse(model, pretrained)
-        plan = self._plan(spec, model)
+        spec = self.resolver.parse(model, pretrained)
+        plan = self.resolver.plan(spec, model)
+        create = open_clip.create_model_and_transforms
+        safe = create_kwargs(create)
+        # An open_clip that cannot be told weights_only=True gets no file: we load it.
+        by_hand = None
+        if not safe and plan.pretrained is not None and os.path.isfile(plan.pretrained):
+            by_hand = plan.pretrained
         try:
-            net, _, preprocess = open_clip.create_model_and_transforms(
+            net, _, preprocess = create(
                 plan.create_name,
-                pretrained=plan.pretrained,
+                pretrained=None if by_hand else plan.pretrained,
                 device=self.device_name,
                 precision="fp32",
                 cache_dir=self.cache_dir,
+                **safe,
                 **plan.kwargs,
             )
+            if by_hand:
+                load_weights_only(net, by_hand)
             tokenizer = open_clip.get_tokenizer(plan.create_name, cache_dir=self.cache_dir)
         except EngineError:
             raise
         except Exception as exc:
             raise EngineUnavailable(
-                f"could not load ranker model '{model}': {exc}", hint=self._offline_hint(spec)
+                f"could not load ranker model '{model}': {exc}",
+                hint=self.resolver.offline_hint(spec),
             ) from exc
         net.eval()
         self.model, self.preprocess, self.tokenizer = net, preprocess, tokenizer
@@ -165,174 +131,18 @@ class ClipRanker(FieldRanker):
         self.model_name = model
         with torch.inference_mode():
             self.dim = int(net.encode_text(tokenizer([""]).to(self.device_name)).shape[-1])
-        weights = plan.weights or self._cached_weights_after_download(spec)
-        digest = _sha256(weights)[:12] if weights and self.hash_weights else "-"
-        self.signature = (
-            f"ranker:clip|model:{spec.key}|weights:{plan.label}|sha256:{digest}"
-            f"|device:{self.device_name}|precision:{'amp-fp16' if self.amp else 'fp32'}"
-            f"|open_clip:{open_clip.__version__}"
-        )
-
-    def _plan(self, spec: ModelSpec, model: str) -> _Plan:
-        mapped = None if spec.file else self._mapped_checkpoint(spec)
-        if mapped is not None:
-            return self._local_plan(spec, mapped, model)
-        if spec.source == "local-dir":
-            return self._local_plan(spec, spec.name, model)
-        if spec.source == "hf-hub":
-            return self._hf_plan(spec, model)
-        return self._builtin_plan(spec, model)
-
-    def _mapped_checkpoint(self, spec: ModelSpec) -> str | None:
-        import open_clip
-
-        known = set(open_clip.list_models()).__contains__
-        for key, target in (self.options.get("checkpoints") or {}).items():
-            try:
-                if parse_model(str(key), None, known).key == spec.key:
-                    return str(target)
-            except ValueError:
-                continue
-        return None
-
-    def _local_plan(self, spec: ModelSpec, target: str, model: str) -> _Plan:
-        path = Path(target).expanduser()
-        if not path.exists():
-            raise EngineUnavailable(
-                f"local weights for '{model}' not found: {path}",
-                hint=self._offline_hint(spec)
-                if spec.source == "local-dir"
-                else f"fix the path in {self.checkpoints_table}",
-            )
-        if path.is_dir() and (path / "open_clip_config.json").is_file():
-            return _Plan(
-                f"local-dir:{path}", weights=_weights_in(path), label=f"local-dir:{path.name}"
-            )
-        if spec.source != "builtin":
-            raise EngineUnavailable(
-                f"'{model}' needs a folder with open_clip_config.json and weights, got {path}",
-                hint="download the whole model repository into one folder",
-            )
-        file = _weights_in(path) if path.is_dir() else str(path)
-        if file is None:
-            raise EngineUnavailable(
-                f"no checkpoint (*.safetensors, *.bin, *.pth, *.pt) in {path}",
-                hint=f"point {self.checkpoints_table} at the checkpoint file",
-            )
-        return self._file_plan(spec, file)
-
-    def _file_plan(self, spec: ModelSpec, file: str) -> _Plan:
-        plan = _Plan(spec.name, pretrained=file, weights=file, label=Path(file).name)
-        if spec.tag:
-            plan.label = f"{spec.tag}={Path(file).name}"
-            plan.kwargs = _tag_kwargs(spec)
-        return plan
-
-    def _builtin_plan(self, spec: ModelSpec, model: str) -> _Plan:
-        import open_clip
-
-        if spec.name not in open_clip.list_models():
-            raise EngineUnavailable(
-                f"unknown ranker model '{model}'",
-                hint=_NAMES_HINT + "; a custom architecture needs its JSON in model_configs",
-            )
-        if spec.file:
-            if not os.path.isfile(spec.file):
-                raise EngineUnavailable(
-                    f"checkpoint file not found: {spec.file}", hint="pass an existing file"
-                )
-            return self._file_plan(spec, spec.file)
-        if not spec.tag:
-            raise EngineUnavailable(
-                f"no weights named for '{model}'",
-                hint=f"add a pretrained tag ({spec.name}/<tag>; known: "
-                f"{_tags(spec.name)}) or pass a checkpoint path as pretrained",
-            )
-        cfg = open_clip.get_pretrained_cfg(spec.name, spec.tag)
-        if not cfg:
-            raise EngineUnavailable(
-                f"unknown pretrained tag '{spec.tag}' for {spec.name}",
-                hint=f"known tags: {_tags(spec.name)}; or pass a checkpoint path as pretrained",
-            )
-        cached = self._cached_tag_weights(cfg)
-        if cached:
-            return self._file_plan(spec, cached)
-        self._need_download(spec, model, _download_host(cfg))
-        return _Plan(spec.name, pretrained=spec.tag, label=spec.tag, kwargs=_tag_kwargs(spec))
-
-    def _hf_plan(self, spec: ModelSpec, model: str) -> _Plan:
-        folder = self._cached_hf_folder(spec.name)
-        if folder:
-            # The cached snapshot is exactly open_clip's local-dir layout: no network call.
-            return _Plan(f"local-dir:{folder}", weights=_weights_in(Path(folder)), label="hf")
-        self._need_download(spec, model, HF_HOST)
-        return _Plan(f"hf-hub:{spec.name}", label="hf")
-
-    def _need_download(self, spec: ModelSpec, model: str, host: str) -> None:
-        why = None
-        if not self.allow_download:
-            why = "downloads are off (allow_download = false)"
-        elif os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
-            why = "HF_HUB_OFFLINE is set"
-        elif not network_reachable(host):
-            why = f"no network ({host} unreachable)"
-        if why:
-            raise EngineUnavailable(
-                f"weights for ranker model '{model}' are not in the local cache and {why}",
-                hint=self._offline_hint(spec),
-            )
-
-    def _offline_hint(self, spec: ModelSpec) -> str:
-        if spec.source == "local-dir":
-            return "the folder must hold open_clip_config.json and the weights"
-        if spec.source == "hf-hub":
-            return (
-                f"download the files of https://huggingface.co/{spec.name} into a folder and "
-                f'register it: {self.checkpoints_table} "{spec.key}" = "/path/to/folder", '
-                "or name the model local-dir:/path/to/folder"
-            )
-        source = _source_of(spec) if spec.tag else ""
-        return (
-            f"register a local checkpoint{f' ({source})' if source else ''}: "
-            f'{self.checkpoints_table} "{spec.key}" = "/path/to/open_clip_pytorch_model.bin", '
-            "or pass a checkpoint path as pretrained"
-        )
-
-    def _cached_tag_weights(self, cfg: Mapping[str, Any]) -> str | None:
-        if cfg.get("file") and os.path.isfile(cfg["file"]):
-            return str(cfg["file"])
-        hub = cfg.get("hf_hub") or ""
-        if hub:
-            repo, filename = os.path.split(hub)
-            names = (filename,) if filename else WEIGHT_FILES
-            for name in names:
-                found = _hf_cached(repo, name, self.cache_dir)
-                if found:
-                    return found
-        url = cfg.get("url") or ""
-        if url:
-            folder = self.cache_dir or os.path.expanduser("~/.cache/clip")
-            path = os.path.join(folder, os.path.basename(urlsplit(url).path))
-            if os.path.isfile(path):
-                return path
-        return None
-
-    def _cached_hf_folder(self, repo: str) -> str | None:
-        config = _hf_cached(repo, "open_clip_config.json", self.cache_dir)
-        if not config:
-            return None
-        folder = Path(config).parent
-        return str(folder) if _weights_in(folder) else None
-
-    def _cached_weights_after_download(self, spec: ModelSpec) -> str | None:
-        import open_clip
-
-        if spec.source == "builtin" and spec.tag:
-            return self._cached_tag_weights(open_clip.get_pretrained_cfg(spec.name, spec.tag))
-        if spec.source == "hf-hub":
-            folder = self._cached_hf_folder(spec.name)
-            return _weights_in(Path(folder)) if folder else None
-        return None
+        weights = plan.weights or self.resolver.weights_after_download(spec)
+        digest = sha256(weights)[:12] if weights and self.hash_weights else "-"
+        self.signature = Signature.of(
+            "ranker",
+            "clip",
+            model=spec.key,
+            weights=plan.label,
+            sha256=digest,
+            device=self.device_name,
+            precision="amp-fp16" if self.amp else "fp32",
+            open_clip=open_clip.__version__,
+        ).format()
 
     # -- embedding -------------------------------------------------------------------
 
@@ -426,90 +236,3 @@ class ClipRanker(FieldRanker):
         # numpy beats torch's CPU kernels here (measured); the GPU wins when there is one.
         device = self.device_name if self.device_name.startswith("cuda") else None
         return topk_cosine(queries, docs, k, device=device)
-
-
-_NAMES_HINT = (
-    "name an open_clip architecture with weights (ViT-B-32/laion2b_s34b_b79k, "
-    "Marqo/ViT-B-32.laion2b_s34b_b79k, or pretrained=<tag or checkpoint file>), "
-    "hf-hub:<org/repo>, or local-dir:<folder>"
-)
-
-
-def _tag_kwargs(spec: ModelSpec) -> dict[str, Any]:
-    """The tag's training-time activation and preprocessing, also when loading from a file."""
-    import open_clip
-
-    cfg = open_clip.get_pretrained_cfg(spec.name, spec.tag or "")
-    kwargs: dict[str, Any] = {}
-    if cfg.get("quick_gelu") and not spec.name.endswith("-quickgelu"):
-        kwargs["force_quick_gelu"] = True
-    for ours, theirs in (
-        ("image_mean", "mean"),
-        ("image_std", "std"),
-        ("image_interpolation", "interpolation"),
-        ("image_resize_mode", "resize_mode"),
-    ):
-        if cfg.get(theirs) is not None:
-            kwargs[ours] = cfg[theirs]
-    return kwargs
-
-
-def _tags(arch: str) -> str:
-    import open_clip
-
-    return ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none"
-
-
-def _source_of(spec: ModelSpec) -> str:
-    import open_clip
-
-    cfg = open_clip.get_pretrained_cfg(spec.name, spec.tag or "")
-    if cfg.get("hf_hub"):
-        repo, filename = os.path.split(cfg["hf_hub"])
-        return f"https://huggingface.co/{repo} file {filename or WEIGHT_FILES[1]}"
-    return str(cfg.get("url") or "")
-
-
-def _download_host(cfg: Mapping[str, Any]) -> str:
-    if cfg.get("hf_hub"):
-        return HF_HOST
-    return urlsplit(str(cfg.get("url") or "")).hostname or HF_HOST
-
-
-def _hf_cached(repo: str, filename: str, cache_dir: str | None) -> str | None:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return None
-    found = try_to_load_from_cache(repo, filename, cache_dir=cache_dir)
-    return found if isinstance(found, str) and os.path.isfile(found) else None
-
-
-def _weights_in(path: Path) -> str | None:
-    if path.is_file():
-        return str(path)
-    for name in (*WEIGHT_FILES, "open_clip_pytorch_model.pth", "model.safetensors"):
-        if (path / name).is_file():
-            return str(path / name)
-    for pattern in WEIGHT_GLOBS:
-        found = sorted(path.glob(pattern))
-        if found:
-            return str(found[0])
-    return None
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def network_reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
-    """A quick TCP connect, so an offline machine fails in seconds, not after retries."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False

@@ -21,6 +21,8 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
+from evaldock.engines.signature import Signature
+
 from .base import FieldRanker, l2_normalise
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
@@ -32,23 +34,33 @@ _STRING_WEIGHT = 0.5  # the whole-string vector, relative to one token's
 
 
 class MockRanker(FieldRanker):
+    """Options: ``dim`` (512), ``model``/``pretrained`` (loaded at once), and the CLIP
+    ranker's ``model_configs``/``checkpoints``, so :meth:`knows` answers as it would."""
+
+    implementation = "mock"
+
     def __init__(self, options: Mapping[str, Any]) -> None:
+        super().__init__(options)
         self.dim = int(options.get("dim", 512))
         if self.dim < 1:
             raise ValueError(f"dim must be positive, got {self.dim}")
         self._vectors: dict[str, np.ndarray] = {}
         self.load(str(options.get("model") or "evaldock-mock-clip"), options.get("pretrained"))
 
-    def load(self, model: str, pretrained: str | None = None) -> None:
+    def _load(self, model: str, pretrained: str | None) -> None:
         self.model_name = model
         self.pretrained = pretrained
         # Different models must give different spaces, as real ones do.
         self._salt = f"{model}\x00{pretrained or ''}\x00".encode()
         self._vectors = {}
-        self.signature = (
-            f"ranker:mock|model:{model}|pretrained:{pretrained or '-'}"
-            f"|dim:{self.dim}|embed:hashed-tokens-v1"
-        )
+        self.signature = Signature.of(
+            "ranker",
+            "mock",
+            model=model,
+            pretrained=pretrained or "-",
+            dim=self.dim,
+            embed="hashed-tokens-v1",
+        ).format()
 
     def _vector(self, token: str) -> np.ndarray:
         vec = self._vectors.get(token)

@@ -8,8 +8,11 @@ nothing is downloaded. They skip when the [models] extra is absent.
 from __future__ import annotations
 
 import base64
+import importlib.util
 import subprocess
 import sys
+import threading
+import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -23,8 +26,15 @@ from evaldock.engines.ranker import combine_fields, l2_normalise, topk_cosine
 from evaldock.engines.ranker.images import read_image_bytes
 from evaldock.engines.ranker.mock import MockRanker, image_tokens
 from evaldock.engines.ranker.models import ModelSpec, parse_model
+from evaldock.engines.signature import Signature, evaldock_version
 
 ARCHS = {"ViT-B-32", "ViT-L-14", "evaldock-tiny-clip"}
+_MISSING = [m for m in ("torch", "open_clip", "PIL") if not importlib.util.find_spec(m)]
+# With @pytest.mark.models (deselect with -m 'not models'): skipped, saying why, on a
+# [test]-only install.
+needs_models = pytest.mark.skipif(
+    bool(_MISSING), reason=f"needs {', '.join(_MISSING)}: {MODELS_EXTRA}"
+)
 
 
 # -- fixtures ------------------------------------------------------------------------
@@ -33,7 +43,6 @@ ARCHS = {"ViT-B-32", "ViT-L-14", "evaldock-tiny-clip"}
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, Path]:
     """(model name, checkpoint file, folder) of the tiny CLIP."""
-    pytest.importorskip("open_clip")
     from evaldock.engines.ranker.testing import build_tiny_clip
 
     folder = tmp_path_factory.mktemp("tiny-clip")
@@ -52,7 +61,8 @@ def clip(tiny: tuple[str, str, Path]) -> Any:
 @pytest.fixture(scope="module")
 def images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Five small PNGs with different content and sizes."""
-    pil = pytest.importorskip("PIL.Image")
+    import PIL.Image as pil
+
     folder = tmp_path_factory.mktemp("images")
     rng = np.random.default_rng(7)
     paths = []
@@ -268,8 +278,11 @@ def test_topk_never_holds_the_full_score_matrix() -> None:
     np.testing.assert_array_equal(idx[:50, :5], want[:, :5])
 
 
+@pytest.mark.models
+@needs_models
 def test_topk_torch_backend_agrees() -> None:
-    torch = pytest.importorskip("torch")
+    import torch
+
     rng = np.random.default_rng(4)
     q = rng.integers(0, 3, size=(33, 6)).astype(np.float32)
     d = rng.integers(0, 3, size=(500, 6)).astype(np.float32)
@@ -304,7 +317,12 @@ def test_mock_ranker_is_deterministic_and_lexical() -> None:
     # Another model is another space; the signature says which.
     other = MockRanker({"dim": 128, "model": "Marqo/ViT-B-32.laion2b_s34b_b79k"})
     assert not np.allclose(other.embed_text(texts), a)
-    assert "Marqo/ViT-B-32.laion2b_s34b_b79k" in other.signature
+    assert other.signature == (
+        "ranker:mock|model:Marqo/ViT-B-32.laion2b_s34b_b79k|pretrained:-|dim:128"
+        f"|embed:hashed-tokens-v1|evaldock:{evaldock_version()}"
+    )
+    assert Signature.parse(other.signature).get("model") == "Marqo/ViT-B-32.laion2b_s34b_b79k"
+    assert other.name == "mock:Marqo/ViT-B-32.laion2b_s34b_b79k"
     fields = ranker.embed_fields(
         [{"t": "red shirt", "i": refs[1]}, {"t": "jeans"}], ["t", "i"], [0.5, 0.5], {"i": "image"}
     )
@@ -344,6 +362,7 @@ def test_missing_open_clip_is_engine_unavailable(monkeypatch: pytest.MonkeyPatch
 
 
 @pytest.mark.models
+@needs_models
 def test_clip_embeddings(clip: Any, images: list[Path]) -> None:
     texts = [f"a photo of item {i}" for i in range(11)] + ["", "x" * 2000]
     a = clip.embed_text(texts)
@@ -355,10 +374,22 @@ def test_clip_embeddings(clip: Any, images: list[Path]) -> None:
     b = clip.embed_images(refs)
     np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
     np.testing.assert_array_equal(b, clip.embed_images(refs))
-    assert "evaldock-tiny-clip" in clip.signature and "device:cpu" in clip.signature
+    sig = Signature.parse(clip.signature)
+    assert [k for k, _ in sig.fields] == [
+        "ranker",
+        "model",
+        "weights",
+        "sha256",
+        "device",
+        "precision",
+        "open_clip",
+        "evaldock",
+    ]
+    assert sig.get("model") == "evaldock-tiny-clip" and sig.get("device") == "cpu"
 
 
 @pytest.mark.models
+@needs_models
 def test_clip_batch_size_does_not_change_results(
     tiny: tuple[str, str, Path], clip: Any, images: list[Path]
 ) -> None:
@@ -383,6 +414,7 @@ def test_clip_batch_size_does_not_change_results(
 
 
 @pytest.mark.models
+@needs_models
 def test_clip_image_references_agree(clip: Any, images: list[Path]) -> None:
     path = images[2]
     out = clip.embed_images([str(path), path.as_uri(), data_uri(path)])
@@ -397,6 +429,7 @@ def test_clip_image_references_agree(clip: Any, images: list[Path]) -> None:
 
 
 @pytest.mark.models
+@needs_models
 def test_clip_embed_fields_is_the_weighted_normalised_sum(clip: Any, images: list[Path]) -> None:
     rows = [
         {"title": "white sneakers", "image": str(images[0])},
@@ -415,6 +448,7 @@ def test_clip_embed_fields_is_the_weighted_normalised_sum(clip: Any, images: lis
 
 
 @pytest.mark.models
+@needs_models
 def test_clip_loads_through_every_local_path(
     tiny: tuple[str, str, Path], clip: Any, tmp_path: Path
 ) -> None:
@@ -450,6 +484,7 @@ def test_clip_loads_through_every_local_path(
 
 
 @pytest.mark.models
+@needs_models
 def test_clip_finds_the_architecture_beside_the_checkpoint(tiny: tuple[str, str, Path]) -> None:
     # A fresh process (like the server) where nothing registered the tiny architecture.
     name, checkpoint, _ = tiny
@@ -463,14 +498,15 @@ def test_clip_finds_the_architecture_beside_the_checkpoint(tiny: tuple[str, str,
 
 
 @pytest.mark.models
+@needs_models
 def test_clip_without_local_weights_says_how_to_supply_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytest.importorskip("open_clip")
     from evaldock.engines.ranker import clip as clip_module
+    from evaldock.engines.ranker import weights
 
     # Pretend the network is down, so no test ever downloads (or waits on) real weights.
-    monkeypatch.setattr(clip_module, "network_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(weights, "network_reachable", lambda *a, **k: False)
     empty = {"cache_dir": str(tmp_path), "device": "cpu", "checkpoints_table": "[marqtune.models]"}
     for options in (
         {"model": "Marqo/ViT-B-32.laion2b_s34b_b79k"},
@@ -493,3 +529,183 @@ def test_clip_without_local_weights_says_how_to_supply_them(
     ):
         with pytest.raises(EngineUnavailable, match=message):
             clip_module.ClipRanker({**empty, "model": model, "pretrained": pretrained})
+
+
+# -- what a ranker knows, and its loaded-model slot ------------------------------------
+
+KNOWN_NAMES: list[tuple[str, str | None, bool]] = [
+    ("ViT-B-32/laion2b_s34b_b79k", None, True),
+    ("ViT-B-32:laion2B-s34B-b79K", None, True),
+    ("Marqo/ViT-B-32.laion2b_s34b_b79k", None, True),
+    ("ViT-B-32", "laion2b_s34b_b79k", True),
+    ("hf-hub:Marqo/marqo-ecommerce-embeddings-B", None, True),
+    ("Marqo/marqo-ecommerce-embeddings-B", None, True),
+    ("ViT-B-32", None, False),  # no weights named: the CLIP ranker refuses it
+    ("ViT-B-32", "not_a_tag", False),
+    ("ViT-B-32/not_a_tag", None, False),
+    ("No-Such-Arch", None, False),
+    ("No-Such-Arch/laion2b_s34b_b79k", None, True),  # org/repo: a Hugging Face repository
+    ("ViT-B-32", "/no/such/checkpoint.bin", False),
+    ("local-dir:/no/such/folder", None, False),
+    ("", None, False),
+]
+
+
+@pytest.mark.parametrize(("model", "pretrained", "known"), KNOWN_NAMES)
+def test_mock_ranker_knows_what_clip_could_load(
+    model: str, pretrained: str | None, known: bool
+) -> None:
+    assert MockRanker({}).knows(model, pretrained) is known
+
+
+def test_knows_reads_the_configured_tables(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "tuned.bin"
+    checkpoint.write_bytes(b"x")
+    (tmp_path / "my-arch.json").write_text("{}")
+    folder = tmp_path / "model"
+    folder.mkdir()
+    ranker = MockRanker(
+        {
+            "model_configs": [str(tmp_path / "my-arch.json")],
+            "checkpoints": {"ViT-B-32-custom": str(checkpoint), "gone": str(tmp_path / "gone")},
+        }
+    )
+    assert ranker.knows("my-arch", str(checkpoint))
+    assert not ranker.knows("my-arch")  # an architecture without weights
+    assert ranker.knows("ViT-B-32-custom") and not ranker.knows("gone")
+    assert ranker.knows("ViT-B-32", str(checkpoint))
+    assert not ranker.knows(f"local-dir:{folder}")
+    (folder / "open_clip_config.json").write_text("{}")
+    assert ranker.knows(f"local-dir:{folder}")
+
+
+def test_knows_imports_no_model_library() -> None:
+    code = (
+        "import sys\n"
+        "from evaldock.engines.ranker.mock import MockRanker\n"
+        "assert MockRanker({}).knows('ViT-B-32/laion2b_s34b_b79k')\n"
+        "bad = sorted(m for m in ('torch', 'open_clip', 'PIL') if m in sys.modules)\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+class CountingRanker(MockRanker):
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.loads: list[tuple[str, str | None]] = []
+        self.fail = False
+        super().__init__(options)
+
+    def _load(self, model: str, pretrained: str | None) -> None:
+        if self.fail:
+            raise EngineUnavailable("cannot load", "test")
+        self.loads.append((model, pretrained))
+        time.sleep(0.02)  # long enough for another thread to arrive meanwhile
+        super()._load(model, pretrained)
+
+
+def test_using_loads_once_per_model_and_holds_the_ranker() -> None:
+    ranker = CountingRanker({"dim": 8})
+    assert ranker.loaded == ("evaldock-mock-clip", None)
+    said: list[str] = []
+    with ranker.using("a") as r:
+        assert r is ranker and ranker.model_name == "a"
+    with ranker.using("a", say=said.append):
+        pass
+    assert ranker.loads == [("evaldock-mock-clip", None), ("a", None)] and said == []
+    with ranker.using("a", "w.bin", say=said.append):
+        assert ranker.loaded == ("a", "w.bin")
+    assert said == ["Loading model a with weights w.bin"]
+
+    inside = 0
+    most = 0
+    guard = threading.Lock()
+
+    def job(model: str) -> None:
+        nonlocal inside, most
+        with ranker.using(model, say=said.append):
+            with guard:
+                inside += 1
+                most = max(most, inside)
+            time.sleep(0.01)
+            assert ranker.model_name == model  # nobody swaps the model mid-job
+            with guard:
+                inside -= 1
+
+    threads = [threading.Thread(target=job, args=(m,)) for m in ("b", "c", "b", "c")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most == 1
+    assert "Waiting for the ranker: another job is using it" in said
+
+
+def test_a_failed_load_leaves_nothing_loaded() -> None:
+    ranker = CountingRanker({"dim": 8})
+    ranker.fail = True
+    with pytest.raises(EngineUnavailable), ranker.using("a"):
+        pass
+    assert ranker.loaded is None
+    ranker.fail = False
+    with ranker.using("evaldock-mock-clip"):
+        pass
+    assert ranker.loads[-1] == ("evaldock-mock-clip", None)  # loaded again, not trusted
+
+
+@pytest.mark.models
+@needs_models
+def test_vendored_catalog_is_open_clips_listing() -> None:
+    import open_clip
+
+    from evaldock.engines.ranker.catalog import catalog
+
+    data = catalog()
+    listed: dict[str, list[str]] = {}
+    for arch, tag in open_clip.list_pretrained():
+        listed.setdefault(arch, []).append(tag)
+    hint = "regenerate: python -m evaldock.engines.ranker.catalog"
+    assert data["open_clip"] == open_clip.__version__, hint
+    assert set(data["architectures"]) == set(open_clip.list_models()) - {"evaldock-tiny-clip"}
+    assert data["pretrained"] == {a: sorted(t) for a, t in listed.items()}, hint
+
+
+@pytest.mark.models
+@needs_models
+@pytest.mark.parametrize(("model", "pretrained", "known"), KNOWN_NAMES)
+def test_clip_ranker_knows_the_same(
+    clip: Any, model: str, pretrained: str | None, known: bool
+) -> None:
+    assert clip.knows(model, pretrained) is known
+
+
+@pytest.mark.models
+@needs_models
+def test_checkpoints_load_with_weights_only(
+    tiny: tuple[str, str, Path], clip: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from evaldock.engines.ranker.clip import ClipRanker
+    from evaldock.engines.ranker.weights import load_weights_only
+
+    name, checkpoint, folder = tiny
+    calls: list[dict[str, Any]] = []
+    real = torch.load
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", recording)
+    for options in ({"model": name, "pretrained": checkpoint}, {"model": f"local-dir:{folder}"}):
+        ClipRanker({**options, "device": "cpu"})
+    assert len(calls) == 2 and all(c.get("weights_only") is True for c in calls)
+    # The fallback for open_clip versions without the flag loads the same weights.
+    import open_clip
+
+    net = open_clip.create_model(name, pretrained=None, device="cpu")
+    load_weights_only(net, checkpoint)
+    assert len(calls) == 3 and calls[-1].get("weights_only") is True
+    for key, value in clip.model.state_dict().items():
+        assert torch.equal(value, net.state_dict()[key]), key
