@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from evaldock.server.oxen.prompts import PromptInvalid, compile_prompt
@@ -19,7 +21,11 @@ def test_placeholders_and_escapes() -> None:
 
 def test_render_batch_matches_render() -> None:
     p = compile_prompt("{text} -> {score}", COLUMNS)
-    batch = {"text": ["a", "b", None], "score": [1.5, None, 3], "id": [1, 2, 3]}
+    batch: dict[str, list[Any]] = {
+        "text": ["a", "b", None],
+        "score": [1.5, None, 3],
+        "id": [1, 2, 3],
+    }
     assert p.render_batch(batch) == ["a -> 1.5", "b -> ", " -> 3"]
     rows = [dict(zip(batch, vals, strict=True)) for vals in zip(*batch.values(), strict=True)]
     assert [p.render(r) for r in rows] == p.render_batch(batch)

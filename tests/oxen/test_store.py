@@ -139,12 +139,11 @@ def test_same_path_changed_since_expected_parent_is_a_conflict(tmp_path: Path) -
     async def body(s: OxenStore) -> None:
         repo, base = await s.create_repo("t", "ox", "r", {"d.csv": blob(s, "v0")}, "me", "e")
         assert base is not None
-        first, second = await asyncio.gather(
+        results = await asyncio.gather(
             s.commit_files(repo, "main", {"d.csv": blob(s, "v1")}, "u", "e", "1", base.id),
             s.commit_files(repo, "main", {"d.csv": blob(s, "v2")}, "u", "e", "2", base.id),
             return_exceptions=True,
         )
-        results = [first, second]
         conflicts = [r for r in results if isinstance(r, CommitConflict)]
         assert len(conflicts) == 1 and conflicts[0].paths == ["d.csv"]
         assert conflicts[0].http_status == 409
