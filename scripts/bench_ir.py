@@ -41,7 +41,7 @@ from evaldock.engines.ir_metrics import (
 )
 from evaldock.engines.ir_metrics.core import MEASURES
 from evaldock.engines.ir_metrics.core import TREC_MEASURES as TREC
-from evaldock.engines.ir_metrics.marqtune import k_values
+from evaldock.engines.ir_metrics.gcl import k_values
 
 
 def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:

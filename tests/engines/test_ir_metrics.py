@@ -23,9 +23,10 @@ from evaldock.engines.ir_metrics import (
     compute_dicts,
     evaluate_arrays,
     evaluate_dicts,
+    gcl,
     lexicographic_ranks,
 )
-from evaldock.engines.ir_metrics import marqtune as mq
+from evaldock.engines.signature import Signature, evaldock_version
 
 pytrec_eval = pytest.importorskip("pytrec_eval")
 
@@ -352,25 +353,25 @@ def test_large_codes_use_the_search_fallback() -> None:
 
 
 def test_scale_relevance() -> None:
-    assert mq.scale_relevance([0.0, 5.0, 10.0]).tolist() == [1, 50, 100]
-    assert mq.scale_relevance([2, 3]).tolist() == [1, 100]
-    assert mq.scale_relevance([7.0, 7.0, 7.0]).tolist() == [1, 1, 1]
-    assert mq.scale_relevance(None, n_rows=2).tolist() == [1, 1]
+    assert gcl.scale_relevance([0.0, 5.0, 10.0]).tolist() == [1, 50, 100]
+    assert gcl.scale_relevance([2, 3]).tolist() == [1, 100]
+    assert gcl.scale_relevance([7.0, 7.0, 7.0]).tolist() == [1, 1, 1]
+    assert gcl.scale_relevance(None, n_rows=2).tolist() == [1, 1]
     w = np.random.default_rng(0).random(1000) * 37 - 5
     want = [int((x - w.min()) / (w.max() - w.min()) * 99 + 1) for x in w]
-    assert mq.scale_relevance(w).tolist() == want
+    assert gcl.scale_relevance(w).tolist() == want
 
 
 def test_query_ids_follow_gcl() -> None:
     sep = "_{!@#~}_"
-    assert mq.make_query_id(["red shirt"]) == f"red shirt{sep}"
-    assert mq.make_query_ids([["a", "b"], ["x", "y"]]) == [f"a{sep}x{sep}", f"b{sep}y{sep}"]
+    assert gcl.make_query_id(["red shirt"]) == f"red shirt{sep}"
+    assert gcl.make_query_ids([["a", "b"], ["x", "y"]]) == [f"a{sep}x{sep}", f"b{sep}y{sep}"]
 
 
 def test_k_values() -> None:
-    assert mq.k_values(1000) == list(mq.GCL_KS)
-    assert mq.k_values(100)[-1] == 100
-    assert 200 not in mq.k_values(199)
+    assert gcl.k_values(1000) == list(gcl.GCL_KS)
+    assert gcl.k_values(100)[-1] == 100
+    assert 200 not in gcl.k_values(199)
 
 
 def table(seed: int, n_rows: int = 3000, n_queries: int = 120, n_docs: int = 500) -> dict[str, Any]:
@@ -384,35 +385,35 @@ def table(seed: int, n_rows: int = 3000, n_queries: int = 120, n_docs: int = 500
 
 def test_sampling_is_deterministic_and_weighted() -> None:
     t = table(0)
-    qid = mq.make_query_ids([t["query"]])
-    rel = mq.scale_relevance(t["weight"])
-    first = mq.sample_test_queries(qid, rel, top_q=30)
-    assert first == mq.sample_test_queries(qid, rel, top_q=30)
+    qid = gcl.make_query_ids([t["query"]])
+    rel = gcl.scale_relevance(t["weight"])
+    first = gcl.sample_test_queries(qid, rel, top_q=30)
+    assert first == gcl.sample_test_queries(qid, rel, top_q=30)
     assert len(set(first)) == 30
-    assert first != mq.sample_test_queries(qid, rel, top_q=30, seed=2)
+    assert first != gcl.sample_test_queries(qid, rel, top_q=30, seed=2)
     totals: dict[str, int] = {}
     for q, r in zip(qid, rel.tolist(), strict=True):
         totals[q] = totals.get(q, 0) + r
     assert [totals[q] for q in first] == sorted((totals[q] for q in first), reverse=True)
-    assert sorted(mq.sample_test_queries(qid, rel, top_q=-1)) == sorted(set(qid))
+    assert sorted(gcl.sample_test_queries(qid, rel, top_q=-1)) == sorted(set(qid))
     with pytest.raises(ValueError, match="cannot sample"):
-        mq.sample_test_queries(qid, rel, top_q=10_000)
+        gcl.sample_test_queries(qid, rel, top_q=10_000)
 
 
 def test_sampling_matches_pandas() -> None:
     pd = pytest.importorskip("pandas")
     t = table(1)
     df = pd.DataFrame(
-        {"query_id": mq.make_query_ids([t["query"]]), "w": mq.scale_relevance(t["weight"])}
+        {"query_id": gcl.make_query_ids([t["query"]]), "w": gcl.scale_relevance(t["weight"])}
     )
     grouped = df[["query_id", "w"]].groupby("query_id").sum()
     sampled = grouped.sample(n=40, weights=grouped["w"], random_state=1, replace=False)
     want = list(sampled.sort_values(by="w", ascending=False).index)
-    assert mq.sample_test_queries(list(df["query_id"]), df["w"].to_numpy(), top_q=40) == want
+    assert gcl.sample_test_queries(list(df["query_id"]), df["w"].to_numpy(), top_q=40) == want
 
 
 def test_ground_truth_sorted_and_cut() -> None:
-    gt = mq.build_ground_truth(
+    gt = gcl.build_ground_truth(
         ["a", "a", "a", "b", "a"], ["d1", "d2", "d3", "d1", "d4"], [5, 9, 1, 3, 7], ["a"], top_k=2
     )
     assert gt == {"a": {"d2": 9, "d4": 7}}
@@ -421,10 +422,10 @@ def test_ground_truth_sorted_and_cut() -> None:
 
 def marqtune_case(seed: int, top_k: int = 50) -> dict[str, Any]:
     t = table(seed)
-    qid = mq.make_query_ids([t["query"]])
-    rel = mq.scale_relevance(t["weight"])
-    queries = mq.sample_test_queries(qid, rel, top_q=40)
-    gt = mq.build_ground_truth(qid, t["doc"], rel, queries, top_k=top_k)
+    qid = gcl.make_query_ids([t["query"]])
+    rel = gcl.scale_relevance(t["weight"])
+    queries = gcl.sample_test_queries(qid, rel, top_q=40)
+    gt = gcl.build_ground_truth(qid, t["doc"], rel, queries, top_k=top_k)
     rng = np.random.default_rng(seed)
     corpus = [f"p{i}" for i in rng.permutation(500)]
     corpus[7] = queries[0]  # a doc whose id is a query id: dropped from that query's run
@@ -445,17 +446,17 @@ def marqtune_case(seed: int, top_k: int = 50) -> dict[str, Any]:
 def test_marqtune_arrays_and_dicts_agree_with_references() -> None:
     c = marqtune_case(2)
     top_k = c["top_k"]
-    out = mq.evaluate(c["gt"], c["queries"], c["idx"], c["scores"], c["corpus"], top_k=top_k)
+    out = gcl.evaluate(c["gt"], c["queries"], c["idx"], c["scores"], c["corpus"], top_k=top_k)
     run = {
         q: {c["corpus"][d]: float(s) for d, s in zip(row, srow, strict=True)}
         for q, row, srow in zip(c["queries"], c["idx"].tolist(), c["scores"].tolist(), strict=True)
     }
-    assert mq.evaluate_run(c["gt"], run, top_k=top_k) == out
+    assert gcl.evaluate_run(c["gt"], run, top_k=top_k) == out
 
     # Reference: GCL retrieves top_k, then BEIR drops identical ids.
     cut = pop_identical({q: {d: docs[d] for d in ranked(docs)[:top_k]} for q, docs in run.items()})
     assert len(cut[c["queries"][0]]) == top_k - 1
-    ks = mq.k_values(top_k)
+    ks = gcl.k_values(top_k)
     ref = pytrec(c["gt"], cut, ks)
     means = beir_means(ref, ks)
     assert_close(out["mAP"], means["map"])
@@ -475,15 +476,15 @@ def test_marqtune_arrays_and_dicts_agree_with_references() -> None:
 
 def test_marqtune_top_k_below_10_is_rejected() -> None:
     with pytest.raises(ValueError, match="top_k"):
-        mq.evaluate_run({"q": {"a": 1}}, {"q": {"a": 1.0}}, top_k=5)
+        gcl.evaluate_run({"q": {"a": 1}}, {"q": {"a": 1.0}}, top_k=5)
 
 
 def test_summary_log_line_round_trips() -> None:
     c = marqtune_case(3, top_k=1000)
-    out = mq.evaluate(c["gt"], c["queries"], c["idx"], c["scores"], c["corpus"], top_k=1000)
+    out = gcl.evaluate(c["gt"], c["queries"], c["idx"], c["scores"], c["corpus"], top_k=1000)
     summary = out["summary"]
     summary["mERR"] = np.float64(summary["mERR"])  # numpy scalars must not leak into the repr
-    msg = "INFO:root:" + mq.summary_log_line(summary)
+    msg = "INFO:root:" + gcl.summary_log_line(summary)
     idx = msg.find("{'mAP@1000': ")
     assert idx >= 0
     parsed = json.loads(msg[idx:].replace("'", '"'))
@@ -492,9 +493,30 @@ def test_summary_log_line_round_trips() -> None:
 
 
 def test_rounded_follows_gcl_output() -> None:
-    out = mq.evaluate_run({"q": {"a": 3, "b": 1}}, {"q": {"b": 0.9, "a": 0.5, "c": 0.1}}, top_k=10)
-    r = mq.rounded(out)
+    out = gcl.evaluate_run({"q": {"a": 3, "b": 1}}, {"q": {"b": 0.9, "a": 0.5, "c": 0.1}}, top_k=10)
+    r = gcl.rounded(out)
     assert r["ndcg"]["NDCG@10"] == round(out["ndcg"]["NDCG@10"], 5)
     assert r["summary"]["NDCG@10"] == [round(out["summary"]["NDCG@10"][0], 5)]
     assert r["summary"]["mERR"] == out["summary"]["mERR"]  # GCL writes ERR/RBP unrounded
-    assert mq.rounded(out, all_values=True)["summary"]["mERR"] == round(out["summary"]["mERR"], 5)
+    assert gcl.rounded(out, all_values=True)["summary"]["mERR"] == round(out["summary"]["mERR"], 5)
+
+
+def test_evaluation_signature_covers_the_ranker_and_the_metrics() -> None:
+    ranker = Signature.of("ranker", "mock", model="m", dim=8)
+    sig = gcl.signature(ranker, sample=2000, top_k=1000)
+    assert sig.format() == (
+        f"metrics:{gcl.METRICS_VERSION}|ks:{','.join(map(str, gcl.GCL_KS))}|top_k:1000"
+        f"|sample:2000|seed:1|ranker:mock|model:m|dim:8|evaldock:{evaldock_version()}"
+    )
+    assert Signature.parse(sig.format()) == sig
+    assert gcl.signature(ranker.format(), sample=2000, top_k=1000) == sig  # text works too
+    small = gcl.signature(ranker, sample=5, top_k=20, seed=7)
+    assert small.get("ks") == "1,2,3,4,5,6,8,10,12,20" and small.get("seed") == "7"
+    with pytest.raises(ValueError, match="top_k"):
+        gcl.signature(ranker, sample=5, top_k=5)
+
+
+def test_old_module_name_still_answers() -> None:
+    from evaldock.engines.ir_metrics import marqtune
+
+    assert marqtune.evaluate is gcl.evaluate and marqtune.DEFAULT_TOP_Q == gcl.DEFAULT_TOP_Q
