@@ -103,7 +103,8 @@ def test_list_cells_must_be_choices() -> None:
         choices("x")
     )
     assert as_output("[]") == "[]"  # held text is never parsed again
-    for bad in ([1], [{"index": 0}], ["text"], 42):
+    bad_cells: list[Any] = [[1], [{"index": 0}], ["text"], 42]
+    for bad in bad_cells:
         with pytest.raises(InvalidValue, match="list of chat-completion choices"):
             as_output(bad)
 
