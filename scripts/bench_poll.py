@@ -168,17 +168,30 @@ async def pollers(port: int, path: str, clients: int, stop: asyncio.Event, count
     await asyncio.gather(*(one() for _ in range(clients)))
 
 
-async def rate(port: int, path: str, clients: int, seconds: float) -> tuple[float, int]:
-    """(requests/s after a warm-up, failures) of ``clients`` pollers for ``seconds``."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (Linux; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def rate(
+    port: int, pid: int, path: str, clients: int, seconds: float
+) -> tuple[float, float, int]:
+    """(requests/s after a warm-up, server CPU us a request, failures) of ``clients``
+    pollers for ``seconds``. CPU per request is the steadier figure on a shared machine."""
     stop, counts = asyncio.Event(), Counts()
     task = asyncio.ensure_future(pollers(port, path, clients, stop, counts))
     await asyncio.sleep(min(1.0, seconds / 4))  # connect and warm up
-    ok0, started = counts.ok, time.perf_counter()
+    ok0, cpu0, started = counts.ok, cpu_seconds(pid), time.perf_counter()
     await asyncio.sleep(seconds)
-    ok1, elapsed = counts.ok, time.perf_counter() - started
+    ok1, cpu1, elapsed = counts.ok, cpu_seconds(pid), time.perf_counter() - started
     stop.set()
     await task
-    return (ok1 - ok0) / elapsed, counts.bad
+    served = max(ok1 - ok0, 1)
+    return served / elapsed, 1e6 * (cpu1 - cpu0) / served, counts.bad
 
 
 async def work_under_load(
@@ -321,14 +334,17 @@ async def main(args: argparse.Namespace) -> None:
             f"{args.log_level}, {os.cpu_count()} CPUs (shared with the load generator)"
         )
         print(
-            f"{'clients':>8} {'evaldock req/s':>15} {'bare req/s':>11} {'ratio':>6} {'errors':>7}"
+            f"{'clients':>8} {'evaldock req/s':>15} {'bare req/s':>11} {'ratio':>6} "
+            f"{'evaldock CPU us/req':>20} {'bare CPU us/req':>16} {'errors':>7}"
         )
         for clients in levels:
-            ours, ours_bad = await rate(port, path, clients, args.duration)
-            bare, bare_bad = await rate(bare_port, path, clients, args.duration)
+            ours, ours_cpu, ours_bad = await rate(port, procs[0].pid, path, clients, args.duration)
+            bare, bare_cpu, bare_bad = await rate(
+                bare_port, procs[1].pid, path, clients, args.duration
+            )
             print(
                 f"{clients:>8} {ours:>15.0f} {bare:>11.0f} {ours / bare:>6.2f} "
-                f"{ours_bad + bare_bad:>7}",
+                f"{ours_cpu:>20.0f} {bare_cpu:>16.0f} {ours_bad + bare_bad:>7}",
                 flush=True,
             )
 
