@@ -129,6 +129,7 @@ class ReceiptDeadlineProtocol(H11Protocol):
         self.limits = config.receipt_limits if isinstance(config, ServerConfig) else ReceiptLimits()
         self._request_started: float | None = None  # loop time of the request's start
         self._paused_before = 0.0  # flow.paused_seconds() at the request's start
+        self._upgraded = False  # handed to a WebSocket protocol: no longer ours to time
         self._deadline: asyncio.TimerHandle | None = None
         self._deadline_at: float | None = None
 
@@ -170,6 +171,11 @@ class ReceiptDeadlineProtocol(H11Protocol):
         super().on_response_complete()  # may start the next, pipelined request
         self._watch()
 
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        self._upgraded = True
+        self._cancel_deadline()
+        super().handle_websocket_upgrade(event)
+
     # -- the deadline ------------------------------------------------------------------------
 
     def _phase(self) -> str | None:
@@ -202,7 +208,7 @@ class ReceiptDeadlineProtocol(H11Protocol):
         self._deadline_at = at
 
     def _watch(self) -> None:
-        if self.transport is None or self.transport.is_closing():
+        if self._upgraded or self.transport is None or self.transport.is_closing():
             return
         phase = self._phase()
         if phase is None:
