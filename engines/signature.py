@@ -137,14 +137,14 @@ class Signature(str):
     def __repr__(self) -> str:
         return f"Signature({self.format()!r})"
 
-    def __getnewargs__(self) -> tuple[Any, ...]:  # type: ignore[override]
+    def __getnewargs__(self) -> tuple[Any, ...]:
         return (self._fields,)
 
     # -- deriving ----------------------------------------------------------------------
     def without(self, *keys: str) -> Signature:
         return Signature((k, v) for k, v in self._fields if k not in keys)
 
-    def extended(self, other: Iterable[tuple[str, object]]) -> Signature:
+    def extended(self, other: Signature | Iterable[tuple[str, object]]) -> Signature:
         """These fields, then ``other``'s (a Signature or pairs), this evaldock's version
         last (the versions inside either are dropped)."""
         theirs = other.fields if isinstance(other, Signature) else tuple(other)

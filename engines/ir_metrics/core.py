@@ -64,7 +64,7 @@ _DENSE_CODES = 1 << 26
 # Entries of the (rows x codes) label table used to find judged cells (8 MiB of int64).
 _TABLE_CELLS = 1 << 20
 
-_EMPTY: Mapping[str, float] = {}
+_EMPTY: Mapping[str, int] = {}
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import asyncio
 import hashlib
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evaldock.engines.signature import Signature
 
@@ -168,3 +168,13 @@ class MockJudge:
         actual = {stem(t) for t in terms(str(metadata.get("actual", "")))}
         ideal = {stem(t) for t in terms(str(metadata.get("ideal", "")))}
         return len(actual & ideal) / len(ideal) if ideal else float(not actual)
+
+
+if TYPE_CHECKING:  # mypy proves the class serves what the server calls
+    from evaldock.engines.protocols import GenerationBackend, Judge
+
+    def _judge(engine: MockJudge) -> Judge:
+        return engine
+
+    def _generation_backend(engine: MockJudge) -> GenerationBackend:
+        return engine

@@ -14,7 +14,7 @@ import functools
 import json
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evaldock.engines.errors import EngineError, EngineUnavailable
 from evaldock.engines.protocols import GenerationBackend
@@ -423,3 +423,13 @@ def make_backend(
     if kind == "mock":
         return MockJudge({})
     return OpenAIJudge(options, cache=cache, usage=usage)
+
+
+if TYPE_CHECKING:  # mypy proves the class serves what the server calls
+    from evaldock.engines.protocols import GenerationBackend, Judge
+
+    def _judge(engine: OpenAIJudge) -> Judge:
+        return engine
+
+    def _generation_backend(engine: OpenAIJudge) -> GenerationBackend:
+        return engine

@@ -28,7 +28,7 @@ import asyncio
 import collections
 import functools
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evaldock.engines.errors import EngineError, EngineUnavailable, require
 from evaldock.engines.signature import Signature
@@ -255,3 +255,10 @@ class SimilarityJudge:
     ) -> float:
         target, served = self.routes.resolve(model)  # EngineUnavailable: no generator
         return await target.json_score_served(messages, metadata, served, params)
+
+
+if TYPE_CHECKING:  # mypy proves the class serves what the server calls
+    from evaldock.engines.protocols import Judge
+
+    def _judge(engine: SimilarityJudge) -> Judge:
+        return engine

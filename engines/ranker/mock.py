@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
@@ -100,3 +100,10 @@ def image_tokens(ref: str) -> list[str]:
     # The file name carries the meaning; directories are shared by every image.
     name = path.replace("\\", "/").rstrip("/").rpartition("/")[2]
     return [w for w in _WORD.findall(name.lower()) if w not in _IMAGE_NOISE]
+
+
+if TYPE_CHECKING:  # mypy proves the class serves what the server calls
+    from evaldock.engines.protocols import Ranker
+
+    def _ranker(engine: MockRanker) -> Ranker:
+        return engine
