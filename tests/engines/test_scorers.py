@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -540,3 +541,37 @@ def test_judge_scorer_through_the_registry_with_the_mock_judge() -> None:
         scorers.score("mock", ["Paris is the capital", "no idea"], ["Paris", "Paris"], ["q1", "q2"])
     )
     assert scores == [1.0, 0.0]  # the mock's term overlap with the ideal
+
+
+def test_article_patterns_are_the_rust_regex() -> None:
+    """The literal-first patterns replace exactly what ``\\b(a|an|the)\\b`` replaces."""
+    ranges = fuzzy.rust_word_ranges()
+
+    def word(ch: str) -> bool:
+        return any(lo <= ord(ch) <= hi for lo, hi in ranges)
+
+    def brute(s: str) -> str:  # the regex crate's leftmost-first scan, by hand
+        out, i = [], 0
+        while i < len(s):
+            before = i > 0 and word(s[i - 1])
+            for art in ("a", "an", "the"):  # alternation order
+                end = i + len(art)
+                after = end < len(s) and word(s[end])
+                if not before and s.startswith(art, i) and not after:
+                    out.append(" ")
+                    i = end
+                    break
+            else:
+                out.append(s[i])
+                i += 1
+        return "".join(out)
+
+    rng = random.Random(3)
+    ascii_alphabet, unicode_alphabet = "athen x.-_1", "athen x-é\u0301\u200dⓐ½²東"
+    for alphabet in (ascii_alphabet, unicode_alphabet):
+        for _ in range(2000):
+            s = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 10)))
+            pattern = fuzzy._ARTICLES_ASCII if s.isascii() else fuzzy._articles_unicode()
+            assert pattern.sub(" ", s) == brute(s), repr(s)
+            if s.isascii():
+                assert pattern.sub(" ", s) == re.sub(r"\b(a|an|the)\b", " ", s)
