@@ -49,6 +49,9 @@ log = logging.getLogger("evaldock.http")
 
 # While the server (not the client) has paused reading, check back this often.
 _PAUSED_RECHECK_S = 1.0
+# A flood of refused connections logs one line per this many seconds.
+_REFUSAL_LOG_EVERY_S = 10.0
+_refusals = {"logged_at": float("-inf")}
 
 
 @dataclass(frozen=True)
@@ -140,10 +143,13 @@ class ReceiptDeadlineProtocol(H11Protocol):
         self.timed_flow = _TimedFlowControl(transport, self.loop)
         self.flow = self.timed_flow
         if len(self.connections) > self.limits.max_connections:
-            log.warning(
-                "Refused a connection: %d open, the limit set by [server] max_connections",
-                self.limits.max_connections,
-            )
+            now = self.loop.time()
+            if now - _refusals["logged_at"] >= _REFUSAL_LOG_EVERY_S:  # not once per client
+                log.warning(
+                    "Refusing connections: %d open, the limit set by [server] max_connections",
+                    self.limits.max_connections,
+                )
+                _refusals["logged_at"] = now
             transport.write(
                 _raw_response(
                     503,
@@ -179,7 +185,7 @@ class ReceiptDeadlineProtocol(H11Protocol):
     # -- the deadline ------------------------------------------------------------------------
 
     def _phase(self) -> str | None:
-        """ "headers" or "body" while a request is arriving, None otherwise."""
+        """The part of a request now arriving ("headers", "body"), or None between requests."""
         their = self.conn.their_state
         if their is h11.SEND_BODY:
             return "body"
