@@ -12,8 +12,8 @@ empty; references of 1-40 words), then scores them twice in the same run:
 
 Both tokenizers load their dictionary before the clock starts. Every per-case value and
 every mean must agree within 1e-9 (they are in fact bit-identical); the script asserts
-it and prints the timings and the ratio. ``--long`` adds one 6,000-character pair, where
-rouge-chinese's quadratic LCS dominates (about a minute).
+it and prints the timings (CPU seconds) and the ratio. ``--long`` adds one
+6,000-character pair, where rouge-chinese's quadratic LCS dominates (15-60 s).
 
     .venv/bin/python scripts/bench_text_metrics.py            # 20,000 + 20,000 pairs
     .venv/bin/python scripts/bench_text_metrics.py --n 2000 --long
@@ -39,9 +39,11 @@ TOL = 1e-9
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.perf_counter()
+    """CPU seconds of this process: both sides are single-threaded, and on a shared machine
+    wall time swings 2x with the neighbours' load while CPU time barely moves."""
+    start = time.process_time()
     out = fn()
-    return time.perf_counter() - start, out
+    return time.process_time() - start, out
 
 
 def compare(
@@ -66,7 +68,7 @@ def run(lang: str, n: int, seed: int, engine: TextMetrics, reference: ReferenceM
     identical = all(c.as_dict() == r for c, r in zip(ours_cases, ref_cases, strict=True))
     means = " ".join(f"{k}={ours_means[k]:.4f}" for k in METRIC_KEYS)
     print(
-        f"{lang:>3} n={n:<6} chars={chars:<8} ours {ours_s:7.2f} s  reference {ref_s:7.2f} s  "
+        f"{lang:>3} n={n:<6} chars={chars:<8} ours {ours_s:6.2f} s  reference {ref_s:6.2f} s CPU  "
         f"ratio {ref_s / ours_s:5.1f}x  agree<=1e-9: yes  bit-identical: "
         f"{'yes' if identical else 'no'}\n    {means}"
     )
