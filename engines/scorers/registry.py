@@ -15,6 +15,7 @@ is 0.636363625..., which Spice's JSON shows as ``0.6363636`` (f32's shortest tex
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -81,12 +82,12 @@ class Scorers:
         ideals: Column | Iterable[Value],
         inputs: Sequence[Any] | None = None,
     ) -> list[float]:
-        """Scores of scorer ``name``, one per case. Built-ins run inline (100,000 text
-        pairs take well under a second; call from a worker thread beyond that); ``inputs``
-        (the dataset's input cells) are needed by judge scorers only."""
+        """Scores of scorer ``name``, one per case; ``inputs`` (the dataset's input cells)
+        are needed by judge scorers only. Built-ins run in a worker thread: 100,000
+        fuzzy_match pairs take ~1 s, too long for the event loop."""
         kind = self.kind(name)
         if kind == "builtin":
-            return exact.score_batch(name, outputs, ideals)
+            return await asyncio.to_thread(exact.score_batch, name, outputs, ideals)
         if kind == "embedding":
             return await model.embedding_scores(self.embedders[name], outputs, ideals)
         assert self.judge is not None
