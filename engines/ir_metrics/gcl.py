@@ -52,7 +52,6 @@ GCL_KS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 20, 30, 40, 50, 60, 70, 80, 90, 100, 200,
 DEFAULT_TOP_Q = 2000
 DEFAULT_TOP_K = 1000
 SAMPLE_SEED = 1
-SUMMARY_PREFIX = "{'mAP@"
 # Bump when a number this module computes could change for the same inputs.
 METRICS_VERSION = "gcl-eval_gs_v1.1"
 
@@ -63,7 +62,6 @@ __all__ = [
     "METRICS_VERSION",
     "QUERY_KEY_SEPARATOR",
     "SAMPLE_SEED",
-    "SUMMARY_PREFIX",
     "build_ground_truth",
     "evaluate",
     "evaluate_run",

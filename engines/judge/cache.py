@@ -30,9 +30,6 @@ class JudgeCache:
         self.path = Path(path) if path else None
         self._conn: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
-        self.hits = 0
-        self.misses = 0
-        self.stores = 0
 
     async def _open(self) -> aiosqlite.Connection | None:
         if self.path is None:
@@ -63,11 +60,7 @@ class JudgeCache:
             return None
         async with conn.execute("SELECT value FROM judgements WHERE key = ?", (key,)) as cur:
             row = await cur.fetchone()
-        if row is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        return json.loads(row[0])
+        return None if row is None else json.loads(row[0])
 
     async def put(self, key: str, value: Any, signature: str) -> None:
         conn = await self._open()
@@ -78,7 +71,6 @@ class JudgeCache:
             (key, json.dumps(value, ensure_ascii=False), signature),
         )
         await conn.commit()
-        self.stores += 1
 
     async def aclose(self) -> None:
         if self._conn is not None:

@@ -11,14 +11,13 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from .catalog import is_known
 from .retrieval import topk_cosine
 
-Kind = Literal["text", "image"]
 KINDS: tuple[str, ...] = ("text", "image")
 
 
