@@ -29,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from evaldock.engines.signature import Signature
 from evaldock.engines.text_metrics.bleu import bleu4
 from evaldock.engines.text_metrics.rouge import rouge_f, rouge_words
 from evaldock.engines.text_metrics.tokens import JiebaTokens, jieba_version
@@ -41,16 +42,22 @@ METRIC_KEYS = ("accuracy", "f1Score", "rouge_1", "rouge_2", "rouge_l", "bleu4")
 
 
 def signature(jieba: str | None = None) -> str:
-    """sacreBLEU-style statement of the convention, e.g. for a report's provenance."""
-    return (
-        f"tok:jieba-{jieba or jieba_version()}+accurate+hmm+drop-space"
-        f"|rouge:rouge-chinese-{ROUGE_CHINESE}+f+tokens"
-        "|bleu4:char+nltk-method3"
-        "|f1:squad+tokens"
-        "|accuracy:ref.strip-in-pred"
-        "|mean:cases"
-        f"|version:evaldock-text-metrics-{METRICS_VERSION}"
-    )
+    """The convention as a :class:`Signature` text, e.g. for a report's provenance::
+
+    metrics:text-rules.1|tok:jieba-0.42.1+accurate+hmm+drop-space|rouge:rouge-chinese-
+    1.0.3+f+tokens|bleu4:char+nltk-method3|f1:squad+tokens|accuracy:ref.strip-in-pred|
+    mean:cases|evaldock:0.1.0
+    """
+    return Signature.of(
+        "metrics",
+        f"text-rules.{METRICS_VERSION}",
+        tok=f"jieba-{jieba or jieba_version()}+accurate+hmm+drop-space",
+        rouge=f"rouge-chinese-{ROUGE_CHINESE}+f+tokens",
+        bleu4="char+nltk-method3",
+        f1="squad+tokens",
+        accuracy="ref.strip-in-pred",
+        mean="cases",
+    ).format()
 
 
 @dataclass(frozen=True, slots=True)

@@ -188,16 +188,16 @@ def test_private_tokenizer_leaves_jieba_and_tmp_alone(tmp_path: Path) -> None:
 
 
 def test_signature_states_the_convention(engine: TextMetrics) -> None:
-    sig = engine.signature
-    assert sig == signature()
-    for part in (
-        "tok:jieba-0.42.1+accurate+hmm",
-        "rouge:rouge-chinese-1.0.3+f",
-        "bleu4:char+nltk-method3",
-        "f1:squad",
-        "version:evaldock-text-metrics-1",
-    ):
-        assert part in sig
+    from evaldock.engines.signature import Signature
+
+    assert engine.signature == signature()
+    fields = Signature.parse(engine.signature)
+    assert fields.kind == "metrics" and fields.get("metrics") == "text-rules.1"
+    assert fields.get("tok") == "jieba-0.42.1+accurate+hmm+drop-space"
+    assert fields.get("rouge") == "rouge-chinese-1.0.3+f+tokens"
+    assert fields.get("bleu4") == "char+nltk-method3"
+    assert fields.get("f1") == "squad+tokens"
+    assert fields.version is not None
 
 
 # --- judge and manual statistics --------------------------------------------------------
