@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import unquote, unquote_to_bytes, urlsplit
 from urllib.request import url2pathname
 
-from ..errors import EngineError
+from evaldock.engines.errors import EngineError
 
 Fetcher = Callable[[str], bytes]
 REMOTE_SCHEMES = ("http", "https")
