@@ -73,7 +73,7 @@ def test_parse_rejects_what_format_never_writes(bad: str) -> None:
 
 
 def test_constructor_refuses_text() -> None:
-    with pytest.raises(TypeError, match="Signature.parse"):
+    with pytest.raises(TypeError, match=r"Signature\.parse"):
         Signature("judge:mock")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="key"):
         Signature([("bad key:", "x")])
