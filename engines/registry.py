@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
@@ -93,22 +93,3 @@ def create(kind: str, name: str, options: Mapping[str, Any] | None = None) -> An
     """Build an engine; raises :class:`EngineUnavailable` with a fix when it cannot start."""
     cls = implementation(kind, name)
     return cls(dict(options or {}))
-
-
-class _RealDefaults(Mapping[str, str]):
-    """Deprecated view for ``REAL_DEFAULTS.get(kind, "mock")``; use :func:`real_default`."""
-
-    def __getitem__(self, kind: str) -> str:
-        if _package(kind) is None:
-            raise KeyError(kind)
-        return real_default(kind)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(kinds())
-
-    def __len__(self) -> int:
-        return len(kinds())
-
-
-# Kept only until server/config.py calls real_default(kind); remove then.
-REAL_DEFAULTS: Mapping[str, str] = _RealDefaults()

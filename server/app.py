@@ -1,16 +1,16 @@
-"""The Starlette application, built from the OpenAPI specs.
+"""The Starlette application, built from the surfaces' declarations and specs.
 
-Every operation of every ``openapi/*.yaml`` becomes a route at the vendor's own path and
-again under ``/<vendor>/``; its handler is the provider method named by its operationId.
-Requests are authenticated, size-checked and validated before the handler runs, and
-every failure answers in the vendor's own envelope.
+Every operation of every enabled surface becomes a route at the vendor's own path and
+again under ``/<vendor>/``; its handler is the provider method named by its operationId,
+reached through the request pipeline (:mod:`evaldock.server.pipeline`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
@@ -18,162 +18,43 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ..engines.errors import EngineUnavailable
-from . import validation
-from .auth import Authenticator, AuthFailed
+from evaldock.engines.errors import EngineUnavailable
+
 from .config import Settings
 from .db import Database
-from .errors import ApiError, VendorErrors
 from .jobs import JobRunner
 from .jsonio import JSONResponse, encode
-from .spec import Operation, Spec, json_spec, load_specs
-from .surface import ApiRequest, AppContext, Provider, provider_class
+from .pipeline import RequestHook, SurfacePipeline
+from .routing import fallback_routes, operation_routes
+from .spec import Spec, json_spec, load_spec, load_spec_file
+from .surface import AppContext, Provider, SurfaceDeclaration, declarations
 
 log = logging.getLogger("evaldock")
 
-Endpoint = Callable[[Request], Any]
 
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise _BodyTooLarge
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _mount_base(request: Request, prefix: str) -> str:
-    base = str(request.base_url).rstrip("/")
-    return base + prefix if request.url.path.startswith(prefix + "/") else base
-
-
+@dataclass
 class SurfaceRuntime:
-    """A provider bound to its spec, authenticator and error envelope."""
+    """One enabled surface: its declaration, spec, provider and pipeline."""
 
-    def __init__(self, spec: Spec, provider: Provider) -> None:
-        self.spec = spec
-        self.provider = provider
-        self.errors: VendorErrors = provider.errors
-        self.auth: Authenticator = provider.authenticator()
-
-    def render(self, err: ApiError) -> Response:
-        return self.errors.render(err)
-
-    def endpoint(self, ops: dict[str, Operation]) -> Endpoint:
-        async def dispatch(request: Request) -> Response:
-            op = ops.get(request.method)
-            if op is None and request.method == "HEAD":
-                op = ops.get("GET")
-            if op is None:
-                return self.render(self.errors.method_not_allowed(request.method, request.url.path))
-            try:
-                return await self._handle(op, request)
-            except ApiError as err:
-                return self.render(err)
-            except Exception:
-                log.exception("unhandled error in %s.%s", self.spec.surface, op.operation_id)
-                return self.render(self.errors.internal())
-
-        return dispatch
-
-    async def _handle(self, op: Operation, request: Request) -> Response:
-        limit = self.provider.max_body_bytes(op)
-        try:
-            raw = await _read_body(request, limit)
-        except _BodyTooLarge:
-            raise self.errors.body_too_large(limit) from None
-        tenant = None
-        if op.secured:
-            try:
-                tenant = await self.auth.authenticate(request, raw)
-            except AuthFailed:
-                raise self.errors.unauthorized() from None
-        try:
-            params = validation.parameters(
-                op,
-                request.path_params,
-                {k: request.query_params.getlist(k) for k in request.query_params},
-                request.headers,
-            )
-            body = validation.body(op, raw)
-        except validation.RequestInvalid as exc:
-            raise self.errors.invalid_request(exc.message) from None
-        api_request = ApiRequest(
-            request=request,
-            operation=op,
-            path=params["path"],
-            query=params["query"],
-            headers=params["header"],
-            body=body,
-            raw_body=raw,
-            tenant=tenant,
-            base_url=_mount_base(request, self.spec.prefix),
-        )
-        handler = getattr(self.provider, op.operation_id)
-        return await handler(api_request)
-
-    def not_found(self) -> Endpoint:
-        async def endpoint(request: Request) -> Response:
-            return self.render(self.errors.route_not_found(request.method, request.url.path))
-
-        return endpoint
-
-    def routes(self) -> list[BaseRoute]:
-        grouped: dict[str, dict[str, Operation]] = {}
-        for op in self.spec.operations:
-            grouped.setdefault(op.route, {})[op.method] = op
-        methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-        routes: list[BaseRoute] = []
-        prefix = self.spec.prefix
-        spec = self.spec
-        for path, ops in grouped.items():
-            endpoint = self.endpoint(ops)
-            routes.append(Route(path, endpoint, methods=methods))
-            routes.append(Route(prefix + path, endpoint, methods=methods))
-
-        async def spec_yaml(request: Request) -> Response:
-            return Response(spec.text, media_type="application/yaml")
-
-        async def spec_json(request: Request) -> Response:
-            base = str(request.base_url).rstrip("/")
-            return JSONResponse(json_spec(spec, base))
-
-        routes.insert(0, Route(f"{prefix}/openapi.yaml", spec_yaml, methods=["GET"]))
-        routes.insert(0, Route(f"{prefix}/openapi.json", spec_json, methods=["GET"]))
-        return routes
-
-    def fallback_routes(self) -> list[BaseRoute]:
-        """Unknown paths under the prefix or a claimed root path get this vendor's 404."""
-        methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-        endpoint = self.not_found()
-        out: list[BaseRoute] = [Route(self.spec.prefix + "/{rest:path}", endpoint, methods=methods)]
-        for claim in self.spec.claims:
-            out.append(Route(claim, endpoint, methods=methods))
-            out.append(Route(claim + "/{rest:path}", endpoint, methods=methods))
-        return out
+    declaration: SurfaceDeclaration
+    spec: Spec
+    provider: Provider
+    pipeline: SurfacePipeline
 
 
-def build_runtimes(ctx: AppContext, specs: Sequence[Spec] | None = None) -> list[SurfaceRuntime]:
-    return [SurfaceRuntime(s, provider_class(s)(ctx, s)) for s in (specs or load_specs())]
+def spec_of(decl: SurfaceDeclaration) -> Spec:
+    return load_spec_file(decl.spec_file) if decl.spec_file else load_spec(f"{decl.name}.yaml")
 
 
 def create_engines(settings: Settings, kinds: Sequence[str]) -> dict[str, Any]:
-    from ..engines import registry
+    from evaldock.engines import registry
 
     engines = {}
     for kind in dict.fromkeys(kinds):
         name, options = settings.engine_choice(kind)
         # Engines keep their caches beside the state, e.g. <data>/judge-cache.sqlite3.
         options.setdefault("cache_path", str(settings.data_dir / f"{kind}-cache.sqlite3"))
+        options.setdefault("data_dir", str(settings.data_dir))
         engines[kind] = registry.create(kind, name, options)
     return engines
 
@@ -186,20 +67,51 @@ async def check_engines(engines: dict[str, Any]) -> None:
             await check()
 
 
-def create_app(settings: Settings, *, engines: dict[str, Any] | None = None) -> Starlette:
+def _spec_routes(runtime: SurfaceRuntime) -> list[BaseRoute]:
+    spec, prefix = runtime.spec, runtime.spec.prefix
+
+    async def spec_yaml(request: Request) -> Response:
+        return Response(spec.text, media_type="application/yaml")
+
+    async def spec_json(request: Request) -> Response:
+        return JSONResponse(json_spec(spec, str(request.base_url).rstrip("/")))
+
+    return [
+        Route(f"{prefix}/openapi.json", spec_json, methods=["GET"]),
+        Route(f"{prefix}/openapi.yaml", spec_yaml, methods=["GET"]),
+    ]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engines: dict[str, Any] | None = None,
+    extra_surfaces: Sequence[SurfaceDeclaration] = (),
+    hooks: Sequence[RequestHook] = (),
+) -> Starlette:
     """Build the app; engines are created here so a missing library fails at start-up."""
-    specs = load_specs()
-    needed = [k for s in specs for k in provider_class(s).engines]
-    db = Database(settings.data_dir / "evaldock.sqlite3")
+    decls = declarations(settings.surfaces or None, extra_surfaces)
+    db = Database(settings.data_dir / "evaldock.sqlite3", readers=settings.db_readers)
+    jobs = settings.section("jobs")
     runner = JobRunner(
         db,
-        concurrency=int(settings.tree["jobs"]["concurrency"]),
-        max_attempts=int(settings.tree["jobs"]["max_attempts"]),
+        concurrency=int(jobs["concurrency"]),
+        max_attempts=int(jobs["max_attempts"]),
+        threads=int(jobs.get("threads") or jobs["concurrency"]),
     )
     ctx = AppContext(settings, db, runner, engines if engines is not None else {})
     if engines is None:
-        ctx.engines.update(create_engines(settings, needed))
-    runtimes = build_runtimes(ctx, specs)
+        ctx.engines.update(create_engines(settings, [k for d in decls for k in d.engines]))
+    upload_dir = settings.data_dir / "tmp"
+    public_url = str(settings.section("server").get("public_url") or "")
+    runtimes = []
+    for decl in decls:
+        spec = spec_of(decl)
+        provider = decl.provider(ctx, spec, decl)
+        pipeline = SurfacePipeline(
+            spec, provider, hooks=hooks, upload_dir=upload_dir, public_url=public_url
+        )
+        runtimes.append(SurfaceRuntime(decl, spec, provider, pipeline))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -211,7 +123,10 @@ def create_app(settings: Settings, *, engines: dict[str, Any] | None = None) -> 
         await db.open()
         await db.migrate("core", "evaldock.server")
         for rt in runtimes:
+            await db.migrate(rt.declaration.name, rt.declaration.package)
             await rt.provider.startup()
+            for kind, job in rt.declaration.jobs.items():
+                runner.register(kind, getattr(rt.provider, job.handler))
         await runner.start()
         try:
             yield
@@ -254,9 +169,13 @@ def create_app(settings: Settings, *, engines: dict[str, Any] | None = None) -> 
         Route("/_evaldock/surfaces", surfaces, methods=["GET"]),
     ]
     for rt in runtimes:
-        routes.extend(rt.routes())
-    for rt in runtimes:
-        routes.extend(rt.fallback_routes())
+        routes.extend(_spec_routes(rt))
+    # Every specific template of every surface before any catch-all (sort is stable).
+    per_surface = [operation_routes(rt.pipeline) for rt in runtimes]
+    ops = [r for surface_routes in per_surface for r in surface_routes]
+    routes.extend(sorted(ops, key=lambda r: r.operation.catch_all))
+    for rt, surface_routes in zip(runtimes, per_surface, strict=True):
+        routes.extend(fallback_routes(rt.pipeline, surface_routes))
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: not_found})
     app.state.ctx = ctx
     app.state.runtimes = runtimes

@@ -16,16 +16,20 @@ from starlette.requests import Request
 
 
 class AuthFailed(Exception):
-    """No or wrong credentials; the surface answers with its vendor's 401."""
+    """No or wrong credentials; the surface answers with its vendor's 401 (``kind`` lets
+    a vendor tell "unknown credential" from "bad signature", as Baidu's IAM does)."""
 
-    def __init__(self, reason: str = "") -> None:
+    def __init__(self, reason: str = "", kind: str = "unauthorized") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind
 
 
 class Authenticator(Protocol):
-    async def authenticate(self, request: Request, body: bytes) -> str | None:
-        """The tenant of the request; raises :class:`AuthFailed`."""
+    async def authenticate(self, request: Request) -> str:
+        """The tenant of the request, from its headers and URL alone (the body is not
+        read yet: nothing unauthenticated is buffered); raises :class:`AuthFailed`."""
+        ...
 
 
 def tenant_of(surface: str, key: str) -> str:
@@ -50,7 +54,7 @@ class KeyAuthenticator:
             return token.strip() if scheme.lower() == "bearer" and token.strip() else None
         return value.strip() or None
 
-    async def authenticate(self, request: Request, body: bytes) -> str | None:
+    async def authenticate(self, request: Request) -> str:
         key = self._presented(request)
         if key is None:
             raise AuthFailed("missing credentials")
@@ -67,7 +71,7 @@ class KeyAuthenticator:
 class OpenAuthenticator:
     """For surfaces whose vendor runs without auth: one shared tenant."""
 
-    async def authenticate(self, request: Request, body: bytes) -> str | None:
+    async def authenticate(self, request: Request) -> str:
         return "public"
 
 

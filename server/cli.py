@@ -6,13 +6,17 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from ..engines.errors import EngineUnavailable
-from .config import MODES, ConfigError, Settings, load_settings
-from .marqtune import cli as marqtune_cli
+from evaldock.engines.errors import EngineUnavailable
+
+from .config import DEV_KEY, MODES, ConfigError, Settings, load_settings
+from .surface import SurfaceDeclaration, declarations
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(decls: list[SurfaceDeclaration]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="evaldock",
         description="Local, offline stand-in for hosted evaluation APIs "
@@ -28,9 +32,17 @@ def _parser() -> argparse.ArgumentParser:
         "--mode", choices=MODES, help="engines: real models (default) or deterministic mocks"
     )
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    serve.add_argument(
+        "--surfaces",
+        help="comma-separated surfaces to serve (default all: "
+        + ",".join(d.name for d in decls)
+        + "); real mode then needs only their engines",
+    )
     show = sub.add_parser("config", help="print the effective configuration as JSON")
     show.add_argument("--config", help="TOML configuration file")
-    marqtune_cli.add_subcommand(sub)
+    for decl in decls:
+        if decl.cli is not None:
+            decl.cli.add_subcommand(sub)
     return parser
 
 
@@ -41,7 +53,32 @@ def _flags(args: argparse.Namespace) -> dict[str, object]:
         "server.data": getattr(args, "data", None),
         "server.mode": getattr(args, "mode", None),
         "server.log_level": getattr(args, "log_level", None),
+        "server.surfaces": getattr(args, "surfaces", None),
     }
+
+
+SECRET_NAMES = frozenset({"keys", "key", "api_key", "secret", "token", "password"})
+
+
+def masked_config(node: Any, name: str = "") -> Any:
+    """The configuration with every credential masked (keys never reach a terminal log)."""
+    from .masking import mask_key
+
+    if isinstance(node, dict):
+        return {k: masked_config(v, k) for k, v in node.items()}
+    if name in SECRET_NAMES:
+        if isinstance(node, list):
+            return [mask_key(str(v)) for v in node]
+        if isinstance(node, str):
+            return ",".join(mask_key(v) for v in node.split(",")) if node else node
+    return node
+
+
+def exposed_dev_keys(settings: Settings, surfaces: list[str]) -> list[str]:
+    """Surfaces that accept the public development key while bound beyond loopback."""
+    if settings.host in LOOPBACK:
+        return []
+    return [s for s in surfaces if settings.auth_for(s)[0] and DEV_KEY in settings.auth_for(s)[1]]
 
 
 def banner(settings: Settings, app_state: object) -> str:
@@ -54,6 +91,15 @@ def banner(settings: Settings, app_state: object) -> str:
         lines.append(
             f"  {spec.surface:<10} {base}  (also {base}{spec.prefix})  {creds}"
             f"  spec: {base}{spec.prefix}/openapi.yaml"
+        )
+    served = [rt.spec.surface for rt in getattr(app_state, "runtimes", [])]
+    exposed = exposed_dev_keys(settings, served)
+    if exposed:
+        lines.append(
+            f"  WARNING: bound to {settings.host} while the public development key "
+            f"{DEV_KEY!r} is valid for {', '.join(exposed)}: anyone who can reach this "
+            "port can use it. Set real keys in [auth.<surface>] keys "
+            "(or EVALDOCK_AUTH__<SURFACE>__KEYS)."
         )
     return "\n".join(lines)
 
@@ -69,11 +115,18 @@ def serve(settings: Settings) -> int:
     )
     try:
         app = create_app(settings)
+    except ConfigError as exc:
+        print(f"evaldock: {exc}", file=sys.stderr)
+        return 2
     except EngineUnavailable as exc:
         print(f"evaldock: cannot start in {settings.mode} mode: {exc}", file=sys.stderr)
         print("  (or start with --mode mock for deterministic engines)", file=sys.stderr)
         return 2
-    print(banner(settings, app.state), flush=True)
+    text = banner(settings, app.state)
+    print(text, flush=True)
+    for line in text.splitlines():
+        if "WARNING" in line:
+            logging.getLogger("evaldock").warning("%s", line.strip())
     uvicorn.run(
         app,
         host=settings.host,
@@ -85,18 +138,20 @@ def serve(settings: Settings) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    decls = declarations()
+    args = _parser(decls).parse_args(argv)
     try:
         settings = load_settings(args.config, _flags(args))
     except ConfigError as exc:
         print(f"evaldock: {exc}", file=sys.stderr)
         return 2
-    if args.command == "marqtune":
-        return marqtune_cli.run(args, settings)
+    for decl in decls:
+        if decl.cli is not None and args.command == decl.name:
+            return int(decl.cli.run(args, settings))
     if args.command == "config":
         import json
 
-        print(json.dumps(settings.tree, indent=2, default=str))
+        print(json.dumps(masked_config(settings.tree), indent=2, default=str))
         return 0
     return serve(settings)
 

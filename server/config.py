@@ -27,20 +27,27 @@ DEFAULTS: dict[str, Any] = {
         "log_level": "info",
         # Largest request body accepted, in bytes; larger ones get the vendor's 413.
         "max_body_bytes": 64 * 1024 * 1024,
+        # Which surfaces to serve (empty: all). Real mode builds only their engines.
+        "surfaces": [],
+        # The URL clients reach this server by, for the URLs it hands out (upload,
+        # results, downloads); empty: the request's Host when well formed.
+        "public_url": "",
+        # Read connections beside the one writer (WAL lets them run during writes).
+        "db_readers": 4,
     },
     "jobs": {
         "concurrency": 4,
         # A job found running at start-up is resumed this many times, then failed.
         "max_attempts": 3,
+        # Threads for blocking job work (parsing, metrics); 0 = concurrency.
+        "threads": 0,
     },
     # Per-surface credentials; a surface whose vendor has no auth may set enabled = false.
     "auth": {},
     # [engines.<kind>] impl = "<name>" plus options for that implementation.
     "engines": {},
-    # max_items per evaluation; concurrency = judgements in flight per evaluation.
-    "objective": {"max_items": 10_000, "concurrency": 64},
-    # Signed upload/download URLs live this long; dataset files may be this large.
-    "marqtune": {"url_expiry_seconds": 3600, "max_upload_bytes": 512 * 1024 * 1024},
+    # Each surface's own table ([objective], [marqtune], …) takes its defaults from the
+    # surface's declaration (server/<vendor>/__init__.py), merged in by load_settings.
 }
 
 # Short environment names for the settings people set most.
@@ -122,6 +129,17 @@ class Settings:
     def max_body_bytes(self) -> int:
         return int(self.tree["server"]["max_body_bytes"])
 
+    @property
+    def surfaces(self) -> list[str]:
+        value = self.tree["server"].get("surfaces") or []
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        return [str(v) for v in value]
+
+    @property
+    def db_readers(self) -> int:
+        return int(self.tree["server"].get("db_readers") or 4)
+
     def section(self, *path: str) -> dict[str, Any]:
         node: Any = self.tree
         for part in path:
@@ -138,10 +156,10 @@ class Settings:
 
     def engine_choice(self, kind: str) -> tuple[str, dict[str, Any]]:
         """(implementation name, options) for an engine kind under the current mode."""
-        from ..engines.registry import REAL_DEFAULTS
+        from evaldock.engines.registry import real_default
 
         if kind == "judge":
-            from ..engines.judge.config import judge_choice
+            from evaldock.engines.judge.config import judge_choice
 
             # [judge] is the documented table; [engines.judge] works like every other kind.
             table = {**self.section("engines", "judge"), **self.section("judge")}
@@ -150,7 +168,7 @@ class Settings:
         options = {k: v for k, v in table.items() if k != "impl"}
         if self.mode == "mock":
             return "mock", options
-        return str(table.get("impl", REAL_DEFAULTS.get(kind, "mock"))), options
+        return str(table.get("impl", real_default(kind))), options
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -169,6 +187,9 @@ def load_settings(
     """Build settings with the documented precedence: flags > env > TOML > defaults."""
     environ = os.environ if environ is None else environ
     tree = copy.deepcopy(DEFAULTS)
+    from .surface import all_defaults  # the surfaces' own defaults (lazy: no cycle)
+
+    _merge(tree, all_defaults())
     path = config_file or environ.get("EVALDOCK_CONFIG")
     if path:
         file = Path(path).expanduser()

@@ -1,18 +1,36 @@
 """Errors as the vendors send them.
 
-Anything in the server raises :class:`ApiError` (status + a clear message); the surface
-that owns the request renders it in its vendor's own envelope through its
-:class:`VendorErrors`. Nothing reaches the client as a traceback.
+Anything in the server raises :class:`ApiError` (status + a clear message + a core
+:class:`ErrorCode`); the surface that owns the request renders it in its vendor's own
+envelope through its :class:`VendorErrors`. Nothing reaches the client as a traceback.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from enum import StrEnum
 
 from starlette.responses import Response
 
+from .auth import AuthFailed
 from .jsonio import JSONResponse
+
+
+class ErrorCode(StrEnum):
+    """What went wrong, in the core's words; envelopes translate it to the vendor's."""
+
+    INVALID_REQUEST = "invalid_request"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    CONFLICT = "conflict"
+    TOO_LARGE = "too_large"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    UNPROCESSABLE = "unprocessable"
+    NOT_IMPLEMENTED = "not_implemented"
+    UNAVAILABLE = "unavailable"
+    INTERNAL = "internal_error"
 
 
 class ApiError(Exception):
@@ -21,15 +39,13 @@ class ApiError(Exception):
         status: int,
         message: str,
         *,
-        code: str | None = None,
-        extra: Mapping[str, Any] | None = None,
+        code: ErrorCode = ErrorCode.INVALID_REQUEST,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code
-        self.extra = dict(extra or {})
         self.headers = dict(headers or {})
 
 
@@ -40,19 +56,39 @@ class VendorErrors:
         return JSONResponse({"message": err.message}, status_code=err.status, headers=err.headers)
 
     def unauthorized(self) -> ApiError:
-        return ApiError(401, "Unauthorized", code="unauthorized")
+        return ApiError(401, "Unauthorized", code=ErrorCode.UNAUTHORIZED)
+
+    def auth_failed(self, exc: AuthFailed) -> ApiError:
+        """Missing or wrong credentials; a vendor whose IAM tells cases apart overrides."""
+        return self.unauthorized()
+
+    def forbidden(self, message: str) -> ApiError:
+        return ApiError(403, message, code=ErrorCode.FORBIDDEN)
 
     def route_not_found(self, method: str, path: str) -> ApiError:
-        return ApiError(404, f"No route for {method} {path}", code="not_found")
+        return ApiError(404, f"No route for {method} {path}", code=ErrorCode.NOT_FOUND)
 
     def method_not_allowed(self, method: str, path: str) -> ApiError:
-        return ApiError(405, f"Method {method} is not allowed on {path}", code="method_not_allowed")
+        return ApiError(
+            405, f"Method {method} is not allowed on {path}", code=ErrorCode.METHOD_NOT_ALLOWED
+        )
 
     def invalid_request(self, message: str) -> ApiError:
-        return ApiError(400, message, code="invalid_request")
+        return ApiError(400, message, code=ErrorCode.INVALID_REQUEST)
 
     def body_too_large(self, limit: int) -> ApiError:
-        return ApiError(413, f"Request body is larger than {limit} bytes", code="too_large")
+        return ApiError(
+            413,
+            f"Request body is larger than {limit} bytes (setting [server] max_body_bytes)",
+            code=ErrorCode.TOO_LARGE,
+        )
+
+    def unsupported_media_type(self, given: str, accepted: list[str]) -> ApiError:
+        return ApiError(
+            415,
+            f"Content-Type {given} is not accepted here; send {' or '.join(accepted)}",
+            code=ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+        )
 
     def internal(self) -> ApiError:
-        return ApiError(500, "Internal server error", code="internal_error")
+        return ApiError(500, "Internal server error", code=ErrorCode.INTERNAL)

@@ -1,30 +1,149 @@
-"""Background jobs from a persisted queue.
+"""Background jobs from a persisted queue: the one job lifecycle every surface uses.
 
 The ``jobs`` table *is* the queue: a worker claims the oldest queued row in one UPDATE,
-so nothing accepted lives only in memory. Concurrency is bounded by the number of
-workers. Progress is written as it goes. At start-up, a job found ``running`` was cut
-off by a crash: it is queued again (its handler resumes from what it already stored)
-until ``max_attempts``, then failed with the reason.
+so nothing accepted lives only in memory. A surface
+
+- submits a job with :meth:`JobRunner.submit` inside the transaction that creates its
+  resource (accept and enqueue are atomic; the runner wakes when that commits);
+- reports progress with :meth:`Job.progress`, passing its own transaction so results and
+  progress commit together;
+- runs blocking work (parsing, metrics, model calls) with :meth:`Job.run_blocking`, on
+  the runner's own bounded thread pool, with ``say()`` and ``check_cancelled()``;
+- reads job state through the ``job_view`` SQL view (or :meth:`JobRunner.view`), never
+  by joining or updating ``jobs`` itself.
+
+At start-up, a job found ``running`` was cut off by a crash: it is queued again (its
+handler resumes from what it already stored) until ``max_attempts``, then failed with
+the reason. A job that failed for its input (:class:`JobFailed`) stays failed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
+import contextvars
 import logging
-import secrets
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
-from .db import Database, utcnow
+from .db import Database, Transaction, utcnow
 
 log = logging.getLogger("evaldock.jobs")
 
-TERMINAL = frozenset({"completed", "failed", "cancelled"})
+T = TypeVar("T")
+
+# An idle worker looks at the queue at least this often even without a wake-up, so a
+# job inserted by another path (a CLI, a migration) is never stranded.
+IDLE_POLL_SECONDS = 1.0
+
+
+class JobState(StrEnum):
+    """Core job states. ``waiting`` is a job paused for outside input (a person's scores)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED})
 
 
 class JobFailed(Exception):
     """Raised by a handler to end its job as failed with a reason a person can act on."""
+
+
+class JobCancelled(Exception):
+    """Raised in a blocking worker by ``check_cancelled()`` once its job is cancelled or
+    the server is stopping; the job ends cancelled (or is requeued at shutdown)."""
+
+
+class StatusMap:
+    """A surface's words for the core job states, in the order a job moves through them.
+
+    ``StatusMap([("queued", "accepted"), ("running", "processing"), ("completed", …)])``;
+    terminal branches (failed, cancelled) and pauses (waiting) are named like the rest.
+    The order is what the control plane follows when it advances a job one step.
+    """
+
+    def __init__(self, pairs: Sequence[tuple[str, Any]]) -> None:
+        self.pairs = [(JobState(state), word) for state, word in pairs]
+        self._words = dict(self.pairs)
+        missing = {JobState.QUEUED, JobState.RUNNING, JobState.COMPLETED} - set(self._words)
+        if missing:
+            raise ValueError(f"status map lacks {sorted(missing)}")
+
+    def word(self, state: str) -> Any:
+        return self._words[JobState(state)]
+
+    @property
+    def path(self) -> list[JobState]:
+        """The states a successful job passes through, in order (branches left out)."""
+        return [s for s, _ in self.pairs if s not in (JobState.FAILED, JobState.CANCELLED)]
+
+    def next(self, state: str) -> JobState | None:
+        path = self.path
+        current = JobState(state)
+        if current not in path or current is path[-1]:
+            return None
+        return path[path.index(current) + 1]
+
+
+@dataclass(frozen=True)
+class JobView:
+    """What a surface reads of a job (the ``job_view`` row)."""
+
+    id: str
+    kind: str
+    tenant: str | None
+    status: str
+    processed: int
+    total: int
+    attempts: int
+    error: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+
+class BlockingContext:
+    """Handed to a function run by :meth:`Job.run_blocking` in a worker thread."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        cancelled: threading.Event,
+        on_say: Callable[[str], Awaitable[None]] | None,
+    ) -> None:
+        self._loop = loop
+        self._cancelled = cancelled
+        self._on_say = on_say
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`JobCancelled` once the job is cancelled or the server stops.
+
+        Call it between steps (every few thousand rows): it costs one Event read."""
+        if self._cancelled.is_set():
+            raise JobCancelled
+
+    def say(self, message: str) -> None:
+        """A progress line for the job's log (as the surface records it)."""
+        self.check_cancelled()
+        if self._on_say is None:
+            log.info("%s", message)
+            return
+        done = asyncio.run_coroutine_threadsafe(self._on_say(message), self._loop)
+        done.result(60)
 
 
 @dataclass
@@ -39,28 +158,67 @@ class Job:
     def db(self) -> Database:
         return self.runner.db
 
-    async def progress(self, processed: int, total: int | None = None) -> None:
-        if total is None:
-            await self.db.execute(
-                "UPDATE jobs SET processed = ?, updated_at = ? WHERE id = ?",
-                (processed, utcnow(), self.id),
-            )
+    async def progress(
+        self, processed: int, total: int | None = None, *, conn: Transaction | None = None
+    ) -> None:
+        """Record progress; with ``conn`` it commits together with the caller's results."""
+        sql, args = "UPDATE jobs SET processed = ?, updated_at = ?", [processed, utcnow()]
+        if total is not None:
+            sql += ", total = ?"
+            args.append(total)
+        args.append(self.id)
+        if conn is not None:
+            await conn.execute(sql + " WHERE id = ?", args)
         else:
-            await self.db.execute(
-                "UPDATE jobs SET processed = ?, total = ?, updated_at = ? WHERE id = ?",
-                (processed, total, utcnow(), self.id),
-            )
+            await self.db.execute(sql + " WHERE id = ?", args)
+
+    async def wait(self, message: str | None = None) -> None:
+        """Pause the job for outside input: the handler returns, the job stays ``waiting``
+        until :meth:`JobRunner.resume` queues it again."""
+        raise _Waiting(message)
+
+    async def run_blocking(
+        self,
+        fn: Callable[[BlockingContext], T],
+        *,
+        on_say: Callable[[str], Awaitable[None]] | None = None,
+    ) -> T:
+        """Run ``fn(ctx)`` on the runner's bounded pool; cancelling the job (or stopping
+        the server) sets the flag that ``ctx.check_cancelled()`` reads."""
+        loop = asyncio.get_running_loop()
+        cancelled = threading.Event()
+        self.runner._blocking_flags.add(cancelled)
+        ctx = BlockingContext(loop, cancelled, on_say)
+        call = contextvars.copy_context().run
+        future = loop.run_in_executor(self.runner.executor, call, fn, ctx)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            cancelled.set()
+            # Let the thread reach its next check before the job's state is written.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(future), 30)
+            raise
+        finally:
+            self.runner._blocking_flags.discard(cancelled)
+
+
+class _Waiting(Exception):
+    pass
 
 
 Handler = Callable[[Job], Awaitable[None]]
 
 
-def new_job_id(prefix: str = "") -> str:
-    return prefix + secrets.token_hex(16)
-
-
 class JobRunner:
-    def __init__(self, db: Database, *, concurrency: int = 4, max_attempts: int = 3) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        concurrency: int = 4,
+        max_attempts: int = 3,
+        threads: int | None = None,
+    ) -> None:
         self.db = db
         self.concurrency = concurrency
         self.max_attempts = max_attempts
@@ -68,16 +226,26 @@ class JobRunner:
         self._wake = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._idle = asyncio.Condition()
+        self._blocking_flags: set[threading.Event] = set()
+        # Blocking job work gets its own pool (not the loop's default one, which file
+        # responses and to_thread calls share): a runaway parse cannot starve a DELETE.
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=threads or concurrency, thread_name_prefix="evaldock-job"
+        )
+        # Hooks the control plane uses: may a queued job of this kind start now?
+        self.gates: list[Callable[[JobView], bool]] = []
 
     def register(self, kind: str, handler: Handler) -> None:
         self._handlers[kind] = handler
 
     # -- submission (inside the caller's transaction, so accept and enqueue are atomic) --
-    @staticmethod
-    async def enqueue(conn: Any, job_id: str, kind: str, tenant: str | None, total: int) -> None:
+    def submit(
+        self, tx: Transaction, job_id: str, kind: str, tenant: str | None, total: int = 0
+    ) -> Awaitable[Any]:
+        """Queue a job in the resource's transaction; workers wake when it commits."""
         now = utcnow()
-        await conn.execute(
+        tx.on_commit(self.wake)
+        return tx.execute(
             "INSERT INTO jobs (id, kind, tenant, status, total, created_at, updated_at)"
             " VALUES (?, ?, ?, 'queued', ?, ?, ?)",
             (job_id, kind, tenant, total, now, now),
@@ -86,22 +254,32 @@ class JobRunner:
     def wake(self) -> None:
         self._wake.set()
 
-    async def status(self, job_id: str) -> dict[str, Any] | None:
-        row = await self.db.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
-        return dict(row) if row else None
+    async def view(self, job_id: str) -> JobView | None:
+        row = await self.db.fetchone("SELECT * FROM job_view WHERE id = ?", (job_id,))
+        return JobView(**dict(row)) if row else None
+
+    async def views(self, kind: str | None = None, *, active_only: bool = False) -> list[JobView]:
+        sql, args = "SELECT * FROM job_view WHERE 1=1", []
+        if kind is not None:
+            sql += " AND kind = ?"
+            args.append(kind)
+        if active_only:
+            sql += " AND status IN ('queued', 'running', 'waiting')"
+        rows = await self.db.fetchall(sql + " ORDER BY created_at, id", args)
+        return [JobView(**dict(r)) for r in rows]
 
     async def cancel(self, job_id: str) -> bool:
-        """Cancel a queued or running job; False when it had already ended."""
+        """Cancel a queued, waiting or running job; False when it had already ended."""
         now = utcnow()
-        async with self.db.transaction() as conn:
-            cur = await conn.execute(
+        async with self.db.transaction() as tx:
+            cur = await tx.execute(
                 "UPDATE jobs SET status = 'cancelled', finished_at = ?, updated_at = ?"
-                " WHERE id = ? AND status = 'queued'",
+                " WHERE id = ? AND status IN ('queued', 'waiting')",
                 (now, now, job_id),
             )
             if cur.rowcount:
                 return True
-            cur = await conn.execute(
+            cur = await tx.execute(
                 "UPDATE jobs SET cancel_requested = 1, updated_at = ?"
                 " WHERE id = ? AND status = 'running'",
                 (now, job_id),
@@ -113,19 +291,50 @@ class JobRunner:
             task.cancel()
         return True
 
+    async def resume(self, job_id: str) -> bool:
+        """Queue a ``waiting`` job again (its handler picks up where it paused)."""
+        changed = await self.db.execute(
+            "UPDATE jobs SET status = 'queued', updated_at = ? WHERE id = ? AND status = 'waiting'",
+            (utcnow(), job_id),
+        )
+        if changed:
+            self.wake()
+        return bool(changed)
+
+    async def fail(self, job_id: str, reason: str) -> bool:
+        """End a not-yet-finished job as failed with ``reason`` (control plane, deletes)."""
+        task = self._running.get(job_id)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        now = utcnow()
+        changed = await self.db.execute(
+            "UPDATE jobs SET status = 'failed', error = ?, finished_at = ?, updated_at = ?"
+            " WHERE id = ? AND status IN ('queued', 'running', 'waiting', 'cancelled')",
+            (reason, now, now, job_id),
+        )
+        return bool(changed)
+
+    async def forget(self, tx: Transaction, job_ids: Sequence[str]) -> None:
+        """Delete job rows (a surface's reset), after cancelling any that still run."""
+        for job_id in job_ids:
+            task = self._running.get(job_id)
+            if task is not None:
+                task.cancel()
+        await tx.executemany("DELETE FROM jobs WHERE id = ?", [(j,) for j in job_ids])
+
     # -- lifecycle ------------------------------------------------------------------------
     async def recover(self) -> dict[str, int]:
         """Resume or fail the jobs a crash left ``running``."""
         now = utcnow()
         counts = {"resumed": 0, "failed": 0}
-        async with self.db.transaction() as conn:
-            async with conn.execute(
+        async with self.db.transaction() as tx:
+            rows = await tx.fetchall(
                 "SELECT id, attempts, cancel_requested FROM jobs WHERE status = 'running'"
-            ) as cur:
-                rows = list(await cur.fetchall())
+            )
             for row in rows:
                 if row["cancel_requested"]:
-                    await conn.execute(
+                    await tx.execute(
                         "UPDATE jobs SET status='cancelled', finished_at=?, updated_at=?"
                         " WHERE id=?",
                         (now, now, row["id"]),
@@ -133,16 +342,16 @@ class JobRunner:
                 elif row["attempts"] >= self.max_attempts:
                     reason = (
                         f"interrupted by a server restart during attempt {row['attempts']} "
-                        f"of {self.max_attempts}; not resumed again"
+                        f"of {self.max_attempts}; not resumed again (setting [jobs] max_attempts)"
                     )
-                    await conn.execute(
+                    await tx.execute(
                         "UPDATE jobs SET status='failed', error=?, finished_at=?, updated_at=?"
                         " WHERE id=?",
                         (reason, now, now, row["id"]),
                     )
                     counts["failed"] += 1
                 else:
-                    await conn.execute(
+                    await tx.execute(
                         "UPDATE jobs SET status='queued', updated_at=? WHERE id=?",
                         (now, row["id"]),
                     )
@@ -160,11 +369,15 @@ class JobRunner:
         self.wake()
 
     async def stop(self) -> None:
-        # Workers cancel their own handler tasks and requeue them (see _run).
+        # Blocking work sees the flag at its next check; workers cancel their own handler
+        # tasks and requeue them (see _run), so SIGTERM never waits on a runaway thread.
+        for flag in list(self._blocking_flags):
+            flag.set()
         for worker in self._workers:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers = []
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def wait_idle(self, timeout: float = 30.0) -> None:
         """Test helper: wait until no job is queued or running."""
@@ -182,21 +395,28 @@ class JobRunner:
     # -- workers --------------------------------------------------------------------------
     async def _claim(self) -> Job | None:
         now = utcnow()
-        async with (
-            self.db.transaction() as conn,
-            conn.execute(
+        held = await self._held_ids()
+        async with self.db.transaction() as tx:
+            placeholders = ",".join("?" * len(held))
+            not_held = f" AND id NOT IN ({placeholders})" if held else ""
+            row = await tx.fetchone(
                 "UPDATE jobs SET status='running', attempts=attempts+1,"
                 " started_at=COALESCE(started_at, ?), updated_at=?"
-                " WHERE id = (SELECT id FROM jobs WHERE status='queued'"
+                " WHERE id = (SELECT id FROM jobs WHERE status='queued'" + not_held + ""
                 "             ORDER BY created_at, rowid LIMIT 1)"
                 " RETURNING id, kind, tenant, attempts",
-                (now, now),
-            ) as cur,
-        ):
-            row = await cur.fetchone()
+                (now, now, *held),
+            )
         if row is None:
             return None
         return Job(row["id"], row["kind"], row["tenant"], row["attempts"], self)
+
+    async def _held_ids(self) -> list[str]:
+        if not self.gates:
+            return []
+        queued = await self.db.fetchall("SELECT * FROM job_view WHERE status = 'queued'")
+        views = [JobView(**dict(r)) for r in queued]
+        return [v.id for v in views if not all(gate(v) for gate in self.gates)]
 
     async def _worker(self, index: int) -> None:
         while True:
@@ -206,15 +426,14 @@ class JobRunner:
                 # Re-check after clearing so a wake between claim and clear is not lost.
                 job = await self._claim()
                 if job is None:
-                    await self._wake.wait()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), IDLE_POLL_SECONDS)
                     continue
             self._wake.set()  # there may be more: let another idle worker look
             await self._run(job)
 
     async def _run(self, job: Job) -> None:
         handler = self._handlers.get(job.kind)
-        task = asyncio.current_task()
-        assert task is not None
         if handler is None:
             await self._finish(job.id, "failed", f"no handler for job kind {job.kind!r}")
             return
@@ -236,6 +455,13 @@ class JobRunner:
                     (utcnow(), job.id),
                 )
                 raise
+        except JobCancelled:
+            await self._finish(job.id, "cancelled", None)
+        except _Waiting:
+            await self.db.execute(
+                "UPDATE jobs SET status='waiting', updated_at=? WHERE id=? AND status='running'",
+                (utcnow(), job.id),
+            )
         except JobFailed as exc:
             await self._finish(job.id, "failed", str(exc))
         except Exception as exc:  # a bug in a handler must not take the worker down
@@ -248,7 +474,10 @@ class JobRunner:
 
     async def _finish(self, job_id: str, status: str, error: str | None) -> None:
         now = utcnow()
+        # Only a job still running ends here: a job failed or cancelled from outside
+        # meanwhile keeps that outcome.
         await self.db.execute(
-            "UPDATE jobs SET status=?, error=?, finished_at=?, updated_at=? WHERE id=?",
+            "UPDATE jobs SET status=?, error=?, finished_at=?, updated_at=?"
+            " WHERE id=? AND status='running'",
             (status, error, now, now, job_id),
         )

@@ -18,11 +18,22 @@ import copy
 import functools
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+# Request media types whose bodies stream to a temporary file instead of memory.
+STREAMED_MEDIA = frozenset(
+    {
+        "application/octet-stream",
+        "multipart/form-data",
+        "application/x-tar",
+        "application/gzip",
+        "application/zip",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,13 @@ class Operation:
     body_media: list[str]
     secured: bool
     raw: dict[str, Any] = field(repr=False)
+    # The body streams to a temporary file (an upload), instead of being read into memory.
+    streamed: bool = False
+
+    @property
+    def catch_all(self) -> bool:
+        """A ``{name:path}`` template: routed after every specific one."""
+        return ":path}" in self.route
 
 
 @dataclass
@@ -126,6 +144,10 @@ def _compile(surface: str, doc: dict[str, Any]) -> list[Operation]:
                     body_media=list(content),
                     secured=bool(op.get("security", global_security)),
                     raw=op,
+                    streamed=bool(
+                        op.get("x-evaldock-stream")
+                        or ("application/json" not in content and set(content) & STREAMED_MEDIA)
+                    ),
                 )
             )
     return operations
@@ -133,7 +155,18 @@ def _compile(surface: str, doc: dict[str, Any]) -> list[Operation]:
 
 @functools.cache
 def load_spec(filename: str) -> Spec:
+    """A spec shipped in ``openapi/``."""
     text = (resources.files("evaldock.openapi") / filename).read_text(encoding="utf-8")
+    return parse_spec(text, filename)
+
+
+@functools.cache
+def load_spec_file(path: Path) -> Spec:
+    """A spec from a file elsewhere (a surface outside the package, e.g. a test's)."""
+    return parse_spec(path.read_text(encoding="utf-8"), path.name)
+
+
+def parse_spec(text: str, filename: str) -> Spec:
     doc = yaml.safe_load(text)
     ext = doc.get("x-evaldock") or {}
     surface = ext.get("surface") or filename.removesuffix(".yaml")

@@ -1,23 +1,74 @@
-"""What every vendor surface is made of: a provider class whose methods are named after
-the operationIds of its spec, a vendor error envelope, and the engines it needs.
+"""What a vendor surface is made of, and how it declares itself to the core.
 
-A new vendor operation is a spec entry plus a method here-named; nothing else.
+A surface is one package, ``server/<vendor>/``, whose ``__init__.py`` exports ``SURFACE``,
+a :class:`SurfaceDeclaration`: its spec, its provider class (handlers named after the
+spec's operationIds), typed settings with their defaults, the engines it needs, its job
+kinds with their ordered status maps, optional CLI commands. The core reads the
+declaration for defaults, routes, migrations, jobs, CLI and the control plane's reset;
+adding a surface touches no core file.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+import msgspec
 from starlette.requests import Request
 
-from .auth import Authenticator, from_spec
+from .auth import Authenticator, OpenAuthenticator, from_spec
 from .config import Settings
 from .db import Database
 from .errors import VendorErrors
-from .jobs import JobRunner
+from .jobs import JobRunner, StatusMap
 from .spec import Operation, Spec
+
+if TYPE_CHECKING:
+    import argparse
+
+
+class SurfaceCli(Protocol):
+    """Optional ``evaldock <vendor> …`` commands of a surface."""
+
+    def add_subcommand(self, sub: argparse._SubParsersAction[Any]) -> None: ...
+
+    def run(self, args: argparse.Namespace, settings: Settings) -> int: ...
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """A kind of background job: the provider method that runs it, and the surface's
+    words for each core job state, in the order a job moves through them."""
+
+    handler: str
+    statuses: StatusMap
+
+
+class NoSettings(msgspec.Struct, kw_only=True):
+    pass
+
+
+@dataclass(frozen=True)
+class SurfaceDeclaration:
+    name: str
+    provider: type[Provider]
+    # Typed settings: a msgspec Struct whose field defaults are *the* defaults of the
+    # surface's ``[<name>]`` table (one default, one place).
+    settings: type[msgspec.Struct] = NoSettings
+    engines: tuple[str, ...] = ()
+    jobs: Mapping[str, JobKind] = field(default_factory=dict)
+    cli: SurfaceCli | ModuleType | None = None
+    # Where the spec lives: ``openapi/<name>.yaml`` of the package unless given.
+    spec_file: Path | None = None
+    # Package holding ``migrations/``: the declaring package unless given.
+    package: str = ""
+
+    def defaults(self) -> dict[str, Any]:
+        return dict(msgspec.to_builtins(self.settings()))
 
 
 @dataclass
@@ -44,12 +95,21 @@ class ApiRequest:
     headers: dict[str, Any]
     body: Any
     raw_body: bytes
-    tenant: str | None
+    # The caller's tenant on secured operations; "" on open ones (signed URLs, health).
+    tenant: str
     base_url: str  # where the client reached this surface, without a trailing slash
+    # Uploads (non-JSON bodies the spec streams) arrive in a temporary file that the
+    # handler moves into place or leaves to be removed after the response.
+    body_file: Path | None = None
+    body_size: int = 0
 
     @property
     def accept(self) -> str | None:
         return self.request.headers.get("accept")
+
+    @property
+    def content_type(self) -> str:
+        return self.request.headers.get("content-type", "").split(";")[0].strip().lower()
 
     def url_for(self, path: str) -> str:
         return self.base_url + path
@@ -59,11 +119,16 @@ class Provider:
     """Base class of a surface's handlers (LocalStack-style provider)."""
 
     errors: ClassVar[VendorErrors] = VendorErrors()
-    engines: ClassVar[tuple[str, ...]] = ()  # engine kinds the surface needs
 
-    def __init__(self, ctx: AppContext, spec: Spec) -> None:
+    def __init__(self, ctx: AppContext, spec: Spec, declaration: SurfaceDeclaration) -> None:
         self.ctx = ctx
         self.spec = spec
+        self.declaration = declaration
+        section = ctx.settings.section(declaration.name)
+        # Environment values arrive as TOML literals or strings: convert leniently.
+        self.options: Any = msgspec.convert(
+            {**declaration.defaults(), **section}, declaration.settings, strict=False
+        )
 
     @property
     def settings(self) -> Settings:
@@ -77,9 +142,6 @@ class Provider:
     def runner(self) -> JobRunner:
         return self.ctx.runner
 
-    def config(self) -> dict[str, Any]:
-        return self.settings.section(self.spec.surface)
-
     def max_body_bytes(self, operation: Operation) -> int:
         """Largest request body ``operation`` accepts; file uploads may allow more."""
         return self.settings.max_body_bytes
@@ -87,21 +149,75 @@ class Provider:
     def authenticator(self) -> Authenticator:
         enabled, keys = self.settings.auth_for(self.spec.surface)
         if not enabled:
-            from .auth import OpenAuthenticator
-
             return OpenAuthenticator()
         return from_spec(self.spec.surface, self.spec.doc, keys)
 
+    async def authorize(self, operation: Operation, request: Request) -> None:
+        """Checks of an open operation from its URL alone (a signed capability URL),
+        before any byte of its body is read; raise the vendor's ApiError to refuse."""
+
     async def startup(self) -> None:
-        """Apply this surface's migrations and register its job handlers."""
-        await self.db.migrate(self.spec.surface, type(self).__module__.rpartition(".")[0])
+        """Load what the surface needs once its migrations ran (secrets, config tables)."""
+
+    async def reset(self, tenant: str | None) -> None:
+        """Delete this surface's rows and files (one tenant's, or all): the control
+        plane's reset. Caches and signing secrets stay."""
 
     def credentials_hint(self) -> str:
         _, keys = self.settings.auth_for(self.spec.surface)
-        return f"key {keys[0]!r}" if keys else "no keys configured"
+        from .masking import mask_key
+
+        return f"key {mask_key(keys[0])!r}" if keys else "no keys configured"
 
 
-def provider_class(spec: Spec) -> type[Provider]:
-    """The provider of a spec: ``PROVIDER`` in the package ``server/<surface>/``."""
-    module = importlib.import_module(f"{__package__}.{spec.surface}")
-    return module.PROVIDER
+# -- discovery ----------------------------------------------------------------------------
+
+
+def declaration_of(name: str) -> SurfaceDeclaration:
+    """``SURFACE`` of ``evaldock.server.<name>``."""
+    module = importlib.import_module(f"evaldock.server.{name}")
+    decl: SurfaceDeclaration = module.SURFACE
+    if not decl.package:
+        decl = _with_package(decl, module.__name__)
+    return decl
+
+
+def _with_package(decl: SurfaceDeclaration, package: str) -> SurfaceDeclaration:
+    import dataclasses
+
+    return dataclasses.replace(decl, package=package)
+
+
+def builtin_names() -> list[str]:
+    """Surfaces shipped in the package: one per ``openapi/<name>.yaml`` (and
+    ``evaldock.yaml``, the control plane's own spec, is not a vendor)."""
+    from .spec import spec_files
+
+    return [f.removesuffix(".yaml") for f in spec_files() if f != "evaldock.yaml"]
+
+
+def declarations(
+    enabled: Sequence[str] | None = None, extra: Sequence[SurfaceDeclaration] = ()
+) -> list[SurfaceDeclaration]:
+    names = builtin_names()
+    if enabled:
+        unknown = sorted(set(enabled) - set(names) - {d.name for d in extra})
+        if unknown:
+            from .config import ConfigError
+
+            raise ConfigError(
+                f"unknown surface(s) {', '.join(unknown)} in [server] surfaces / --surfaces; "
+                f"choose from {', '.join(names)}"
+            )
+        names = [n for n in names if n in enabled]
+    found = [declaration_of(n) for n in names]
+    return found + [
+        d if d.package else _with_package(d, d.provider.__module__.rpartition(".")[0])
+        for d in extra
+        if not enabled or d.name in enabled
+    ]
+
+
+def all_defaults() -> dict[str, dict[str, Any]]:
+    """Every built-in surface's settings defaults, keyed by table name."""
+    return {d.name: d.defaults() for d in declarations()}

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Re-exported until server/objective imports it from evaldock.engines.protocols.
-from evaldock.engines.protocols import Judge, RelevanceJudge
 
 # Objective's scale: 0 irrelevant, 1 partially relevant, 2 perfectly relevant.
 LABELS: dict[int, str] = {0: "BAD", 1: "OK", 2: "GREAT"}
@@ -155,9 +154,7 @@ __all__ = [
     "GENERATOR_HINT",
     "LABELS",
     "Generation",
-    "Judge",
     "Relevance",
-    "RelevanceJudge",
     "Score",
     "UnknownModel",
     "Usage",

@@ -27,7 +27,7 @@ import numpy as np
 
 from evaldock.engines.embedder.base import Embedder
 from evaldock.engines.errors import EngineError
-from evaldock.engines.judge.base import Judge
+from evaldock.engines.protocols import Judge
 from evaldock.engines.scorers.values import Column, Value, as_output, parse_input, to_json
 
 # What Spice sends the judge model: its prompt lives in the model's configuration.

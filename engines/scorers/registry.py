@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from evaldock.engines.embedder.base import Embedder
-from evaldock.engines.judge.base import Judge
+from evaldock.engines.protocols import Judge
 from evaldock.engines.scorers import exact, model
 from evaldock.engines.scorers.values import Column, Value
 

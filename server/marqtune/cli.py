@@ -21,7 +21,7 @@ from typing import Any
 from ..auth import tenant_of
 from ..config import ConfigError, Settings, load_settings
 from ..db import Database
-from .models import (
+from .registry import (
     ModelConfigError,
     ModelRegistry,
     checkpoints_from,

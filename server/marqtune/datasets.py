@@ -131,32 +131,34 @@ class Schema:
 
 
 def check_schema(schema: Schema) -> None:
-    """What ``POST /datasets`` rejects with a 400 (raises ValueError with the message)."""
+    """What ``POST /datasets`` rejects with a 400 (raises DatasetInvalid with the message)."""
     doc_ids = [c for c, t in schema.columns.items() if t == DOC_ID]
     if len(doc_ids) > 1:
-        raise ValueError(
+        raise DatasetInvalid(
             f"dataSchema may have one doc_id column, not {len(doc_ids)}: " + ", ".join(doc_ids)
         )
     if schema.dataset_type != "evaluation":
         return
     if not schema.query_columns or not schema.result_columns:
-        raise ValueError("queryColumns and resultColumns are required for evaluation datasets")
+        raise DatasetInvalid("queryColumns and resultColumns are required for evaluation datasets")
     for name, columns in (
         ("queryColumns", schema.query_columns),
         ("resultColumns", schema.result_columns),
     ):
         unknown = [c for c in columns if c not in schema.columns]
         if unknown:
-            raise ValueError(f"{name} names columns missing from dataSchema: {', '.join(unknown)}")
+            raise DatasetInvalid(
+                f"{name} names columns missing from dataSchema: {', '.join(unknown)}"
+            )
         wrong = [c for c in columns if schema.columns[c] not in FIELD_TYPES]
         if wrong:
-            raise ValueError(
+            raise DatasetInvalid(
                 f"{name} must be text or image_pointer columns; "
                 + ", ".join(f"{c} is {schema.columns[c]}" for c in wrong)
             )
     both = sorted(set(schema.query_columns) & set(schema.result_columns))
     if both:
-        raise ValueError(f"columns cannot be both query and result columns: {', '.join(both)}")
+        raise DatasetInvalid(f"columns cannot be both query and result columns: {', '.join(both)}")
 
 
 def derived_doc_id(values: Sequence[str]) -> str:

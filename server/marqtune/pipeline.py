@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ...engines.ir_metrics import marqtune as gcl
+from evaldock.engines.ir_metrics import gcl
+
 from .datasets import ParsedDataset, iter_columns
 
 Say = Callable[[str], None]

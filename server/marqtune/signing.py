@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from ..db import Database, utcnow
-from .exceptions import forbidden
+from .errors import forbidden
 
 SECRET_NAME = "marqtune.url-signing"
 DEFAULT_TTL = 3600

@@ -1,5 +1,13 @@
 """Objective's evaluations surface (LLM-as-a-judge relevance, 0/1/2)."""
 
-from .responses import ObjectiveResponses
+from ..surface import JobKind, SurfaceDeclaration
+from .provider import STATUSES, ObjectiveProvider, ObjectiveSettings
+from .store import JOB_KIND
 
-PROVIDER = ObjectiveResponses
+SURFACE = SurfaceDeclaration(
+    name="objective",
+    provider=ObjectiveProvider,
+    settings=ObjectiveSettings,
+    engines=("judge",),
+    jobs={JOB_KIND: JobKind("run_evaluation", STATUSES)},
+)

@@ -514,9 +514,3 @@ def test_evaluation_signature_covers_the_ranker_and_the_metrics() -> None:
     assert small.get("ks") == "1,2,3,4,5,6,8,10,12,20" and small.get("seed") == "7"
     with pytest.raises(ValueError, match="top_k"):
         gcl.signature(ranker, sample=5, top_k=5)
-
-
-def test_old_module_name_still_answers() -> None:
-    from evaldock.engines.ir_metrics import marqtune
-
-    assert marqtune.evaluate is gcl.evaluate and marqtune.DEFAULT_TOP_Q == gcl.DEFAULT_TOP_Q

@@ -54,8 +54,6 @@ def test_shipped_kinds_and_their_defaults() -> None:
         for target in table.values():
             assert target.startswith(f"evaldock.engines.{kind}.") and ":" in target
     assert registry.implementation("ranker", "mock").__name__ == "MockRanker"
-    assert registry.REAL_DEFAULTS.get("ranker", "mock") == "clip"  # the old spelling
-    assert registry.REAL_DEFAULTS.get("no-such-kind", "mock") == "mock"
 
 
 def test_unknown_names_say_what_to_choose() -> None:

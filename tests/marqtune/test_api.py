@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from evaldock.engines.ir_metrics import marqtune as gcl
+from evaldock.engines.ir_metrics import gcl
 from evaldock.engines.ranker.mock import MockRanker
 from evaldock.server.marqtune import cli as marqtune_cli
-from evaldock.server.marqtune.exceptions import (
+from evaldock.server.marqtune.errors import (
     DATASET_NOT_READY,
     FAILED_DATASET,
     NOT_EVALUATION_DATASET,
 )
-from evaldock.server.marqtune.responses import TRAINING_OUT_OF_SCOPE
+from evaldock.server.marqtune.provider import TRAINING_OUT_OF_SCOPE
 
 from .conftest import ready_dataset
 from .helpers import (
@@ -83,12 +83,12 @@ def test_prefixed_mount(client: TestClient) -> None:
 
 
 def test_internal_error_is_the_seed_body(client: TestClient, monkeypatch) -> None:
-    from evaldock.server.marqtune.responses import MarqtuneResponses
+    from evaldock.server.marqtune.provider import MarqtuneProvider
 
     async def boom(self, req):
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(MarqtuneResponses, "list_models", boom)
+    monkeypatch.setattr(MarqtuneProvider, "list_models", boom)
     r = client.get("/models", headers=AUTH)
     assert (r.status_code, r.json()) == (500, {"message": "Internal server error."})
 
@@ -536,7 +536,7 @@ def test_model_with_missing_files_is_failed(make_client, tmp_path: Path) -> None
     assert "checkpoint files not found: epoch_1" in model["failureReason"]
     dataset_id = ready_dataset(client)
     r = evaluate(client, dataset_id, model=f"{model['modelId']}/epoch_1")
-    assert r.status_code == 400 and "has no file" in r.json()["message"]
+    assert r.status_code == 400 and "is missing its file" in r.json()["message"]
 
 
 def test_cli_registered_model(client: TestClient, tmp_path: Path, capsys) -> None:

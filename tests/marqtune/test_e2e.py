@@ -58,7 +58,7 @@ def test_official_client_mock_mode(server: ServerProcess, clients_python: str, t
         clients_python, server.url, dataset, "Marqo/ViT-B-32.laion2b_s34b_b79k", tmp_path
     )
     check_walk(seen, stdout)
-    assert seen["evaluation"]["rankerSignature"].startswith("ranker:mock|")
+    assert "|ranker:mock|" in seen["evaluation"]["rankerSignature"]
 
 
 def test_official_client_under_the_prefix(
@@ -119,7 +119,8 @@ checkpoints = "{folder}"
         )
     check_walk(seen, stdout)
     evaluation = seen["evaluation"]
-    assert evaluation["rankerSignature"].startswith("ranker:clip|")
+    assert evaluation["rankerSignature"].startswith("metrics:gcl-eval_gs_v1")
+    assert "ranker:clip" in evaluation["rankerSignature"]
     assert "epoch_2.pt" in evaluation["rankerSignature"]
     assert (evaluation["modelId"], evaluation["checkpoint"]) == (model_id, "epoch_2")
     assert 0.0 <= evaluation["evaluationMetrics"]["summary"]["NDCG@10"][0] <= 1.0

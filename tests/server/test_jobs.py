@@ -1,6 +1,7 @@
 """The persisted job queue: claim order, progress, cancellation, crash recovery."""
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 from evaldock.server.db import Database
@@ -15,9 +16,14 @@ async def _runner(tmp_path: Path, **kw) -> JobRunner:
 
 
 async def _enqueue(runner: JobRunner, job_id: str, kind: str = "k", total: int = 3) -> None:
-    async with runner.db.transaction() as conn:
-        await JobRunner.enqueue(conn, job_id, kind, "t", total)
-    runner.wake()
+    async with runner.db.transaction() as tx:
+        await runner.submit(tx, job_id, kind, "t", total)
+
+
+async def _status(runner: JobRunner, job_id: str) -> dict:
+    view = await runner.view(job_id)
+    assert view is not None
+    return dataclasses.asdict(view)
 
 
 def test_jobs_run_in_order_with_bounded_concurrency(tmp_path: Path) -> None:
@@ -43,7 +49,7 @@ def test_jobs_run_in_order_with_bounded_concurrency(tmp_path: Path) -> None:
         assert sorted(seen) == [f"j{i}" for i in range(6)]
         assert seen[:2] == ["j0", "j1"]
         assert peak == 2
-        row = await runner.status("j5")
+        row = await _status(runner, "j5")
         assert row is not None and row["status"] == "completed" and row["processed"] == 3
         await runner.db.close()
 
@@ -68,9 +74,9 @@ def test_failures_are_recorded_with_reason(tmp_path: Path) -> None:
         await runner.start()
         await runner.wait_idle()
         await runner.stop()
-        assert (await runner.status("a"))["error"] == "dataset has no rows"
-        assert "ZeroDivisionError: boom" in (await runner.status("b"))["error"]
-        assert "no handler" in (await runner.status("c"))["error"]
+        assert (await _status(runner, "a"))["error"] == "dataset has no rows"
+        assert "ZeroDivisionError: boom" in (await _status(runner, "b"))["error"]
+        assert "no handler" in (await _status(runner, "c"))["error"]
         await runner.db.close()
 
     asyncio.run(main())
@@ -93,8 +99,8 @@ def test_cancel_queued_and_running(tmp_path: Path) -> None:
         assert await runner.cancel("queued")
         assert await runner.cancel("running")
         await runner.wait_idle()
-        assert (await runner.status("running"))["status"] == "cancelled"
-        assert (await runner.status("queued"))["status"] == "cancelled"
+        assert (await _status(runner, "running"))["status"] == "cancelled"
+        assert (await _status(runner, "queued"))["status"] == "cancelled"
         assert not await runner.cancel("running")  # already ended
         await runner.stop()
         await runner.db.close()
@@ -112,8 +118,8 @@ def test_recovery_resumes_then_fails_after_max_attempts(tmp_path: Path) -> None:
         await runner.db.execute("UPDATE jobs SET status='running', attempts=2 WHERE id='tired'")
         counts = await runner.recover()
         assert counts == {"resumed": 1, "failed": 1}
-        assert (await runner.status("fresh"))["status"] == "queued"
-        tired = await runner.status("tired")
+        assert (await _status(runner, "fresh"))["status"] == "queued"
+        tired = await _status(runner, "tired")
         assert tired["status"] == "failed"
         assert "interrupted by a server restart" in tired["error"]
         await runner.db.close()
@@ -135,7 +141,7 @@ def test_graceful_stop_requeues_without_spending_an_attempt(tmp_path: Path) -> N
         await runner.start()
         await started.wait()
         await runner.stop()
-        row = await runner.status("j")
+        row = await _status(runner, "j")
         assert (row["status"], row["attempts"]) == ("queued", 0)
         await runner.db.close()
 

@@ -5,13 +5,13 @@ import inspect
 import yaml
 
 from evaldock.server.spec import load_specs, spec_files
-from evaldock.server.surface import Provider, provider_class
+from evaldock.server.surface import Provider, declaration_of
 
 
 def test_every_operation_has_a_handler() -> None:
     missing = []
     for spec in load_specs():
-        provider = provider_class(spec)
+        provider = declaration_of(spec.surface).provider
         assert issubclass(provider, Provider)
         for op in spec.operations:
             handler = getattr(provider, op.operation_id, None)

@@ -1,17 +1,39 @@
-"""Handlers of openapi/objective.yaml, one method per operationId."""
+"""Handlers of openapi/objective.yaml, one method per operationId, and the judging job."""
 
 from __future__ import annotations
 
 import math
 from typing import Any, ClassVar
 
+import msgspec
 from starlette.responses import Response
 
 from .. import jsonio, negotiation
-from ..jobs import Job
+from ..jobs import Job, StatusMap
 from ..surface import ApiRequest, Provider
-from .exceptions import ObjectiveErrors, evaluation_not_found, too_many_items
-from .models import JOB_KIND, Evaluation, EvaluationStore, judge_evaluation
+from .errors import ObjectiveErrors, evaluation_not_found, too_many_items
+from .store import Evaluation, EvaluationStore, judge_evaluation
+
+
+class ObjectiveSettings(msgspec.Struct, kw_only=True):
+    """The ``[objective]`` table."""
+
+    # Pairs one evaluation may hold; more is a 400 naming this setting.
+    max_items: int = 10_000
+    # Judgements in flight per evaluation (a sliding window over the judge engine).
+    concurrency: int = 64
+
+
+# Objective's words for the job states, in order (failed and cancelled both read "error").
+STATUSES = StatusMap(
+    [
+        ("queued", "accepted"),
+        ("running", "processing"),
+        ("completed", "completed"),
+        ("failed", "error"),
+        ("cancelled", "error"),
+    ]
+)
 
 # Messages as Objective's documentation words them.
 MESSAGES = {
@@ -42,42 +64,32 @@ def _metadata(ev: Evaluation) -> dict[str, Any]:
 
 
 def _status(ev: Evaluation, has_item_errors: bool = False) -> str:
-    return {
-        "queued": "accepted",
-        "running": "processing",
-        "completed": "error" if has_item_errors else "completed",
-    }.get(ev.job_status, "error")
+    word: str = STATUSES.word(ev.job_status)
+    return "error" if word == "completed" and has_item_errors else word
 
 
-class ObjectiveResponses(Provider):
+class ObjectiveProvider(Provider):
     errors: ClassVar[ObjectiveErrors] = ObjectiveErrors()
-    engines = ("judge",)
+    options: ObjectiveSettings
 
     @property
     def store(self) -> EvaluationStore:
-        return EvaluationStore(self.db)
+        return EvaluationStore(self.db, self.runner)
 
-    async def startup(self) -> None:
-        await super().startup()
-        judge = self.ctx.engine("judge")
+    async def run_evaluation(self, job: Job) -> None:
+        await judge_evaluation(job, self.ctx.engine("judge"), in_flight=self.options.concurrency)
 
-        in_flight = int(self.config().get("concurrency", 64))
-
-        async def run(job: Job) -> None:
-            await judge_evaluation(job, judge, in_flight=in_flight)
-
-        self.runner.register(JOB_KIND, run)
+    async def reset(self, tenant: str | None) -> None:
+        await self.store.reset(tenant)
 
     # POST /v1/evaluations
     async def create_evaluation(self, req: ApiRequest) -> Response:
         data = req.body["data"]
-        limit = int(self.config().get("max_items", 10_000))
+        limit = self.options.max_items
         if len(data) > limit:
             raise too_many_items(len(data), limit)
         eval_name = (req.body.get("configuration") or {}).get("eval_name")
-        assert req.tenant is not None
         ev = await self.store.create(req.tenant, eval_name, self.ctx.engine("judge"), data)
-        self.runner.wake()
         return jsonio.JSONResponse(
             {
                 "status": "accepted",
@@ -90,7 +102,6 @@ class ObjectiveResponses(Provider):
 
     # GET /v1/evaluations/{id}
     async def get_evaluation(self, req: ApiRequest) -> Response:
-        assert req.tenant is not None
         ev = await self.store.get(req.tenant, req.path["id"])
         if ev is None:
             raise evaluation_not_found(req.path["id"])
@@ -146,7 +157,6 @@ class ObjectiveResponses(Provider):
 
     # GET /v1/evaluations
     async def list_evaluations(self, req: ApiRequest) -> Response:
-        assert req.tenant is not None
         page, limit = int(req.query["page"]), int(req.query["limit"])
         evaluations, total = await self.store.page(req.tenant, page, limit)
         summaries = [

@@ -1,28 +1,28 @@
-"""Handlers of openapi/marqtune.yaml, one method per operationId, and the two jobs
-(dataset validation, evaluation)."""
+"""Handlers of openapi/marqtune.yaml, one method per operationId: parse, ask the store
+or the registry, render. Job bodies live in :mod:`.jobs`, model names in :mod:`.resolution`."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
-import tempfile
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+import msgspec
+from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 
-from ...engines.errors import EngineError
-from ...engines.ir_metrics import marqtune as gcl
-from ...engines.ranker.models import parse_model
-from ..jobs import Job, JobFailed
+from evaldock.engines.ir_metrics import gcl
+from evaldock.engines.ranker.catalog import known_architectures
+
+from ..jobs import Job
 from ..jsonio import JSONResponse
 from ..spec import Operation
 from ..surface import ApiRequest, Provider
-from . import datasets, pipeline
-from .exceptions import (
+from . import datasets, jobs, pipeline
+from .errors import (
     DATASET_NOT_READY,
     FAILED_DATASET,
     NOT_EVALUATION_DATASET,
@@ -31,29 +31,14 @@ from .exceptions import (
     conflict,
     dataset_not_found,
     invalid_checkpoint,
-    model_not_found,
     not_found,
 )
-from .models import (
-    CHECKPOINT_NAME,
-    DATASET_JOB,
-    EVALUATION_JOB,
-    Logs,
-    ModelEntry,
-    ModelRegistry,
-    ResolvedModel,
-    Store,
-    dataset_state,
-    evaluation_state,
-    is_uuid,
-    known_architectures,
-    parse_models_table,
-)
-from .signing import DEFAULT_TTL, UrlSigner, load_secret
+from .registry import ModelEntry, ModelRegistry, parse_models_table
+from .resolution import ModelResolver
+from .signing import UrlSigner, load_secret
+from .store import DatasetUnusable, Logs, Store, dataset_state, evaluation_state
 
 log = logging.getLogger("evaldock.marqtune")
-
-DEFAULT_MAX_UPLOAD = 512 * 1024 * 1024
 
 TRAINING_OUT_OF_SCOPE = (
     "Model training is not available in evaldock: this server evaluates models but does "
@@ -61,32 +46,77 @@ TRAINING_OUT_OF_SCOPE = (
     "`evaldock marqtune add-model NAME --base-model ARCH --checkpoints DIR` or in the "
     "[marqtune.models] configuration table, and evaluate them as {modelId}/epoch_N."
 )
+_UNUSABLE = {
+    "not_evaluation": NOT_EVALUATION_DATASET,
+    "failed": FAILED_DATASET,
+    "not_ready": DATASET_NOT_READY,
+}
 
 
-class _Cancelled(Exception):
-    """The job was cancelled while its worker thread ran; the thread stops at a checkpoint."""
+class MarqtuneSettings(msgspec.Struct, kw_only=True):
+    """The ``[marqtune]`` table."""
+
+    # Signed upload/download URLs live this long (seconds).
+    url_expiry_seconds: int = 3600
+    # Largest dataset file accepted (streamed to disk, never held in memory).
+    max_upload_bytes: int = 512 * 1024 * 1024
+    # A CSV header (queries.csv included) may have at most this many columns.
+    max_columns: int = datasets.Limits.max_columns
+    # A tar archive may decompress to at most this much, and this many times its size.
+    max_decompressed_bytes: int = datasets.Limits.max_decompressed_bytes
+    max_compression_ratio: float = datasets.Limits.max_compression_ratio
+    # Folders whose sub-folders a request may name as `local-dir:` weights.
+    weight_dirs: list[str] = msgspec.field(default_factory=list)
+    # [marqtune.models]: base-name overrides and registered fine-tuned models.
+    models: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-class MarqtuneResponses(Provider):
+# Operations reached through a signed capability URL, by what the signature covers:
+# the purpose and the path parameter naming the resource.
+SIGNED: dict[str, tuple[str, str]] = {
+    "upload_dataset_file": ("upload", "datasetId"),
+    "download_dataset_logs": ("logs", "datasetId"),
+    "download_model_logs": ("logs", "modelId"),
+    "download_evaluation_logs": ("logs", "evaluationId"),
+    "download_evaluation_results": ("results", "evaluationId"),
+    "download_model_checkpoint": ("checkpoint:{checkpoint}", "modelId"),
+}
+
+
+class MarqtuneProvider(Provider):
     errors: ClassVar[MarqtuneErrors] = MarqtuneErrors()
-    engines = ("ranker",)
+    options: MarqtuneSettings
 
-    def __init__(self, ctx: Any, spec: Any) -> None:
-        super().__init__(ctx, spec)
-        self.store = Store(ctx.db, ctx.settings.data_dir)
-        self.logs = Logs(ctx.db)
-        self.models = ModelRegistry(ctx.db)
-        self.base_overrides: dict[str, str] = {}
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.store = Store(self.db, self.runner, self.settings.data_dir)
+        self.logs = Logs(self.db)
+        self.models = ModelRegistry(self.db)
+        self.resolver = self._resolver({})
         self.signer = UrlSigner(b"")
-        # One evaluation uses the ranker at a time (it holds one loaded model); a thread
-        # lock, because a cancelled job's worker thread may still be running.
-        self._ranker_lock = threading.Lock()
-        self._loaded: tuple[str, str | None] | None = None
+        self.limits = datasets.Limits(
+            max_columns=self.options.max_columns,
+            max_decompressed_bytes=self.options.max_decompressed_bytes,
+            max_compression_ratio=self.options.max_compression_ratio,
+        )
+
+    def _resolver(self, overrides: Mapping[str, str]) -> ModelResolver:
+        ranker = self.ctx.engine("ranker")
+        configs = [
+            str(p) for p in self.settings.section("engines", "ranker").get("model_configs") or []
+        ]
+        return ModelResolver(
+            self.models,
+            overrides,
+            self.options.weight_dirs,
+            ranker.knows,
+            lambda: known_architectures(configs),
+        )
 
     async def startup(self) -> None:
-        await super().startup()
-        configured, self.base_overrides = parse_models_table(self.config().get("models") or {})
+        configured, overrides = parse_models_table(self.options.models)
         self.models = ModelRegistry(self.db, configured)
+        self.resolver = self._resolver(overrides)
         for entry in configured:
             if not await self.logs.read(entry.id):
                 await self.logs.add(
@@ -94,38 +124,53 @@ class MarqtuneResponses(Provider):
                     f"Configured in [marqtune.models] as {entry.name!r}: base model "
                     f"{entry.base_model}, checkpoints {', '.join(entry.checkpoints)}",
                 )
-        ttl = int(self.config().get("url_expiry_seconds", DEFAULT_TTL))
-        self.signer = UrlSigner(await load_secret(self.db), ttl)
-        self.runner.register(DATASET_JOB, self._validate_dataset)
-        self.runner.register(EVALUATION_JOB, self._run_evaluation)
+        self.signer = UrlSigner(await load_secret(self.db), self.options.url_expiry_seconds)
+
+    async def validate_dataset(self, job: Job) -> None:
+        await jobs.validate_dataset(self, job)
+
+    async def run_evaluation(self, job: Job) -> None:
+        await jobs.run_evaluation(self, job)
+
+    async def reset(self, tenant: str | None) -> None:
+        for dataset_id in await self.store.reset(tenant):
+            await asyncio.to_thread(self.store.remove_files, dataset_id)
 
     def max_body_bytes(self, operation: Operation) -> int:
         if operation.operation_id == "upload_dataset_file":
-            # Dataset files outgrow the JSON limit; the whole file is held in memory once.
-            return int(self.config().get("max_upload_bytes", DEFAULT_MAX_UPLOAD))
+            return self.options.max_upload_bytes
         return super().max_body_bytes(operation)
+
+    async def authorize(self, operation: Operation, request: Request) -> None:
+        """Signed capability URLs are verified before any byte of the body is read."""
+        signed = SIGNED.get(operation.operation_id)
+        if signed is None:
+            return
+        purpose, param = signed
+        purpose = purpose.format(**request.path_params)
+        self.signer.verify(
+            purpose,
+            str(request.path_params.get(param, "")).lower(),
+            request.query_params.get("expires"),
+            request.query_params.get("signature"),
+        )
 
     # -- helpers ---------------------------------------------------------------------------
 
-    @staticmethod
-    def _tenant(req: ApiRequest) -> str:
-        assert req.tenant is not None
-        return req.tenant
-
     async def _dataset(self, req: ApiRequest) -> dict[str, Any]:
-        row = await self.store.dataset(req.path["datasetId"].lower(), self._tenant(req))
+        row = await self.store.dataset(req.path["datasetId"].lower(), req.tenant)
         if row is None:
             raise not_found("dataset")
         return row
 
     async def _evaluation(self, req: ApiRequest) -> dict[str, Any]:
-        row = await self.store.evaluation(req.path["evaluationId"].lower(), self._tenant(req))
+        row = await self.store.evaluation(req.path["evaluationId"].lower(), req.tenant)
         if row is None:
             raise not_found("evaluation")
         return row
 
     async def _model(self, req: ApiRequest) -> ModelEntry:
-        entry = await self.models.get(req.path["modelId"], self._tenant(req))
+        entry = await self.models.get(req.path["modelId"], req.tenant)
         if entry is None:
             raise not_found("model")
         return entry
@@ -137,11 +182,6 @@ class MarqtuneResponses(Provider):
 
     def _signed(self, req: ApiRequest, path: str, purpose: str, resource_id: str) -> str:
         return self.signer.sign(req.url_for(path), purpose, resource_id)
-
-    def _verify(self, req: ApiRequest, purpose: str, resource_id: str) -> None:
-        self.signer.verify(
-            purpose, resource_id, req.query.get("expires"), req.query.get("signature")
-        )
 
     async def _log_file(self, resource_id: str) -> Response:
         return PlainTextResponse(await self.logs.text(resource_id))
@@ -187,9 +227,9 @@ class MarqtuneResponses(Provider):
         )
         try:
             datasets.check_schema(schema)
-        except ValueError as exc:
+        except datasets.DatasetInvalid as exc:
             raise bad_request(str(exc)) from None
-        dataset_id = await self.store.create_dataset(self._tenant(req), body)
+        dataset_id = await self.store.create_dataset(req.tenant, body)
         await self.logs.add(
             dataset_id,
             f"Dataset {body['datasetName']!r} ({body['datasetType']}) created; "
@@ -200,7 +240,7 @@ class MarqtuneResponses(Provider):
 
     # GET /datasets
     async def list_datasets(self, req: ApiRequest) -> Response:
-        rows = await self.store.datasets(self._tenant(req))
+        rows = await self.store.datasets(req.tenant)
         return JSONResponse({"datasets": [self._dataset_body(r) for r in rows]})
 
     # GET /datasets/{datasetId}
@@ -230,15 +270,14 @@ class MarqtuneResponses(Provider):
     # GET /datasets/{datasetId}/logs/file (signed)
     async def download_dataset_logs(self, req: ApiRequest) -> Response:
         dataset_id = req.path["datasetId"].lower()
-        self._verify(req, "logs", dataset_id)
         if await self.store.dataset(dataset_id) is None:
             raise not_found("dataset")
         return await self._log_file(dataset_id)
 
-    # PUT /datasets/{datasetId}/file (signed: the uploadUrl)
+    # PUT /datasets/{datasetId}/file (signed: the uploadUrl; the pipeline streamed the
+    # body to a temporary file after the signature was checked)
     async def upload_dataset_file(self, req: ApiRequest) -> Response:
         dataset_id = req.path["datasetId"].lower()
-        self._verify(req, "upload", dataset_id)
         row = await self.store.dataset(dataset_id)
         if row is None or row["deleted_at"]:
             raise not_found("dataset")
@@ -246,62 +285,14 @@ class MarqtuneResponses(Provider):
             raise conflict(
                 f"Dataset {dataset_id} already has its file; create a new dataset to upload another"
             )
-        folder = self.store.dataset_dir(dataset_id)
-        tmp = await asyncio.to_thread(_write_temp, folder, req.raw_body)
-        try:
-            accepted = await self.store.accept_upload(
-                dataset_id, row["tenant"], tmp, len(req.raw_body)
-            )
-        finally:
-            tmp.unlink(missing_ok=True)
-        if not accepted:
+        assert req.body_file is not None  # the spec streams this operation's body
+        self.store.dataset_dir(dataset_id).mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not await self.store.accept_upload(
+            dataset_id, row["tenant"], req.body_file, req.body_size
+        ):
             raise conflict(f"Dataset {dataset_id} already has its file")
-        await self.logs.add(dataset_id, f"File received ({len(req.raw_body)} bytes)")
-        self.runner.wake()
-        return JSONResponse({"datasetId": dataset_id, "size": len(req.raw_body)})
-
-    async def _validate_dataset(self, job: Job) -> None:
-        row = await self.store.dataset(job.id)
-        if row is None or row["deleted_at"]:
-            return
-        await self.logs.add(job.id, "Validating the file against dataSchema")
-        schema = datasets.Schema(
-            dataset_type=row["dataset_type"],
-            columns=dict(row["data_schema"]),
-            query_columns=list(row["query_columns"] or []),
-            result_columns=list(row["result_columns"] or []),
-            normalize_urls=bool(row["normalize_urls"]),
-        )
-        try:
-            file_format, stats = await asyncio.to_thread(self._parse_upload, job.id, schema)
-        except datasets.DatasetInvalid as exc:
-            await self.logs.add(job.id, f"Validation failed: {exc}")
-            raise JobFailed(str(exc)) from None
-        await self.store.dataset_validated(job.id, file_format, stats)
-        if (await self.store.dataset(job.id) or {}).get("deleted_at"):
-            await asyncio.to_thread(self.store.remove_files, job.id)  # deleted meanwhile
-            return
-        counts = ", ".join(
-            f"{stats[k]} {noun}"
-            for k, noun in (
-                ("rowCount", "rows"),
-                ("queryCount", "queries"),
-                ("documentCount", "documents"),
-            )
-            if k in stats
-        )
-        await self.logs.add(job.id, f"Read a {file_format} file: {counts}")
-        await self.logs.add(job.id, "Dataset is ready")
-        await job.progress(1, 1)
-
-    def _parse_upload(self, dataset_id: str, schema: datasets.Schema) -> tuple[str, dict[str, int]]:
-        data = self.store.upload_path(dataset_id).read_bytes()
-        file_format, parsed, stats = datasets.parse(data, schema)
-        if parsed is not None:
-            target = self.store.parsed_path(dataset_id)
-            tmp = _write_temp(target.parent, datasets.dump(parsed))
-            os.replace(tmp, target)
-        return file_format, stats
+        await self.logs.add(dataset_id, f"File received ({req.body_size} bytes)")
+        return JSONResponse({"datasetId": dataset_id, "size": req.body_size})
 
     # -- models ------------------------------------------------------------------------------
 
@@ -329,7 +320,7 @@ class MarqtuneResponses(Provider):
 
     # GET /models
     async def list_models(self, req: ApiRequest) -> Response:
-        entries = await self.models.visible(self._tenant(req))
+        entries = await self.models.visible(req.tenant)
         return JSONResponse({"models": [await self._model_body(m) for m in entries]})
 
     # POST /models/train
@@ -370,7 +361,6 @@ class MarqtuneResponses(Provider):
     # GET /models/{modelId}/logs/file (signed)
     async def download_model_logs(self, req: ApiRequest) -> Response:
         model_id = req.path["modelId"].lower()
-        self._verify(req, "logs", model_id)
         return await self._log_file(model_id)
 
     # GET /models/{modelId}/download/url
@@ -389,7 +379,6 @@ class MarqtuneResponses(Provider):
     # GET /models/{modelId}/download/{checkpoint}/{filename} (signed)
     async def download_model_checkpoint(self, req: ApiRequest) -> Response:
         model_id, checkpoint = req.path["modelId"].lower(), req.path["checkpoint"]
-        self._verify(req, f"checkpoint:{checkpoint}", model_id)
         entry = await self.models.get(model_id, None, any_tenant=True)
         path = entry.checkpoints.get(checkpoint) if entry else None
         if path is None or not os.path.isfile(path):
@@ -413,86 +402,6 @@ class MarqtuneResponses(Provider):
         )
 
     # -- evaluations -------------------------------------------------------------------------
-
-    def _base_override(self, model: str, known: set[str] | None) -> str | None:
-        if model in self.base_overrides:
-            return self.base_overrides[model]
-        is_arch = known.__contains__ if known is not None else (lambda _: False)
-        try:
-            key = parse_model(model, None, is_arch).key
-        except ValueError:
-            return None
-        for name, path in self.base_overrides.items():
-            try:
-                if parse_model(name, None, is_arch).key == key:
-                    return path
-            except ValueError:
-                continue
-        return None
-
-    def _resolve_base(self, model: str, pretrained: str | None) -> ResolvedModel:
-        extra = self.settings.section("engines", "ranker").get("model_configs") or []
-        known = known_architectures([str(x) for x in extra])
-        override = None if pretrained else self._base_override(model, known)
-        if override is not None:
-            if (Path(override) / "open_clip_config.json").is_file():
-                return ResolvedModel(display=model, load_model=f"local-dir:{override}")
-            return ResolvedModel(display=model, load_model=model, load_pretrained=override)
-        try:
-            spec = parse_model(model, pretrained, known.__contains__ if known else lambda _: True)
-        except ValueError:
-            raise model_not_found(model) from None
-        if spec.source == "builtin" and known is not None and spec.name not in known:
-            raise model_not_found(model)
-        if spec.source == "local-dir" and not Path(spec.name).expanduser().is_dir():
-            raise model_not_found(model)
-        return ResolvedModel(
-            display=model, load_model=model, load_pretrained=pretrained, checkpoint=pretrained
-        )
-
-    @staticmethod
-    def _resolve_tuned(entry: ModelEntry, checkpoint: str | None) -> ResolvedModel:
-        available = list(entry.checkpoints)
-        checkpoint = checkpoint or available[-1]  # no checkpoint named: the latest
-        if checkpoint not in entry.checkpoints:
-            raise invalid_checkpoint(available)
-        path = entry.checkpoints[checkpoint]
-        if not os.path.isfile(path):
-            raise bad_request(
-                f"Checkpoint {checkpoint} of model {entry.id} has no file at {path}; "
-                "restore it or register the model again"
-            )
-        return ResolvedModel(
-            display=f"{entry.id}/{checkpoint}",
-            load_model=entry.base_model,
-            load_pretrained=path,
-            model_id=entry.id,
-            checkpoint=checkpoint,
-        )
-
-    async def _resolve_model(self, body: Mapping[str, Any], tenant: str) -> ResolvedModel:
-        model = body["model"].strip()
-        model_type = body.get("modelType")
-        legacy_checkpoint = (body.get("checkpoint") or "").strip() or None
-        if model_type == "open_clip":
-            return self._resolve_base(model, legacy_checkpoint)
-        if model_type == "hugging_face":
-            name = model if model.startswith("hf-hub:") else f"hf-hub:{model}"
-            return self._resolve_base(name, None)
-        head, _, tail = model.partition("/")
-        checkpoint = legacy_checkpoint or (tail or None)
-        if is_uuid(head) or model_type == "marqtuned":
-            entry = await self.models.get(head, tenant) if is_uuid(head) else None
-            entry = entry or await self.models.by_name(head, tenant)
-            if entry is None:
-                raise model_not_found(head)
-            return self._resolve_tuned(entry, checkpoint)
-        if not tail or CHECKPOINT_NAME.match(tail):
-            # A registered model named in place of its id ("my-tuned/epoch_2").
-            entry = await self.models.by_name(head, tenant)
-            if entry is not None:
-                return self._resolve_tuned(entry, checkpoint)
-        return self._resolve_base(model, None)
 
     @staticmethod
     def _evaluation_body(row: Mapping[str, Any], *, metrics: bool = True) -> dict[str, Any]:
@@ -522,18 +431,14 @@ class MarqtuneResponses(Provider):
 
     # POST /evaluation
     async def create_evaluation(self, req: ApiRequest) -> Response:
-        body, tenant = req.body, self._tenant(req)
-        dataset = await self.store.dataset(body["datasetId"].lower(), tenant)
-        if dataset is None or dataset["deleted_at"]:
-            raise dataset_not_found(body["datasetId"])
-        if dataset["dataset_type"] != "evaluation":
-            raise bad_request(NOT_EVALUATION_DATASET)
-        status, _ = dataset_state(dataset)
-        if status in ("Failed", "Stopped"):
-            raise bad_request(FAILED_DATASET)
-        if status != "Ready":
-            raise bad_request(DATASET_NOT_READY)
-        resolved = await self._resolve_model(body, tenant)
+        body, tenant = req.body, req.tenant
+        try:
+            dataset = await self.store.evaluation_dataset(body["datasetId"], tenant)
+        except DatasetUnusable as exc:
+            if exc.reason == "not_found":
+                raise dataset_not_found(body["datasetId"]) from None
+            raise bad_request(_UNUSABLE[exc.reason]) from None
+        resolved = await self.resolver.resolve(body, tenant)
         try:
             pipeline.check_hyperparameters(
                 body["hyperparameters"],
@@ -550,12 +455,11 @@ class MarqtuneResponses(Provider):
             evaluation_id,
             f"Evaluation of {resolved.display} on dataset {dataset['id']} accepted",
         )
-        self.runner.wake()
         return JSONResponse({"evaluationId": evaluation_id}, status_code=202)
 
     # GET /evaluation
     async def list_evaluations(self, req: ApiRequest) -> Response:
-        rows = await self.store.evaluations(self._tenant(req))
+        rows = await self.store.evaluations(req.tenant)
         return JSONResponse(
             {"evaluations": [self._evaluation_body(r, metrics=False) for r in rows]}
         )
@@ -586,7 +490,6 @@ class MarqtuneResponses(Provider):
     # GET /evaluation/{evaluationId}/logs/file (signed)
     async def download_evaluation_logs(self, req: ApiRequest) -> Response:
         evaluation_id = req.path["evaluationId"].lower()
-        self._verify(req, "logs", evaluation_id)
         if await self.store.evaluation(evaluation_id) is None:
             raise not_found("evaluation")
         return await self._log_file(evaluation_id)
@@ -605,7 +508,6 @@ class MarqtuneResponses(Provider):
     # GET /evaluation/{evaluationId}/download/file (signed)
     async def download_evaluation_results(self, req: ApiRequest) -> Response:
         evaluation_id = req.path["evaluationId"].lower()
-        self._verify(req, "results", evaluation_id)
         row = await self.store.evaluation(evaluation_id)
         if row is None or row["metrics"] is None or row["deleted_at"]:
             raise not_found("evaluation results")
@@ -613,99 +515,3 @@ class MarqtuneResponses(Provider):
             gcl.rounded(row["metrics"]),
             headers={"Content-Disposition": f'attachment; filename="{evaluation_id}.json"'},
         )
-
-    async def _run_evaluation(self, job: Job) -> None:
-        row = await self.store.evaluation(job.id)
-        if row is None or row["deleted_at"]:
-            return
-        if job.attempts > 1:
-            await self.logs.add(
-                job.id, f"Restarting after an interruption (attempt {job.attempts})"
-            )
-        await self.logs.add(job.id, "Evaluation started")
-        await self.store.set_metrics(job.id, None, None)
-        dataset = await self.store.dataset(row["dataset_id"])
-        if dataset is None or dataset["deleted_at"]:
-            raise await self._fail(job.id, f"Dataset {row['dataset_id']} was deleted")
-        try:
-            params = pipeline.check_hyperparameters(
-                row["hyperparameters"],
-                dataset["data_schema"],
-                dataset["query_columns"] or [],
-                dataset["result_columns"] or [],
-            )
-        except pipeline.HyperparameterInvalid as exc:
-            raise await self._fail(job.id, str(exc)) from None
-        say = _ThreadLog(self.logs, asyncio.get_running_loop(), job.id)
-        parsed_path = self.store.parsed_path(dataset["id"])
-        key = (row["load_model"], row["load_pretrained"])
-
-        def work() -> tuple[dict[str, Any], str]:
-            ranker = self.ctx.engine("ranker")
-            if not self._ranker_lock.acquire(blocking=False):
-                say("Waiting for the ranker: another evaluation is using it")
-                self._ranker_lock.acquire()
-            try:
-                say("Loading the dataset")
-                parsed = datasets.load(parsed_path.read_bytes())
-                if self._loaded != key:
-                    shown = key[0] if key[1] is None else f"{key[0]} with weights {key[1]}"
-                    say(f"Loading model {shown}")
-                    self._loaded = None
-                    ranker.load(*key)
-                    self._loaded = key
-                say(f"Ranker: {ranker.signature}")
-                result = pipeline.evaluate(parsed, params, ranker, say, say.check)
-                return result, str(ranker.signature)
-            finally:
-                self._ranker_lock.release()
-
-        try:
-            result, signature = await asyncio.to_thread(work)
-        except asyncio.CancelledError:
-            say.cancelled.set()
-            raise
-        except (EngineError, ValueError, OSError) as exc:
-            raise await self._fail(job.id, str(exc) or type(exc).__name__) from None
-        except Exception as exc:  # a bug or a torch error: still say so in the job's log
-            log.exception("evaluation %s failed", job.id)
-            raise await self._fail(job.id, f"internal error: {type(exc).__name__}: {exc}") from None
-        await self.store.set_metrics(job.id, result, signature)
-        # The line users parse (GCL's `logging.info(output_results["summary"])`).
-        await self.logs.add(job.id, gcl.summary_log_line(gcl.rounded(result)["summary"]))
-        await self.logs.add(job.id, "Evaluation finished")
-        await job.progress(1, 1)
-
-    async def _fail(self, resource_id: str, reason: str) -> JobFailed:
-        await self.logs.add(resource_id, f"Evaluation failed: {reason}")
-        return JobFailed(reason)
-
-
-class _ThreadLog:
-    """Log lines from the worker thread; also where the thread notices a cancelled job
-    (``check()`` between steps) and stops."""
-
-    def __init__(self, logs: Logs, loop: asyncio.AbstractEventLoop, resource_id: str) -> None:
-        self.logs = logs
-        self.loop = loop
-        self.resource_id = resource_id
-        self.cancelled = threading.Event()
-
-    def check(self) -> None:
-        if self.cancelled.is_set():
-            raise _Cancelled
-
-    def __call__(self, message: str) -> None:
-        self.check()
-        done = asyncio.run_coroutine_threadsafe(self.logs.add(self.resource_id, message), self.loop)
-        done.result(60)
-
-
-def _write_temp(folder: Path, data: bytes) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=folder, prefix=".incoming-")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    return Path(name)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from ..errors import ApiError, VendorErrors
+from ..errors import ApiError, ErrorCode, VendorErrors
 from ..jsonio import JSONResponse
 
 
 class ObjectiveErrors(VendorErrors):
     def render(self, err: ApiError) -> Response:
         return JSONResponse(
-            {"message": err.message, "type": err.code or "invalid_request"},
+            {"message": err.message, "type": str(err.code)},
             status_code=err.status,
             headers=err.headers,
         )
@@ -20,13 +20,13 @@ class ObjectiveErrors(VendorErrors):
         return ApiError(
             401,
             "Invalid API key or missing authorization. Send 'Authorization: Bearer <API key>'.",
-            code="unauthorized",
+            code=ErrorCode.UNAUTHORIZED,
             headers={"WWW-Authenticate": "Bearer"},
         )
 
 
 def evaluation_not_found(evaluation_id: str) -> ApiError:
-    return ApiError(404, f"Evaluation {evaluation_id} not found.", code="not_found")
+    return ApiError(404, f"Evaluation {evaluation_id} not found.", code=ErrorCode.NOT_FOUND)
 
 
 def too_many_items(count: int, limit: int) -> ApiError:
@@ -34,5 +34,5 @@ def too_many_items(count: int, limit: int) -> ApiError:
         400,
         f"data has {count} items; this server accepts at most {limit} per evaluation "
         "(setting [objective] max_items).",
-        code="invalid_request",
+        code=ErrorCode.INVALID_REQUEST,
     )

@@ -8,8 +8,9 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
-from ...engines.errors import EngineError
-from ...engines.judge.base import RelevanceJudge
+from evaldock.engines.errors import EngineError
+from evaldock.engines.protocols import RelevanceJudge
+
 from .. import jsonio
 from ..db import Database, utcnow
 from ..jobs import Job, JobRunner
@@ -36,8 +37,9 @@ class Evaluation:
 
 
 class EvaluationStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, runner: JobRunner) -> None:
         self.db = db
+        self.runner = runner
 
     async def create(
         self, tenant: str, eval_name: str | None, judge: RelevanceJudge, data: list[Any]
@@ -61,7 +63,7 @@ class EvaluationStore:
                 "INSERT INTO objective_items (evaluation_id, idx, item) VALUES (?, ?, ?)",
                 [(evaluation_id, i, jsonio.encode(item)) for i, item in enumerate(data)],
             )
-            await JobRunner.enqueue(conn, evaluation_id, JOB_KIND, tenant, len(data))
+            await self.runner.submit(conn, evaluation_id, JOB_KIND, tenant, len(data))
         return Evaluation(
             id=evaluation_id,
             eval_name=eval_name,
@@ -77,7 +79,7 @@ class EvaluationStore:
     _SELECT = (
         "SELECT e.id, e.eval_name, e.judge, e.judge_signature, e.created_at, e.item_count,"
         " j.status AS job_status, j.processed, j.error AS job_error"
-        " FROM objective_evaluations e JOIN jobs j ON j.id = e.id"
+        " FROM objective_evaluations e JOIN job_view j ON j.id = e.id"
     )
 
     async def get(self, tenant: str, evaluation_id: str) -> Evaluation | None:
@@ -104,9 +106,22 @@ class EvaluationStore:
         )
         return [dict(r) for r in rows]
 
+    async def reset(self, tenant: str | None) -> None:
+        """Delete evaluations (one tenant's or all) with their items and jobs."""
+        where, args = ("WHERE tenant = ?", (tenant,)) if tenant else ("", ())
+        ids = [
+            r["id"]
+            for r in await self.db.fetchall(f"SELECT id FROM objective_evaluations {where}", args)
+        ]
+        async with self.db.transaction() as tx:
+            await self.runner.forget(tx, ids)
+            await tx.executemany(
+                "DELETE FROM objective_evaluations WHERE id = ?", [(i,) for i in ids]
+            )
+
 
 async def judge_evaluation(
-    job: Job, judge: RelevanceJudge, *, in_flight: int = 64, flush_every: int = 32
+    job: Job, judge: RelevanceJudge, *, in_flight: int, flush_every: int = 32
 ) -> None:
     """Judge every pair not judged yet, ``in_flight`` at a time (a sliding window, so one
     slow answer does not hold up the rest); results are committed every ``flush_every``
@@ -143,9 +158,7 @@ async def judge_evaluation(
                 results,
             )
             done += len(results)
-            await conn.execute(
-                "UPDATE jobs SET processed=?, updated_at=? WHERE id=?", (done, utcnow(), job.id)
-            )
+            await job.progress(done, conn=conn)
 
     tasks = [asyncio.ensure_future(one(r["idx"], r["item"])) for r in pending]
     buffer: list[tuple[Any, ...]] = []

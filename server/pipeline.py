@@ -1,0 +1,276 @@
+"""The request pipeline every operation of every surface goes through, step by step.
+
+In this order, so that no unauthenticated byte is buffered and the control plane's
+journal and faults plug in once:
+
+1. ``declared_size``  — refuse on Content-Length alone, before reading anything;
+2. ``authenticate``   — API key, bearer token, bce signature or signed URL, from the
+   headers and the URL only (none of the vendors signs the body);
+3. hooks ``before``   — the journal records the call, faults may answer instead;
+4. ``read_body``      — streamed with its cap; uploads go to a temporary file;
+5. ``validate``       — Content-Type, JSON (depth-bounded), parameters and body schema;
+6. the handler        — the provider method named by the operationId;
+7. render             — errors in the vendor's envelope; hooks ``after`` see the status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from . import validation
+from .auth import Authenticator, AuthFailed
+from .errors import ApiError, VendorErrors
+from .spec import Operation, Spec
+from .surface import ApiRequest, Provider
+
+log = logging.getLogger("evaldock")
+
+# host[:port]: a DNS name or IPv4 address, or a bracketed IPv6 address.
+_HOST = re.compile(
+    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$"
+)
+_CHUNK_LOG_CAP = 64 * 1024
+
+
+@dataclass
+class Call:
+    """One request as the hooks see it (the journal's entry is built from this)."""
+
+    surface: str
+    operation_id: str
+    request: Request
+    started: float = field(default_factory=time.time)
+    tenant: str = ""
+    body_preview: bytearray = field(default_factory=bytearray)
+    body_cap: int = _CHUNK_LOG_CAP
+    status: int = 0
+    upload: Path | None = None  # a streamed body's temporary file
+
+    def record(self, chunk: bytes) -> None:
+        room = self.body_cap - len(self.body_preview)
+        if room > 0:
+            self.body_preview += chunk[:room]
+
+
+class RequestHook(Protocol):
+    """The control plane's journal, faults and metrics plug in here."""
+
+    async def before(self, call: Call, errors: VendorErrors) -> Response | None:
+        """Return a response to answer instead of the handler (a fault), else None."""
+        ...
+
+    def after(self, call: Call, response: Response) -> None: ...
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def declared_size(request: Request, limit: int) -> None:
+    declared = request.headers.get("content-length", "")
+    if declared and (not declared.isdigit() or len(declared) > 18 or int(declared) > limit):
+        raise _BodyTooLarge
+
+
+async def _chunks(request: Request, limit: int, call: Call) -> AsyncIterator[bytes]:
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _BodyTooLarge
+            call.record(chunk)
+            yield chunk
+    except ClientDisconnect:
+        return
+
+
+async def read_body(request: Request, limit: int, call: Call) -> bytes:
+    parts = [chunk async for chunk in _chunks(request, limit, call)]
+    return b"".join(parts)
+
+
+async def read_body_to_file(
+    request: Request, limit: int, call: Call, folder: Path
+) -> tuple[Path, int]:
+    """Stream the body into ``folder/.incoming-*`` (0600); memory stays one chunk."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, name = tempfile.mkstemp(dir=folder, prefix=".incoming-")
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            async for chunk in _chunks(request, limit, call):
+                fh.write(chunk)
+                size += len(chunk)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    return Path(name), size
+
+
+def _media(content_type: str) -> str:
+    return content_type.split(";")[0].strip().lower()
+
+
+def _is_json(media: str) -> bool:
+    return media == "application/json" or media.endswith("+json")
+
+
+def check_content_type(op: Operation, request: Request) -> None:
+    """415 only when a Content-Type is present, is not JSON-like for a JSON operation and
+    the spec does not list it. Missing Content-Type on a JSON operation parses as JSON
+    (some official clients send none); operations without a body ignore it."""
+    given = _media(request.headers.get("content-type", ""))
+    if not given or not op.body_media:
+        return
+    if given in op.body_media or (_is_json(given) and op.body_schema is not None):
+        return
+    if any(m.endswith("/*") and given.startswith(m[:-1]) for m in op.body_media):
+        return
+    raise validation.UnsupportedMedia(given, list(op.body_media))
+
+
+def public_base(request: Request, prefix: str, public_url: str) -> str:
+    """Where the client reached this surface: ``[server] public_url`` when set, else the
+    request's Host when it is a well-formed ``host[:port]`` (Docker users reach the
+    server through a mapped port, so the Host they used is the right one)."""
+    if public_url:
+        base = public_url.rstrip("/")
+    else:
+        host = request.headers.get("host", "")
+        if not _HOST.match(host):
+            raise validation.RequestInvalid(
+                "Host header is not a well-formed host[:port]; "
+                "or set [server] public_url to the URL clients use"
+            )
+        base = f"{request.url.scheme}://{host}"
+    return base + prefix if request.url.path.startswith(prefix + "/") else base
+
+
+class SurfacePipeline:
+    """A provider bound to its spec, authenticator, error envelope and the hooks."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        provider: Provider,
+        *,
+        hooks: Sequence[RequestHook] = (),
+        upload_dir: Path,
+        public_url: str = "",
+    ) -> None:
+        self.spec = spec
+        self.provider = provider
+        self.errors: VendorErrors = provider.errors
+        self.auth: Authenticator = provider.authenticator()
+        self.hooks = list(hooks)
+        self.upload_dir = upload_dir
+        self.public_url = public_url
+
+    def render(self, err: ApiError) -> Response:
+        return self.errors.render(err)
+
+    async def __call__(self, op: Operation, request: Request) -> Response:
+        call = Call(self.spec.surface, op.operation_id, request)
+        try:
+            response = await self._handle(op, request, call)
+        except ApiError as err:
+            response = self.render(err)
+        except Exception:
+            log.exception("unhandled error in %s.%s", self.spec.surface, op.operation_id)
+            response = self.render(self.errors.internal())
+        finally:
+            # An upload the handler did not move into place is removed.
+            if call.upload is not None:
+                with contextlib.suppress(OSError):
+                    call.upload.unlink(missing_ok=True)
+        call.status = response.status_code
+        for hook in self.hooks:
+            hook.after(call, response)
+        return response
+
+    async def _handle(self, op: Operation, request: Request, call: Call) -> Response:
+        limit = self.provider.max_body_bytes(op)
+        # 1. size, from the header alone
+        try:
+            declared_size(request, limit)
+        except _BodyTooLarge:
+            raise self.errors.body_too_large(limit) from None
+        # 2. authentication, from headers and URL alone
+        tenant = ""
+        if op.secured:
+            try:
+                tenant = await self.auth.authenticate(request)
+            except AuthFailed as exc:
+                raise self._auth_error(exc) from None
+        else:
+            await self.provider.authorize(op, request)
+        call.tenant = tenant
+        # 3. journal and faults
+        for hook in self.hooks:
+            answer = await hook.before(call, self.errors)
+            if answer is not None:
+                return answer
+        try:
+            check_content_type(op, request)
+            base_url = public_base(request, self.spec.prefix, self.public_url)
+        except validation.UnsupportedMedia as exc:
+            raise self.errors.unsupported_media_type(exc.given, exc.accepted) from None
+        except validation.RequestInvalid as exc:
+            raise self.errors.invalid_request(exc.message) from None
+        # 4. the body, streamed with its cap
+        raw, body_file, size = b"", None, 0
+        try:
+            if op.streamed:
+                body_file, size = await read_body_to_file(request, limit, call, self.upload_dir)
+                call.upload = body_file
+            else:
+                raw = await read_body(request, limit, call)
+                size = len(raw)
+        except _BodyTooLarge:
+            raise self.errors.body_too_large(limit) from None
+        # 5. validation
+        try:
+            params = validation.parameters(
+                op,
+                request.path_params,
+                {k: request.query_params.getlist(k) for k in request.query_params},
+                request.headers,
+            )
+            body = validation.body(op, raw, _media(request.headers.get("content-type", "")))
+        except validation.RequestInvalid as exc:
+            raise self.errors.invalid_request(exc.message) from None
+        api_request = ApiRequest(
+            request=request,
+            operation=op,
+            path=params["path"],
+            query=params["query"],
+            headers=params["header"],
+            body=body,
+            raw_body=raw,
+            tenant=tenant,
+            base_url=base_url,
+            body_file=body_file,
+            body_size=size,
+        )
+        # 6. the handler
+        handler = getattr(self.provider, op.operation_id)
+        response: Response = await handler(api_request)
+        return response
+
+    def _auth_error(self, exc: AuthFailed) -> ApiError:
+        return self.errors.auth_failed(exc)

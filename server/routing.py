@@ -1,0 +1,93 @@
+"""Routes from a surface's spec: one route per (template, method), specific first.
+
+Each method is routed on its own, so a ``{name:path}`` catch-all never swallows another
+method on a sibling path (with every template registered for every method, the first
+full match won and a sibling ``GET`` answered 405). Every specific template is tried
+before every catch-all, whatever their order in the spec, so ``POST …/{id}/cancel``
+wins over ``POST …/{branch}/{path:path}``. A path that matches with the wrong method
+answers the vendor's 405 (or whatever its envelope says for that); a fully literal
+template claims its path for every method, so ``GET /models/train`` is not read as
+``GET /models/{modelId}``.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Match, Route
+from starlette.types import Receive, Scope, Send
+
+from .pipeline import SurfacePipeline
+from .spec import Operation
+
+ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+class OperationRoute(Route):
+    """One operation at one mount path; a method mismatch renders the vendor's 405."""
+
+    def __init__(self, path: str, op: Operation, pipeline: SurfacePipeline) -> None:
+        self.operation = op
+        self.pipeline = pipeline
+
+        async def endpoint(request: Request) -> Response:
+            return await pipeline(op, request)
+
+        super().__init__(path, endpoint, methods=[op.method], name=op.operation_id)
+        # Every method some operation serves at this same template (set by the builder).
+        self.template_methods: set[str] = set()
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        # A fully literal template names one resource: it claims its path for every
+        # method (``GET /models/train`` is the vendor's 405/400 there, not a model id).
+        if (
+            match is Match.PARTIAL
+            and not self.param_convertors
+            and scope["method"] not in self.template_methods
+        ):
+            return Match.FULL, child
+        return match, child
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.methods and scope["method"] not in self.methods:
+            errors = self.pipeline.errors
+            response = errors.render(errors.method_not_allowed(scope["method"], scope["path"]))
+            await response(scope, receive, send)
+            return
+        await super().handle(scope, receive, send)
+
+
+def operation_routes(pipeline: SurfacePipeline) -> list[OperationRoute]:
+    """The surface's operations at their vendor path and again under its prefix, every
+    specific template before every catch-all (the sort is stable: spec order otherwise)."""
+    ops = sorted(pipeline.spec.operations, key=lambda op: op.catch_all)
+    prefix = pipeline.spec.prefix
+    routes = [OperationRoute(op.route, op, pipeline) for op in ops]
+    routes += [OperationRoute(prefix + op.route, op, pipeline) for op in ops]
+    served: dict[str, set[str]] = {}
+    for route in routes:
+        served.setdefault(route.path, set()).update(route.methods or ())
+    for route in routes:
+        route.template_methods = served[route.path]
+    return routes
+
+
+def fallback_routes(pipeline: SurfacePipeline, routes: list[OperationRoute]) -> list[BaseRoute]:
+    """Unknown paths under the prefix or a claimed root path get this vendor's 404; a
+    known path with another method its 405 (the fallbacks match every method, so they
+    would otherwise win over the operations' partial matches)."""
+    errors = pipeline.errors
+
+    async def not_found(request: Request) -> Response:
+        path = request.scope["path"]
+        if any(route.path_regex.match(path) for route in routes):
+            return errors.render(errors.method_not_allowed(request.method, request.url.path))
+        return errors.render(errors.route_not_found(request.method, request.url.path))
+
+    spec = pipeline.spec
+    out: list[BaseRoute] = [Route(spec.prefix + "/{rest:path}", not_found, methods=ANY_METHOD)]
+    for claim in spec.claims:
+        out.append(Route(claim, not_found, methods=ANY_METHOD))
+        out.append(Route(claim + "/{rest:path}", not_found, methods=ANY_METHOD))
+    return out
