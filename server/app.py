@@ -25,7 +25,7 @@ from .db import Database
 from .jobs import JobRunner
 from .jsonio import JSONResponse, encode
 from .pipeline import RequestHook, SurfacePipeline
-from .routing import fallback_routes, operation_routes
+from .routing import OperationRoute, fallback_routes, operation_routes
 from .spec import Spec, json_spec, load_spec, load_spec_file
 from .surface import AppContext, Provider, SurfaceDeclaration, declarations
 
@@ -172,8 +172,9 @@ def create_app(
         routes.extend(_spec_routes(rt))
     # Every specific template of every surface before any catch-all (sort is stable).
     per_surface = [operation_routes(rt.pipeline) for rt in runtimes]
-    ops = [r for surface_routes in per_surface for r in surface_routes]
-    routes.extend(sorted(ops, key=lambda r: r.operation.catch_all))
+    ops = [op for surface_routes in per_surface for op in surface_routes]
+    ordered: list[OperationRoute] = sorted(ops, key=lambda route: route.operation.catch_all)
+    routes.extend(ordered)
     for rt, surface_routes in zip(runtimes, per_surface, strict=True):
         routes.extend(fallback_routes(rt.pipeline, surface_routes))
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: not_found})

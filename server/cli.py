@@ -108,11 +108,17 @@ def serve(settings: Settings) -> int:
     import uvicorn
 
     from .app import create_app
+    from .datadir import prepare_data_dir
+    from .http import uvicorn_config
 
     logging.basicConfig(
         level=settings.tree["server"]["log_level"].upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    log = logging.getLogger("evaldock")
+    # Only here, not in other commands: it removes crash leftovers (.incoming-*), which
+    # a CLI command running beside a live server must not touch.
+    prepare_data_dir(settings.data_dir, log)
     try:
         app = create_app(settings)
     except ConfigError as exc:
@@ -126,14 +132,22 @@ def serve(settings: Settings) -> int:
     print(text, flush=True)
     for line in text.splitlines():
         if "WARNING" in line:
-            logging.getLogger("evaldock").warning("%s", line.strip())
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=str(settings.tree["server"]["log_level"]),
-        lifespan="on",
-    )
+            log.warning("%s", line.strip())
+    server = settings.section("server")
+    try:
+        config = uvicorn_config(
+            app,
+            settings.host,
+            settings.port,
+            log_level=str(server["log_level"]),
+            header_timeout=float(server["header_timeout"]),
+            body_timeout=float(server["body_timeout"]),
+            max_connections=int(server["max_connections"]),
+        )
+    except ValueError as exc:
+        print(f"evaldock: {exc}", file=sys.stderr)
+        return 2
+    uvicorn.Server(config).run()
     return 0
 
 

@@ -34,6 +34,13 @@ DEFAULTS: dict[str, Any] = {
         "public_url": "",
         # Read connections beside the one writer (WAL lets them run during writes).
         "db_readers": 4,
+        # A request's headers must arrive within header_timeout seconds of its start and
+        # its body within body_timeout (slow clients otherwise hold connections forever);
+        # past max_connections new connections get a 503 (keep it >= 1,000: 200 keep-alive
+        # pollers must never see one).
+        "header_timeout": 10.0,
+        "body_timeout": 60.0,
+        "max_connections": 2000,
     },
     "jobs": {
         "concurrency": 4,

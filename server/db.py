@@ -85,7 +85,12 @@ class Database:
         return self._conn
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        from .datadir import private_file
+
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # The database holds signing secrets: owner-only before SQLite creates it (its
+        # -wal and -shm files take the same mode).
+        private_file(self.path)
         self._conn = await self._connect()
         # WAL lets readers proceed during a write; synchronous=FULL makes every commit
         # survive a crash of the process *and* of the machine: an accepted job is never lost.

@@ -25,7 +25,7 @@ import contextlib
 import contextvars
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -123,7 +123,7 @@ class BlockingContext:
         self,
         loop: asyncio.AbstractEventLoop,
         cancelled: threading.Event,
-        on_say: Callable[[str], Awaitable[None]] | None,
+        on_say: Callable[[str], Coroutine[Any, Any, None]] | None,
     ) -> None:
         self._loop = loop
         self._cancelled = cancelled
@@ -181,7 +181,7 @@ class Job:
         self,
         fn: Callable[[BlockingContext], T],
         *,
-        on_say: Callable[[str], Awaitable[None]] | None = None,
+        on_say: Callable[[str], Coroutine[Any, Any, None]] | None = None,
     ) -> T:
         """Run ``fn(ctx)`` on the runner's bounded pool; cancelling the job (or stopping
         the server) sets the flag that ``ctx.check_cancelled()`` reads."""
@@ -207,7 +207,7 @@ class _Waiting(Exception):
     pass
 
 
-Handler = Callable[[Job], Awaitable[None]]
+Handler = Callable[[Job], Coroutine[Any, Any, None]]
 
 
 class JobRunner:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
@@ -56,14 +56,14 @@ def _where(prefix: str, path: Any) -> str:
 
 def describe(error: ValidationError, prefix: str = "") -> str:
     where = _where(prefix, error.absolute_path)
-    v, value = error.validator, error.validator_value
+    v, value = error.validator, cast(Any, error.validator_value)
     if v == "required":
         missing = [k for k in value if isinstance(error.instance, dict) and k not in error.instance]
         name = missing[0] if missing else value[0]
         return f"{_where(prefix, [*error.absolute_path, name])} is required"
     if v == "type":
         types = value if isinstance(value, list) else [value]
-        wanted = " or ".join(_TYPE_NAMES.get(t, t) for t in types)
+        wanted = " or ".join(_TYPE_NAMES.get(str(t), str(t)) for t in types)
         return f"{where} must be {wanted}"
     if v == "minItems":
         return f"{where} must contain at least {value} item{'s' if value != 1 else ''}"
@@ -118,8 +118,9 @@ def _coerce(param: Parameter, raw: str | list[str]) -> Any:
         if kind == "number":
             return float(value)
     except ValueError:
+        wanted = _TYPE_NAMES[str(kind)]
         raise RequestInvalid(
-            f"{param.location} parameter '{param.name}' must be {_TYPE_NAMES[kind]}, got {value!r}"
+            f"{param.location} parameter '{param.name}' must be {wanted}, got {value!r}"
         ) from None
     if kind == "boolean":
         lowered = value.lower()

@@ -2,12 +2,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
 from evaldock.server.app import create_app
 from evaldock.server.config import load_settings
+from tests.live import LIVE, live_clients
 from tests.serverproc import ServerProcess
 
 
@@ -21,12 +23,30 @@ def settings_factory(tmp_path: Path):
     return make
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not LIVE:
+        return
+    skip = pytest.mark.skip(reason="reaches into the process: in-process runs only")
+    for item in items:
+        if "inprocess" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
-def client(settings_factory) -> Iterator[TestClient]:
-    """The app in-process (lifespan on), mock engines, dev key ``test``."""
+def client(settings_factory, tmp_path: Path) -> Iterator[Any]:
+    """The app in-process (lifespan on), mock engines, dev key ``test``; with
+    ``EVALDOCK_TEST_SERVER=1``, a live server process instead (tests/live.py)."""
+    if LIVE:
+        yield from _one_live(tmp_path)
+        return
     app = create_app(settings_factory())
     with TestClient(app) as c:
         yield c
+
+
+def _one_live(tmp_path: Path) -> Iterator[Any]:
+    for make in live_clients(tmp_path):
+        yield make()
 
 
 @pytest.fixture

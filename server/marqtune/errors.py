@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..errors import ApiError, VendorErrors
+from ..errors import ApiError, ErrorCode, VendorErrors
 
 INVALID_REQUEST = "Invalid request method"
 NOT_EVALUATION_DATASET = "Dataset must be of type 'evaluation'"
@@ -19,25 +19,25 @@ FAILED_DATASET = "Job can not be started with failed dataset"
 
 class MarqtuneErrors(VendorErrors):
     def unauthorized(self) -> ApiError:
-        return ApiError(401, "Unauthorized.", code="unauthorized")
+        return ApiError(401, "Unauthorized.", code=ErrorCode.UNAUTHORIZED)
 
     def route_not_found(self, method: str, path: str) -> ApiError:
-        return ApiError(400, INVALID_REQUEST, code="invalid_request")
+        return ApiError(400, INVALID_REQUEST, code=ErrorCode.INVALID_REQUEST)
 
     def method_not_allowed(self, method: str, path: str) -> ApiError:
-        return ApiError(400, INVALID_REQUEST, code="invalid_request")
+        return ApiError(400, INVALID_REQUEST, code=ErrorCode.INVALID_REQUEST)
 
     def internal(self) -> ApiError:
-        return ApiError(500, "Internal server error.", code="internal_error")
+        return ApiError(500, "Internal server error.", code=ErrorCode.INTERNAL)
 
 
 def bad_request(message: str) -> ApiError:
-    return ApiError(400, message, code="invalid_request")
+    return ApiError(400, message, code=ErrorCode.INVALID_REQUEST)
 
 
 def not_found(kind: str) -> ApiError:
     # The documented wording for evaluations ("evaluation not found"), echoed per kind.
-    return ApiError(404, f"{kind} not found", code="not_found")
+    return ApiError(404, f"{kind} not found", code=ErrorCode.NOT_FOUND)
 
 
 def model_not_found(model_id: str) -> ApiError:
@@ -53,8 +53,8 @@ def invalid_checkpoint(available: Sequence[str]) -> ApiError:
 
 
 def forbidden(message: str) -> ApiError:
-    return ApiError(403, message, code="forbidden")
+    return ApiError(403, message, code=ErrorCode.FORBIDDEN)
 
 
 def conflict(message: str) -> ApiError:
-    return ApiError(409, message, code="conflict")
+    return ApiError(409, message, code=ErrorCode.CONFLICT)

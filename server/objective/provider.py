@@ -159,7 +159,7 @@ class ObjectiveProvider(Provider):
     async def list_evaluations(self, req: ApiRequest) -> Response:
         page, limit = int(req.query["page"]), int(req.query["limit"])
         evaluations, total = await self.store.page(req.tenant, page, limit)
-        summaries = [
+        summaries: list[dict[str, Any]] = [
             {"id": ev.id, "status": _status(ev), "metadata": _metadata(ev)} for ev in evaluations
         ]
         body = {

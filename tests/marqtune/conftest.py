@@ -9,6 +9,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from evaldock.server.app import create_app
+from tests.live import LIVE, live_clients
 
 from .helpers import AUTH, EVAL_CSV, dataset_body, wait_for
 
@@ -36,8 +37,12 @@ def clients_python() -> str:
 
 
 @pytest.fixture
-def make_client(settings_factory) -> Iterator[Callable[..., TestClient]]:
-    """In-process app factory with extra settings (dotted flags), lifespan on."""
+def make_client(settings_factory, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """In-process app factory with extra settings (dotted flags), lifespan on; live
+    servers with ``EVALDOCK_TEST_SERVER=1``."""
+    if LIVE:
+        yield from live_clients(tmp_path)
+        return
     opened: list[TestClient] = []
 
     def make(**flags: Any) -> TestClient:

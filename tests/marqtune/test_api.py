@@ -76,12 +76,14 @@ def test_invalid_request_method(client: TestClient, method: str, path: str) -> N
     assert (r.status_code, r.json()) == (400, {"message": "Invalid request method"})
 
 
+@pytest.mark.inprocess
 def test_prefixed_mount(client: TestClient) -> None:
     r = client.post("/marqtune/datasets", json=dataset_body(), headers=AUTH)
     assert r.json()["uploadUrl"].startswith("http://testserver/marqtune/datasets/")
     assert client.get("/marqtune/datasets", headers=AUTH).json()["datasets"][0]["datasetId"]
 
 
+@pytest.mark.inprocess
 def test_internal_error_is_the_seed_body(client: TestClient, monkeypatch) -> None:
     from evaldock.server.marqtune.provider import MarqtuneProvider
 
@@ -167,6 +169,7 @@ def test_logs_from_is_inclusive_and_to_bounds(client: TestClient) -> None:
     assert text.splitlines()[-1].endswith("Z Dataset is ready")
 
 
+@pytest.mark.inprocess
 def test_signed_urls_reject_tampering_and_expiry(client: TestClient, monkeypatch) -> None:
     created = client.post("/datasets", json=dataset_body(), headers=AUTH).json()
     url = created["uploadUrl"]
@@ -539,6 +542,7 @@ def test_model_with_missing_files_is_failed(make_client, tmp_path: Path) -> None
     assert r.status_code == 400 and "is missing its file" in r.json()["message"]
 
 
+@pytest.mark.inprocess  # the CLI writes to the in-process server's data dir
 def test_cli_registered_model(client: TestClient, tmp_path: Path, capsys) -> None:
     folder = _checkpoints(tmp_path / "ckpts")
     data = tmp_path / "data"
@@ -585,6 +589,7 @@ def test_training_is_out_of_scope(client: TestClient) -> None:
     assert (r.status_code, r.json()) == (400, {"message": TRAINING_OUT_OF_SCOPE})
 
 
+@pytest.mark.inprocess
 def test_failed_evaluation_says_why(client: TestClient, monkeypatch) -> None:
     from evaldock.engines.errors import EngineError
 

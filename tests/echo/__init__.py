@@ -1,0 +1,19 @@
+"""Echo: a tiny test-only surface with no vendor quirks (the core's tests run against it).
+
+It is also the template ``scripts/new_surface.py`` copies for a new surface.
+"""
+
+from pathlib import Path
+
+from evaldock.server.surface import JobKind, SurfaceDeclaration
+
+from .provider import JOB_KIND, STATUSES, EchoProvider, EchoSettings
+
+SURFACE = SurfaceDeclaration(
+    name="echo",
+    provider=EchoProvider,
+    settings=EchoSettings,
+    jobs={JOB_KIND: JobKind("run_job", STATUSES)},
+    spec_file=Path(__file__).parent / "echo.yaml",
+    package="tests.echo",
+)

@@ -1,0 +1,88 @@
+"""server/routing.py against the echo surface: per-method routes, specific before
+catch-all whatever the spec order, the envelope's 405/404, literal paths, prefix mount."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from tests.echo.helpers import AUTH, echo_client, echo_settings
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    with echo_client(echo_settings(tmp_path)) as c:
+        yield c
+
+
+@pytest.mark.parametrize("root", ["", "/echo"])
+def test_catch_all_listed_first_does_not_swallow_siblings(client: TestClient, root: str) -> None:
+    r = client.get(f"{root}/echo-v1/things/t1", headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"op": "get_thing", "id": "t1"}
+    r = client.post(f"{root}/echo-v1/things/t1/cancel", headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"op": "cancel_thing", "id": "t1"}
+    r = client.post(f"{root}/echo-v1/things/main/a/b/c.txt", headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"op": "thing_path", "branch": "main", "path": "a/b/c.txt"}
+    # One segment after the branch still reaches the catch-all (not cancel).
+    r = client.post(f"{root}/echo-v1/things/main/readme", headers=AUTH)
+    assert r.json()["op"] == "thing_path"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("DELETE", "/echo-v1/items"),
+        ("PATCH", "/echo-v1/items/it_1"),
+        ("GET", "/echo-v1/blobs/a.bin"),
+        ("DELETE", "/echo-v1/things/t1"),
+        ("GET", "/echo-v1/things/t1/cancel"),
+        ("DELETE", "/echo/echo-v1/things/t1"),
+    ],
+)
+def test_wrong_method_on_known_path_is_envelope_405(
+    client: TestClient, method: str, path: str
+) -> None:
+    r = client.request(method, path, headers=AUTH)
+    assert r.status_code == 405, (method, path, r.status_code, r.text)
+    assert r.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_literal_path_claims_every_method(client: TestClient) -> None:
+    # GET items/reindex must not be read as GET items/{id} with id "reindex".
+    r = client.get("/echo-v1/items/reindex", headers=AUTH)
+    assert r.status_code == 405, r.text
+    assert r.json()["error"]["code"] == "method_not_allowed"
+    r = client.post("/echo-v1/items/reindex", headers=AUTH)
+    assert r.status_code == 200 and r.json() == {"reindexed": True}
+
+
+def test_unknown_path_under_claim_and_prefix_is_envelope_404(client: TestClient) -> None:
+    for path in ("/echo-v1/nothing", "/echo-v1", "/echo/anything/else"):
+        r = client.get(path, headers=AUTH)
+        assert r.status_code == 404, path
+        assert r.json()["error"]["code"] == "not_found", path
+    # Outside every surface: the core's own 404.
+    r = client.get("/elsewhere")
+    assert r.status_code == 404 and "error" not in r.json()
+
+
+def test_prefix_mount_serves_the_same_operations(client: TestClient) -> None:
+    created = client.post("/echo/echo-v1/items", json={"name": "p"}, headers=AUTH).json()
+    # The URL handed out keeps the mount the client used.
+    assert created["url"] == f"http://testserver/echo/echo-v1/items/{created['id']}"
+    assert client.get(f"/echo-v1/items/{created['id']}", headers=AUTH).json()["name"] == "p"
+    assert client.get("/echo/echo-v1/open").json()["base_url"] == "http://testserver/echo"
+    assert client.get("/echo-v1/open").json()["base_url"] == "http://testserver"
+
+
+def test_spec_served_under_prefix(client: TestClient) -> None:
+    r = client.get("/echo/openapi.json")
+    assert r.status_code == 200
+    assert r.json()["x-evaldock"]["surface"] == "echo"
+    assert client.get("/echo/openapi.yaml").text.startswith("openapi:")
