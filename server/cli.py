@@ -126,7 +126,11 @@ def serve(settings: Settings) -> int:
         return 2
     except EngineUnavailable as exc:
         print(f"evaldock: cannot start in {settings.mode} mode: {exc}", file=sys.stderr)
-        print("  (or start with --mode mock for deterministic engines)", file=sys.stderr)
+        print(
+            "  (or start with --mode mock for deterministic engines, or serve only the "
+            "surfaces you need: --surfaces / [server] surfaces, e.g. --surfaces objective)",
+            file=sys.stderr,
+        )
         return 2
     text = banner(settings, app.state)
     print(text, flush=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,9 +35,6 @@ class EvalParams:
     weight_key: str | None
     top_q: int = gcl.DEFAULT_TOP_Q
     top_k: int = gcl.DEFAULT_TOP_K
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _weights(hp: Mapping[str, Any], side: str, keys: list[str]) -> list[float]:
