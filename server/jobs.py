@@ -197,7 +197,8 @@ class Job:
             cancelled.set()
             # Let the thread reach its next check before the job's state is written.
             with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(future), 30)
+                async with asyncio.timeout(30):
+                    await asyncio.shield(future)
             raise
         finally:
             self.runner._blocking_flags.discard(cancelled)
@@ -227,6 +228,7 @@ class JobRunner:
         self._workers: list[asyncio.Task[None]] = []
         self._running: dict[str, asyncio.Task[None]] = {}
         self._blocking_flags: set[threading.Event] = set()
+        self._stopping = False
         # Blocking job work gets its own pool (not the loop's default one, which file
         # responses and to_thread calls share): a runaway parse cannot starve a DELETE.
         self.executor = concurrent.futures.ThreadPoolExecutor(
@@ -361,6 +363,7 @@ class JobRunner:
         return counts
 
     async def start(self) -> None:
+        self._stopping = False
         await self.recover()
         self._workers = [
             asyncio.create_task(self._worker(i), name=f"evaldock-job-worker-{i}")
@@ -371,6 +374,7 @@ class JobRunner:
     async def stop(self) -> None:
         # Blocking work sees the flag at its next check; workers cancel their own handler
         # tasks and requeue them (see _run), so SIGTERM never waits on a runaway thread.
+        self._stopping = True
         for flag in list(self._blocking_flags):
             flag.set()
         for worker in self._workers:
@@ -419,7 +423,10 @@ class JobRunner:
         return [v.id for v in views if not all(gate(v) for gate in self.gates)]
 
     async def _worker(self, index: int) -> None:
-        while True:
+        # The flag, not only the cancellation, ends the loop: on Python 3.11 a
+        # cancellation that lands as the wake-up fires can be swallowed by a timeout
+        # wrapper, and a worker that missed it would keep stop() waiting forever.
+        while not self._stopping:
             job = await self._claim()
             if job is None:
                 self._wake.clear()
@@ -427,7 +434,8 @@ class JobRunner:
                 job = await self._claim()
                 if job is None:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), IDLE_POLL_SECONDS)
+                        async with asyncio.timeout(IDLE_POLL_SECONDS):
+                            await self._wake.wait()
                     continue
             self._wake.set()  # there may be more: let another idle worker look
             await self._run(job)
