@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -55,3 +56,29 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
     proc = ServerProcess(tmp_path / "data")
     with proc:
         yield proc
+
+
+def clients_python_path() -> str:
+    """The interpreter of the official vendor clients' own environment ("" if none).
+
+    The clients pin libraries the server does not (objective-sdk needs httpx<0.28), so
+    they live in a separate virtual environment; scripts/test.sh builds it and exports
+    EVALDOCK_CLIENTS_PYTHON; locally the repository's .venv-clients is used if present.
+    """
+    python = os.environ.get("EVALDOCK_CLIENTS_PYTHON", "")
+    if not python:
+        local = Path(__file__).resolve().parents[1] / ".venv-clients" / "bin" / "python"
+        python = str(local) if local.exists() else ""
+    return python
+
+
+@pytest.fixture(scope="session")
+def clients_python() -> str:
+    """One fixture for every surface's official-client walk."""
+    python = clients_python_path()
+    if not python:
+        pytest.skip(
+            "EVALDOCK_CLIENTS_PYTHON is unset: python3 -m venv .venv-clients && "
+            ".venv-clients/bin/pip install -r tests/clients/requirements.txt"
+        )
+    return python

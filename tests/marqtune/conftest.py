@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,26 +13,6 @@ from tests.live import LIVE, live_clients
 from .helpers import AUTH, EVAL_CSV, dataset_body, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def clients_python() -> str:
-    """The interpreter of the official clients' own environment (marqtune==0.2.7).
-
-    CI exports EVALDOCK_CLIENTS_PYTHON; locally the repository's .venv-clients is used
-    when present.
-    """
-    python = os.environ.get("EVALDOCK_CLIENTS_PYTHON", "")
-    if not python:
-        local = REPO / ".venv-clients" / "bin" / "python"
-        python = str(local) if local.exists() else ""
-    if not python:
-        pytest.skip(
-            "EVALDOCK_CLIENTS_PYTHON is unset: point it at a Python with marqtune==0.2.7 "
-            "(python3 -m venv .venv-clients && .venv-clients/bin/pip install "
-            "-r tests/clients/requirements.txt)"
-        )
-    return python
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ recordings.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +27,7 @@ from evaldock.server.qianfan.signing import (
     sign,
     verify,
 )
+from tests.conftest import clients_python_path
 
 AK, SK = "ak-evaldock-test", "sk-evaldock-test"
 KEYS = {AK: SK, "other-ak": "other-sk"}
@@ -145,10 +145,7 @@ DIRECT_CASES: list[dict[str, Any]] = [
 
 
 def clients_python() -> str:
-    python = os.environ.get("EVALDOCK_CLIENTS_PYTHON", "")
-    if not python:
-        local = ROOT / ".venv-clients" / "bin" / "python"
-        python = str(local) if local.exists() else ""
+    python = clients_python_path()
     if not python:
         pytest.skip("set EVALDOCK_CLIENTS_PYTHON to a Python with qianfan==0.4.12.3")
     return python
