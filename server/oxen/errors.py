@@ -14,6 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from starlette.responses import Response
+
+from ..errors import ApiError, ErrorCode, VendorErrors
+from ..jsonio import JSONResponse
+
 NOT_FOUND = "resource_not_found"
 ALREADY_EXISTS = "resource_already_exists"
 BAD_REQUEST = "bad_request"
@@ -141,3 +146,138 @@ class InvalidName(OxenStoreError):
     def __init__(self, what: str, value: str, rule: str) -> None:
         super().__init__(f"invalid {what} {value!r}: {rule}")
         self.what = what
+
+
+# -- the envelope a provider renders ---------------------------------------------------
+
+# The oxen-server version this surface answers as (the client only prints it).
+OXEN_VERSION = "0.65.1"
+NOT_IMPLEMENTED = "not_implemented"
+UNAUTHENTICATED = "unauthenticated"
+
+_CODE_MESSAGES = {
+    "invalid_request": BAD_REQUEST,
+    "unauthorized": UNAUTHENTICATED,
+    "forbidden": UNAUTHENTICATED,
+    "not_found": NOT_FOUND,
+    "method_not_allowed": "method_not_allowed",
+    "conflict": CONFLICT,
+    "too_large": "payload_too_large",
+    "unsupported_media_type": "unsupported_media_type",
+    "not_implemented": NOT_IMPLEMENTED,
+    "internal_error": "internal_server_error",
+}
+
+# Repository sub-resources of oxen-server that this surface does not serve (workspaces,
+# clone/push/pull plumbing): their paths answer 501 instead of a bare 404.
+UNSERVED_RESOURCES = frozenset(
+    {
+        "workspaces",
+        "versions",
+        "tree",
+        "commits",
+        "merge",
+        "compare",
+        "schemas",
+        "stats",
+        "chunk",
+        "objects",
+        "fork",
+        "size",
+        "transfer",
+        "branches_lock",
+        "lock",
+    }
+)
+OUT_OF_SCOPE = (
+    "evaldock serves Oxen repositories through RemoteRepo.upload (PUT"
+    " /api/repos/<ns>/<repo>/file/<branch>/<dir>), get_file, download, ls, log and branches;"
+    " workspaces (RemoteRepo.add/commit, oxen.DataFrame), clone, push and pull are not"
+    " implemented: upload files with RemoteRepo.upload instead"
+)
+
+
+class OxenApiError(ApiError):
+    """An :class:`ApiError` that knows its Oxen ``status_message`` and ``title``."""
+
+    def __init__(self, status: int, message: str, status_message: str, title: str = "") -> None:
+        super().__init__(status, message, code=_code_of(status))
+        self.status_message = status_message
+        self.title = title or status_message.replace("_", " ").capitalize()
+
+
+def _code_of(status: int) -> ErrorCode:
+    return {
+        400: ErrorCode.INVALID_REQUEST,
+        401: ErrorCode.UNAUTHORIZED,
+        404: ErrorCode.NOT_FOUND,
+        409: ErrorCode.CONFLICT,
+        413: ErrorCode.TOO_LARGE,
+        501: ErrorCode.NOT_IMPLEMENTED,
+    }.get(status, ErrorCode.INTERNAL if status >= 500 else ErrorCode.INVALID_REQUEST)
+
+
+def from_store(e: OxenStoreError) -> OxenApiError:
+    return OxenApiError(e.http_status, str(e), e.status_message, e.title)
+
+
+def bad_request(message: str) -> OxenApiError:
+    return OxenApiError(400, message, BAD_REQUEST, "Bad request")
+
+
+def not_found(message: str) -> OxenApiError:
+    return OxenApiError(404, message, NOT_FOUND, "Not found")
+
+
+def not_implemented(what: str) -> OxenApiError:
+    return OxenApiError(501, f"{what}: {OUT_OF_SCOPE}", NOT_IMPLEMENTED, "Not implemented")
+
+
+class OxenErrors(VendorErrors):
+    """Oxen's error envelope: ``{status: "error", status_message, status_description,
+    oxen_version}`` plus oxen-server's ``error: {type, title, detail}``."""
+
+    def render(self, err: ApiError) -> Response:
+        if isinstance(err, OxenApiError):
+            message, title = err.status_message, err.title
+        else:
+            message = _CODE_MESSAGES.get(str(err.code), BAD_REQUEST)
+            title = message.replace("_", " ").capitalize()
+        body = {
+            "status": "error",
+            "status_message": message,
+            "status_description": err.message,
+            "oxen_version": OXEN_VERSION,
+            "error": {"type": message, "title": title, "detail": err.message},
+        }
+        return JSONResponse(body, status_code=err.status, headers=err.headers)
+
+    def unauthorized(self) -> ApiError:
+        return OxenApiError(
+            401,
+            "missing or unknown bearer token; configure it with"
+            " oxen.auth.config_auth(token, host=...) or send Authorization: Bearer <token>",
+            UNAUTHENTICATED,
+            "Unauthenticated",
+        )
+
+    def route_not_found(self, method: str, path: str) -> ApiError:
+        parts = path.strip("/").split("/")
+        # /api/repos/<ns>/<repo>/<resource>/...: a known oxen-server resource we do not serve
+        if len(parts) >= 5 and parts[:2] == ["api", "repos"] and parts[4] in UNSERVED_RESOURCES:
+            return not_implemented(f"{method} .../{parts[4]}")
+        return not_found(f"no route for {method} {path}; see /oxen/openapi.yaml for the routes")
+
+    def body_too_large(self, limit: int) -> ApiError:
+        return OxenApiError(
+            413,
+            f"request body is larger than {limit} bytes (setting [oxen] max_upload_bytes for"
+            " uploads, [server] max_body_bytes otherwise)",
+            "payload_too_large",
+            "Payload too large",
+        )
+
+    def internal(self) -> ApiError:
+        return OxenApiError(
+            500, "internal server error; see the server log", "internal_server_error"
+        )

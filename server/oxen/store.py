@@ -302,6 +302,11 @@ class OxenStore:
             raise RepoNotFound(namespace, name)
         return _repo(row)
 
+    async def repo_by_id(self, repo_id: int) -> Repo | None:
+        """A repository by its internal id (for jobs, which already checked the tenant)."""
+        row = await self.db.fetchone("SELECT * FROM oxen_repos WHERE id = ?", (repo_id,))
+        return _repo(row) if row else None
+
     async def list_repos(self, tenant: str, namespace: str | None = None) -> list[Repo]:
         rows = await self.db.fetchall(
             "SELECT * FROM oxen_repos WHERE tenant = ? AND (? IS NULL OR namespace = ?)"

@@ -459,6 +459,11 @@ def _cell_text(value: Any) -> str:
     return str(value)
 
 
+def cell_text(value: Any) -> str:
+    """A value as one CSV cell (embeddings and other lists as JSON arrays)."""
+    return _cell_text(value)
+
+
 def _json(value: Any, spaced: bool = False) -> str:
     """JSON for a new cell or key; float32 embeddings print their shortest form (0.1, not
     0.10000000149011612), so a CSV cell is ~9 characters a component, not ~19."""

@@ -1,0 +1,333 @@
+"""The Oxen surface through the app (in-process; also over HTTP with EVALDOCK_TEST_SERVER=1):
+envelopes, repositories, uploads, evaluations and their failure modes."""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+AUTH = {"Authorization": "Bearer test"}
+R = "/api/repos/ox/data"
+
+
+def parquet_bytes(**columns: list[Any]) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(pa.table(columns), buf)
+    return buf.getvalue()
+
+
+def upload(client: Any, name: str, data: bytes, branch_dir: str = "main/", **fields: str) -> Any:
+    form = {"name": "Ox", "email": "ox@x", "message": f"add {name}", **fields}
+    return client.put(
+        f"{R}/file/{branch_dir}", files=[("files[]", (name, data))], data=form, headers=AUTH
+    )
+
+
+def make_repo(client: Any, *, files: bool = True) -> None:
+    body: dict[str, Any] = {"namespace": "ox", "name": "data"}
+    if files:
+        body["files"] = [{"path": "README.md", "contents": "# data\n", "user": {"name": "Ox"}}]
+    r = client.post("/api/repos", json=body, headers=AUTH)
+    assert r.status_code == 200, r.text
+
+
+def evaluate(client: Any, resource: str = "main/data.parquet", **body: Any) -> Any:
+    payload = {
+        "name": "e",
+        "prompt": "Classify: {text}",
+        "type": "text",
+        "model": "gpt-4o-mini",
+        "target_column": "pred",
+        **body,
+    }
+    return client.post(f"{R}/evaluations/{resource}", json=payload, headers=AUTH)
+
+
+def finished(client: Any, eval_id: str) -> dict[str, Any]:
+    for _ in range(400):
+        e = client.get(f"{R}/evaluations/{eval_id}", headers=AUTH).json()["evaluation"]
+        if e["status"] in ("completed", "failed", "cancelled"):
+            return e
+        time.sleep(0.05)
+    raise AssertionError(f"evaluation {eval_id} did not finish")
+
+
+def read_parquet(client: Any, resource: str) -> pa.Table:
+    r = client.get(f"{R}/file/{resource}", headers=AUTH)
+    assert r.status_code == 200, r.text
+    return pq.read_table(io.BytesIO(r.content))
+
+
+@pytest.fixture
+def repo(client: Any) -> Any:
+    make_repo(client)
+    data = parquet_bytes(text=["good movie", "bad film", "fine"], n=[1, 2, 3])
+    assert upload(client, "data.parquet", data).status_code == 200
+    return client
+
+
+# -- envelope, auth, tenancy -----------------------------------------------------------
+
+
+def test_unauthorized_and_missing(client: Any) -> None:
+    for headers in ({}, {"Authorization": "Bearer nope"}):
+        r = client.get(f"{R}", headers=headers)
+        assert r.status_code == 401
+        body = r.json()
+        assert (body["status"], body["status_message"]) == ("error", "unauthenticated")
+        assert body["oxen_version"]
+    r = client.get(R, headers=AUTH)
+    assert r.status_code == 404
+    assert r.json()["status_message"] == "resource_not_found"
+    assert set(r.json()) >= {"status", "status_message", "status_description", "oxen_version"}
+
+
+def test_create_conflict_and_repository_shape(client: Any) -> None:
+    make_repo(client)
+    r = client.post("/api/repos", json={"namespace": "ox", "name": "data"}, headers=AUTH)
+    assert r.status_code == 409
+    assert r.json()["status_message"] == "resource_already_exists"
+    repo = client.get(R, headers=AUTH).json()["repository"]
+    assert repo["storage_kind"] == "local" and repo["min_version"] is None
+    assert repo["is_empty"] is False
+
+
+def test_upload_trailing_slash_and_history(repo: Any) -> None:
+    r = repo.get(f"{R}/commits/history/main", headers=AUTH).json()
+    assert [c["message"] for c in r["commits"]] == ["add data.parquet", "Initial commit"]
+    listing = repo.get(f"{R}/dir/main/", headers=AUTH).json()
+    assert [e["filename"] for e in listing["entries"]] == ["README.md", "data.parquet"]
+    assert listing["total_entries"] == 2
+    meta = repo.get(f"{R}/meta/main/data.parquet", headers=AUTH).json()["entry"]
+    assert len(meta) == 11 and meta["data_type"] == "tabular"
+
+
+def test_upload_into_folder_and_old_revision_reads_old_bytes(repo: Any) -> None:
+    first = upload(repo, "a.txt", b"one", "main/docs").json()["commit"]["id"]
+    upload(repo, "a.txt", b"two", "main/docs")
+    assert repo.get(f"{R}/file/main/docs/a.txt", headers=AUTH).content == b"two"
+    assert repo.get(f"{R}/file/{first}/docs/a.txt", headers=AUTH).content == b"one"
+
+
+def test_upload_needs_a_multipart_file(repo: Any) -> None:
+    r = repo.put(f"{R}/file/main/", files={"name": (None, "x")}, headers=AUTH)
+    assert r.status_code == 400
+    assert "files[]" in r.json()["status_description"]
+    r = repo.put(f"{R}/file/main/", data={"name": "x"}, headers=AUTH)
+    assert r.status_code == 415
+
+
+@pytest.mark.parametrize(
+    "path", ["main/../x", "main/%2e%2e/x", "main/%252e%252e/x", "main/.oxen/config"]
+)
+def test_path_traversal_is_a_400(repo: Any, path: str) -> None:
+    r = repo.get(f"{R}/file/{path}", headers=AUTH)
+    assert r.status_code in (400, 404), r.text
+    assert r.json()["status"] == "error"
+
+
+def test_other_token_is_another_tenant(repo: Any, client: Any) -> None:
+    # The same ns/repo under no valid token is a 401; another configured token would be
+    # another namespace space (see test_store for the store's tenancy).
+    r = repo.get(R, headers={"Authorization": "Bearer other"})
+    assert r.status_code == 401
+
+
+def test_branches(repo: Any) -> None:
+    r = repo.post(
+        f"{R}/branches", content=b'{"new_name": "dev", "from_name": "main"}', headers=AUTH
+    )
+    assert r.status_code == 200, r.text
+    head = repo.get(f"{R}/branches/main", headers=AUTH).json()["branch"]["commit_id"]
+    assert r.json()["branch"] == {"name": "dev", "commit_id": head}
+    names = [b["name"] for b in repo.get(f"{R}/branches", headers=AUTH).json()["branches"]]
+    assert names == ["dev", "main"]
+    assert repo.delete(f"{R}/branches/dev", headers=AUTH).status_code == 200
+    assert repo.get(f"{R}/branches/dev", headers=AUTH).status_code == 404
+
+
+def test_action_hooks_without_body_or_content_type(repo: Any) -> None:
+    r = repo.post(f"{R}/action/completed/download", headers=AUTH)
+    assert r.status_code == 200 and r.json()["status"] == "success"
+
+
+def test_workspaces_and_clone_routes_are_501(repo: Any) -> None:
+    for method, path in (("PUT", "/workspaces"), ("GET", "/versions/abc"), ("POST", "/tree/x")):
+        r = repo.request(method, f"{R}{path}", headers=AUTH)
+        assert r.status_code == 501, (path, r.text)
+        assert r.json()["status_message"] == "not_implemented"
+        assert "RemoteRepo.upload" in r.json()["status_description"]
+
+
+def test_data_frame_pages(repo: Any) -> None:
+    r = repo.get(f"{R}/data_frames/main/data.parquet?page=2&page_size=2", headers=AUTH)
+    view = r.json()["data_frame"]["view"]
+    assert view["data"] == [{"text": "fine", "n": 3}]
+    assert view["pagination"]["total_pages"] == 2
+
+
+# -- evaluations -------------------------------------------------------------------------
+
+
+SEED_FIELDS = {
+    "closing_commit", "commit_id", "commit_started_at", "completed_at",
+    "conflict_target_branch", "created_by", "credits_per_token", "error_message", "id",
+    "inserted_at", "is_sample", "master_id", "model", "name", "parent_id", "progress",
+    "prompt", "queued_at", "repository_id", "resource", "sample_count", "started_at",
+    "status", "target_branch", "target_column", "target_path", "tokens_used", "type",
+    "workspace_id",
+}  # fmt: skip
+
+
+def test_text_evaluation_into_another_branch(repo: Any) -> None:
+    main_head = repo.get(f"{R}/branches/main", headers=AUTH).json()["branch"]["commit_id"]
+    r = evaluate(repo, target_branch="results", commit_message="preds", auto_commit=True)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["status"], body["status_message"]) == ("success", "resource_found")
+    assert set(body["evaluation"]) >= SEED_FIELDS
+    assert body["evaluation"]["resource"] == {"path": "data.parquet", "version": "main"}
+    done = finished(repo, body["evaluation"]["id"])
+    assert done["status"] == "completed" and done["progress"] == {"processed": 3, "total": 3}
+    assert done["closing_commit"]["message"] == "preds"
+    table = read_parquet(repo, "results/data.parquet")
+    assert table.column_names == ["text", "n", "pred"]
+    assert table.column("n").type == pa.int64()
+    assert repo.get(f"{R}/branches/main", headers=AUTH).json()["branch"]["commit_id"] == main_head
+    listed = repo.get(f"{R}/evaluations", headers=AUTH).json()["evaluations"]
+    assert [e["id"] for e in listed] == [done["id"]]
+
+
+def test_sample_commits_nothing_and_results_are_readable(repo: Any) -> None:
+    heads = repo.get(f"{R}/branches", headers=AUTH).json()["branches"]
+    r = evaluate(repo, is_sample=True, sample_count=2, target_branch="s")
+    done = finished(repo, r.json()["evaluation"]["id"])
+    assert done["status"] == "completed" and done["closing_commit"] is None
+    assert done["progress"]["total"] == 2
+    assert repo.get(f"{R}/branches", headers=AUTH).json()["branches"] == heads
+    results = repo.get(f"{R}/evaluations/{done['id']}/results", headers=AUTH).json()
+    assert [r["row"] for r in results["results"]] == [0, 1]
+    csv = repo.get(f"{R}/evaluations/{done['id']}/results", headers={**AUTH, "Accept": "text/csv"})
+    assert csv.headers["content-type"].startswith("text/csv")
+    assert csv.text.splitlines()[0] == "row,pred"
+
+
+def test_auto_commit_false_commits_nothing(repo: Any) -> None:
+    heads = repo.get(f"{R}/branches", headers=AUTH).json()["branches"]
+    done = finished(repo, evaluate(repo, auto_commit=False).json()["evaluation"]["id"])
+    assert done["status"] == "completed" and done["closing_commit"] is None
+    assert repo.get(f"{R}/branches", headers=AUTH).json()["branches"] == heads
+
+
+def test_embeddings_into_the_same_branch(repo: Any) -> None:
+    r = evaluate(repo, type="embeddings", model="text-embedding-3-large", prompt="{text}")
+    done = finished(repo, r.json()["evaluation"]["id"])
+    assert done["status"] == "completed", done
+    assert done["model_ran"] == "evaldock-mock-embedder"
+    table = read_parquet(repo, "main/data.parquet")
+    assert table.schema.field("pred").type == pa.list_(pa.float32())
+
+
+def test_csv_source_keeps_cells_and_v2_body(client: Any) -> None:
+    make_repo(client)
+    upload(client, "d.csv", b'text,code\nhello,007\n"a, b",010\n')
+    r = evaluate(
+        client,
+        "main/d.csv",
+        input_type="text",
+        output_type="text",
+        model_id="gpt-4o",
+        model=None,
+        auto_commit=True,
+        batch_size=1,
+    )
+    assert r.status_code == 200, r.text
+    done = finished(client, r.json()["evaluation"]["id"])
+    assert done["status"] == "completed", done
+    assert {"cancelled_at", "prompt_tokens_used", "completion_tokens_used"} <= set(done)
+    text = client.get(f"{R}/file/main/d.csv", headers=AUTH).text
+    lines = text.splitlines()
+    assert lines[0] == "text,code,pred"
+    assert lines[1].startswith("hello,007,mock answer")
+    assert lines[2].startswith('"a, b",010,')
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"prompt": "{nope}"}, "{nope}"),
+        ({"prompt": "{text"}, "never closed"),
+        ({"model": "gpt-9"}, "gpt-9"),
+        ({"model": "text-embedding-3-small"}, "embeddings"),
+        ({"type": "embeddings", "model": "gpt-4o"}, "not an embedding model"),
+        ({"target_column": "text"}, "overwrite"),
+        ({"target_branch": "bad..name"}, "branch name"),
+    ],
+)
+def test_bad_requests_queue_nothing(repo: Any, body: dict[str, Any], needle: str) -> None:
+    r = evaluate(repo, **body)
+    assert r.status_code == 400, r.text
+    assert needle in r.json()["status_description"]
+    assert repo.get(f"{R}/evaluations", headers=AUTH).json()["evaluations"] == []
+
+
+def test_overwrite_replaces_a_column(repo: Any) -> None:
+    done = finished(
+        repo, evaluate(repo, target_column="text", overwrite=True).json()["evaluation"]["id"]
+    )
+    assert done["status"] == "completed", done
+    assert read_parquet(repo, "main/data.parquet").column_names == ["text", "n"]
+
+
+def test_not_a_table_and_missing_file(repo: Any) -> None:
+    upload(repo, "notes.txt", b"hello")
+    r = evaluate(repo, "main/notes.txt")
+    assert r.status_code == 400 and "not a table" in r.json()["status_description"]
+    assert evaluate(repo, "main/missing.parquet").status_code == 404
+    assert repo.get(f"{R}/evaluations/nope", headers=AUTH).status_code == 404
+
+
+@pytest.mark.inprocess
+def test_generation_error_fails_naming_the_row(repo: Any, monkeypatch: Any) -> None:
+    from evaldock.engines.errors import EngineError
+
+    judge = repo.app.state.ctx.engine("judge")
+    real = judge.generate
+
+    async def flaky(messages: Any, **kw: Any) -> Any:
+        if "bad film" in messages[-1]["content"]:
+            raise EngineError("the model timed out")
+        return await real(messages, **kw)
+
+    monkeypatch.setattr(judge, "generate", flaky)
+    heads = repo.get(f"{R}/branches", headers=AUTH).json()["branches"]
+    done = finished(repo, evaluate(repo).json()["evaluation"]["id"])
+    assert done["status"] == "failed"
+    assert "row 1" in done["error_message"] and "timed out" in done["error_message"]
+    assert repo.get(f"{R}/branches", headers=AUTH).json()["branches"] == heads
+
+
+@pytest.mark.inprocess
+def test_real_mode_without_generator_names_the_setting(repo: Any, monkeypatch: Any) -> None:
+    from evaldock.engines.errors import EngineUnavailable
+    from evaldock.server.oxen import provider as oxen_provider
+
+    def unavailable(judge: Any, model: str) -> str:
+        raise EngineUnavailable("no generator model is configured", "set EVALDOCK_JUDGE_URLS")
+
+    monkeypatch.setattr(oxen_provider, "_resolve_generator", unavailable)
+    r = evaluate(repo)
+    assert r.status_code == 400 and "EVALDOCK_JUDGE_URLS" in r.json()["status_description"]
+
+
+def test_cancel(repo: Any) -> None:
+    r = evaluate(repo)
+    eval_id = r.json()["evaluation"]["id"]
+    c = repo.post(f"{R}/evaluations/{eval_id}/cancel", headers=AUTH)
+    assert c.status_code == 200
+    assert finished(repo, eval_id)["status"] in ("cancelled", "completed")
