@@ -1,0 +1,14 @@
+"""The Spice.ai runtime's evals surface (v1.x): spicepod evals, exact scorers, runs and
+results as ``eval.runs`` / ``eval.results`` over read-only SQL."""
+
+from ..surface import JobKind, SurfaceDeclaration
+from .provider import SpiceProvider, SpiceSettings
+from .store import JOB_KIND, STATUSES
+
+SURFACE = SurfaceDeclaration(
+    name="spice",
+    provider=SpiceProvider,
+    settings=SpiceSettings,
+    engines=("judge", "embedder"),
+    jobs={JOB_KIND: JobKind("run_eval_job", STATUSES)},
+)
