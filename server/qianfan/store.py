@@ -1,0 +1,323 @@
+"""Qianfan evaluation tasks, their units (one per model version), per-case results and
+exports, in SQLite. The task's job id is its ``ame-...`` id; an export's is its own id."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from .. import jsonio
+from ..db import Database, Row, utcnow
+from ..jobs import JobRunner, StatusMap
+from .datasets import new_id
+
+EVAL_JOB = "qianfan.eval"
+EXPORT_JOB = "qianfan.export"
+
+# The console's task states for the core job states (the SDK's manager raises on any
+# other word). PartlyDone (completed with failed inferences) and Stopping (a stop asked
+# of a running task) are derived in :func:`task_state`.
+EVAL_STATUSES = StatusMap(
+    [
+        ("queued", "Pending"),
+        ("running", "Doing"),
+        ("waiting", "DoingWithManualBegin"),
+        ("completed", "Done"),
+        ("failed", "Failed"),
+        ("cancelled", "Stopped"),
+    ]
+)
+EXPORT_STATUSES = StatusMap(
+    [
+        ("queued", "Pending"),
+        ("running", "Uploading"),
+        ("completed", "Done"),
+        ("failed", "Fail"),
+        ("cancelled", "Fail"),
+    ]
+)
+# Report and result-list metric keys -> result columns.
+METRIC_COLUMNS = {
+    "accuracy": "accuracy",
+    "f1Score": "f1_score",
+    "rouge_1": "rouge_1",
+    "rouge_2": "rouge_2",
+    "rouge_l": "rouge_l",
+    "bleu4": "bleu4",
+}
+_MAX_INT_ID = 2**31 - 1
+
+
+def numeric_id(given: str) -> int:
+    """The integer form of a model or version id: itself when numeric, else a stable
+    31-bit number from its SHA-256 (the report carries both forms)."""
+    if given.isascii() and given.isdigit() and int(given) <= _MAX_INT_ID:
+        return int(given)
+    return int(hashlib.sha256(given.encode()).hexdigest()[:7], 16)
+
+
+def string_id(given: str, prefix: str) -> str:
+    return f"{prefix}{given}" if given.isascii() and given.isdigit() else given
+
+
+@dataclass
+class Unit:
+    model_id: str
+    model_version_id: str
+    model_name: str
+    model_version: str
+    backend: str | None
+
+
+@dataclass
+class Task:
+    num: int
+    id: str
+    tenant: str
+    name: str
+    description: str
+    dataset_id: str
+    dataset_name: str
+    eval_mode: str
+    standard_conf: dict[str, Any]
+    case_count: int
+    stop_requested: bool
+    metrics_signature: str
+    created_at: str
+    job_status: str
+    processed: int
+    total: int
+    job_error: str | None
+    started_at: str | None
+    finished_at: str | None
+    failed_cases: int = 0
+
+    @property
+    def modes(self) -> list[str]:
+        return [m for m in self.eval_mode.split(",") if m]
+
+    @property
+    def state(self) -> str:
+        word: str = EVAL_STATUSES.word(self.job_status)
+        if word == "Doing" and self.stop_requested:
+            return "Stopping"
+        if word == "Done" and self.failed_cases:
+            return "PartlyDone"
+        return word
+
+
+class QianfanStore:
+    def __init__(self, db: Database, runner: JobRunner) -> None:
+        self.db = db
+        self.runner = runner
+
+    # -- datasets ---------------------------------------------------------------------------
+    async def dataset(self, dataset_id: str, tenant: str) -> Row | None:
+        return await self.db.fetchone(
+            "SELECT * FROM qianfan_datasets WHERE id = ? AND (tenant IS NULL OR tenant = ?)",
+            (dataset_id, tenant),
+        )
+
+    async def datasets(self, tenant: str) -> list[Row]:
+        return await self.db.fetchall(
+            "SELECT * FROM qianfan_datasets WHERE tenant IS NULL OR tenant = ?"
+            " ORDER BY created_at, id",
+            (tenant,),
+        )
+
+    # -- tasks ------------------------------------------------------------------------------
+    async def create_task(
+        self,
+        tenant: str,
+        *,
+        name: str,
+        description: str,
+        dataset: Row,
+        eval_mode: str,
+        standard_conf: dict[str, Any],
+        units: list[Unit],
+        metrics_signature: str,
+    ) -> tuple[int, str]:
+        eval_id = new_id("ame-")
+        cases = int(dataset["case_count"])
+        async with self.db.transaction() as tx:
+            cur = await tx.execute(
+                "INSERT INTO qianfan_evals (id, tenant, name, description, dataset_id,"
+                " dataset_name, eval_mode, standard_conf, case_count, metrics_signature,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    eval_id,
+                    tenant,
+                    name,
+                    description,
+                    dataset["id"],
+                    dataset["name"],
+                    eval_mode,
+                    jsonio.encode(standard_conf),
+                    cases,
+                    metrics_signature,
+                    utcnow(),
+                ),
+            )
+            num = int(cur.lastrowid)
+            await tx.executemany(
+                "INSERT INTO qianfan_units VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                [
+                    (
+                        eval_id,
+                        i,
+                        new_id("ameu-"),
+                        hashlib.sha256(f"{eval_id}/{i}".encode()).hexdigest()[:20],
+                        u.model_id,
+                        u.model_version_id,
+                        numeric_id(u.model_id),
+                        numeric_id(u.model_version_id),
+                        u.model_name,
+                        u.model_version,
+                        u.backend,
+                    )
+                    for i, u in enumerate(units)
+                ],
+            )
+            await self.runner.submit(tx, eval_id, EVAL_JOB, tenant, cases * len(units))
+        return num, eval_id
+
+    _SELECT = (
+        "SELECT e.num, e.id, e.tenant, e.name, e.description, e.dataset_id, e.dataset_name,"
+        " e.eval_mode, e.standard_conf, e.case_count, e.stop_requested, e.metrics_signature,"
+        " e.created_at, j.status AS job_status, j.processed, j.total, j.error AS job_error,"
+        " j.started_at, j.finished_at,"
+        " (SELECT COUNT(*) FROM qianfan_results r WHERE r.eval_id = e.id"
+        "  AND r.error IS NOT NULL) AS failed_cases"
+        " FROM qianfan_evals e JOIN job_view j ON j.id = e.id"
+    )
+
+    @staticmethod
+    def _task(row: Row) -> Task:
+        values = dict(row)
+        values["standard_conf"] = jsonio.decode(values["standard_conf"])
+        values["stop_requested"] = bool(values["stop_requested"])
+        return Task(**values)
+
+    async def task(self, tenant: str, ref: int | str) -> Task | None:
+        """A task by its integer evalId or its ``ame-`` string (digits count as the int)."""
+        key: int | str = ref
+        where = "e.id = ?"
+        if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
+            where, key = "e.num = ?", int(ref)
+            if key > 2**63 - 1:
+                return None
+        row = await self.db.fetchone(
+            self._SELECT + f" WHERE {where} AND e.tenant = ?", (key, tenant)
+        )
+        return self._task(row) if row else None
+
+    async def units(self, eval_id: str) -> list[Row]:
+        return await self.db.fetchall(
+            "SELECT * FROM qianfan_units WHERE eval_id = ? ORDER BY idx", (eval_id,)
+        )
+
+    async def request_stop(self, eval_id: str) -> None:
+        await self.db.execute(
+            "UPDATE qianfan_evals SET stop_requested = 1 WHERE id = ?", (eval_id,)
+        )
+
+    async def delete_tasks(self, eval_ids: list[str]) -> None:
+        exports = await self._export_ids(eval_ids)
+        async with self.db.transaction() as tx:
+            await self.runner.forget(tx, [*eval_ids, *exports])
+            await tx.executemany("DELETE FROM qianfan_evals WHERE id = ?", [(i,) for i in eval_ids])
+
+    async def _export_ids(self, eval_ids: list[str]) -> list[str]:
+        if not eval_ids:
+            return []
+        marks = ",".join("?" * len(eval_ids))
+        rows = await self.db.fetchall(
+            f"SELECT id FROM qianfan_exports WHERE eval_id IN ({marks})", eval_ids
+        )
+        return [r["id"] for r in rows]
+
+    async def result_page(
+        self, eval_id: str, filters: dict[str, Any], page_no: int, page_size: int
+    ) -> tuple[list[Row], int]:
+        where: list[str] = ["r.eval_id = ?"]
+        args: list[Any] = [eval_id]
+        for key, column in [*METRIC_COLUMNS.items(), ("judgeScore", "judge_score")]:
+            bounds = filters.get(key)
+            if isinstance(bounds, dict):
+                if "start" in bounds:
+                    where.append(f"r.{column} >= ?")
+                    args.append(bounds["start"])
+                if "end" in bounds:
+                    where.append(f"r.{column} <= ?")
+                    args.append(bounds["end"])
+        if filters.get("modelVersionIds"):
+            ids = list(filters["modelVersionIds"])
+            where.append(
+                f"(u.model_version_num IN ({','.join('?' * len(ids))})"
+                f" OR u.model_version_id IN ({','.join('?' * len(ids))}))"
+            )
+            args += [i if isinstance(i, int) else -1 for i in ids] + [str(i) for i in ids]
+        if filters.get("evalUnitId"):
+            units = list(filters["evalUnitId"])
+            where.append(f"u.id IN ({','.join('?' * len(units))})")
+            args += units
+        order = "r.unit_idx, r.case_idx"
+        sort = {**METRIC_COLUMNS, "judgeScore": "judge_score"}.get(str(filters.get("orderBy")))
+        if sort:
+            direction = "DESC" if str(filters.get("order", "")).lower() == "desc" else "ASC"
+            order = f"r.{sort} {direction}, " + order
+        joins = (
+            " FROM qianfan_results r"
+            " JOIN qianfan_units u ON u.eval_id = r.eval_id AND u.idx = r.unit_idx"
+            " JOIN qianfan_evals e ON e.id = r.eval_id"
+            " JOIN qianfan_dataset_cases c ON c.dataset_id = e.dataset_id AND c.idx = r.case_idx"
+            " WHERE " + " AND ".join(where)
+        )
+        total_row = await self.db.fetchone("SELECT COUNT(*) AS n" + joins, args)
+        rows = await self.db.fetchall(
+            "SELECT r.*, u.id AS unit_id, u.model_id, u.model_version_id, u.model_num,"
+            " u.model_version_num, u.model_name, u.model_version, e.num AS eval_num,"
+            " c.prompt, c.reference" + joins + f" ORDER BY {order} LIMIT ? OFFSET ?",
+            [*args, page_size, (page_no - 1) * page_size],
+        )
+        return rows, int(total_row["n"]) if total_row else 0
+
+    # -- exports ----------------------------------------------------------------------------
+    async def create_export(self, tenant: str, eval_id: str, content: list[str]) -> str:
+        export_id = new_id("ameex-")
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO qianfan_exports VALUES (?, ?, ?, ?, ?)",
+                (export_id, tenant, eval_id, jsonio.encode(content), utcnow()),
+            )
+            await self.runner.submit(tx, export_id, EXPORT_JOB, tenant, 1)
+        return export_id
+
+    async def export(self, export_id: str, tenant: str | None) -> Row | None:
+        sql = (
+            "SELECT x.*, j.status AS job_status, j.error AS job_error FROM qianfan_exports x"
+            " JOIN job_view j ON j.id = x.id WHERE x.id = ?"
+        )
+        args: list[Any] = [export_id]
+        if tenant is not None:
+            sql += " AND x.tenant = ?"
+            args.append(tenant)
+        return await self.db.fetchone(sql, args)
+
+    # -- reset ------------------------------------------------------------------------------
+    async def reset(self, tenant: str | None) -> list[str]:
+        """Delete tasks and exports (one tenant's or all) with their jobs; a tenant's
+        datasets too (shared ones only on a full reset). Returns the export ids, whose
+        files the caller removes."""
+        where, args = ("WHERE tenant = ?", (tenant,)) if tenant else ("", ())
+        ids = [
+            r["id"] for r in await self.db.fetchall(f"SELECT id FROM qianfan_evals {where}", args)
+        ]
+        exports = await self._export_ids(ids)
+        async with self.db.transaction() as tx:
+            await self.runner.forget(tx, [*ids, *exports])
+            await tx.executemany("DELETE FROM qianfan_evals WHERE id = ?", [(i,) for i in ids])
+            await tx.execute(f"DELETE FROM qianfan_datasets {where}", args)
+        return exports
