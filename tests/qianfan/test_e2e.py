@@ -1,0 +1,145 @@
+# ruff: noqa: RUF001 - full-width punctuation is the test data
+"""The Qianfan surface over real HTTP (``evaldock serve`` processes): the official
+``qianfan`` SDK end to end, the dataset CLI, and a SIGKILL in the middle of a task."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.engines.text_metrics_reference import KEYS, ReferenceMetrics
+from tests.serverproc import ServerProcess
+
+from .helpers import EVAL, signed_headers
+
+HERE = Path(__file__).parent
+CASES = [
+    {"prompt": "中国的首都是哪里？", "reference": "北京", "prediction": "中国的首都是北京。"},
+    {"prompt": "What is 2+2?", "reference": "4", "prediction": "The answer is 4"},
+    {"prompt": "Name a colour", "reference": "red", "prediction": "blue"},
+    {"prompt": "翻译：你好", "reference": "hello", "prediction": "Hello there, hello!"},
+]
+
+
+def add_dataset(data_dir: Path, cases: list[dict[str, str]], dataset_id: str) -> None:
+    path = data_dir.parent / f"{dataset_id}.jsonl"
+    path.write_text("\n".join(json.dumps(c, ensure_ascii=False) for c in cases) + "\n")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "evaldock.server",
+            "qianfan",
+            "--data",
+            str(data_dir),
+            "add-dataset",
+            str(path),
+            "--name",
+            "walk",
+            "--id",
+            dataset_id,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"registered dataset {dataset_id}" in proc.stdout
+
+
+def test_official_sdk_walk(clients_python: str, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with ServerProcess(data) as server:
+        add_dataset(data, CASES, "ds-walk")
+        out = tmp_path / "walk.json"
+        proc = subprocess.run(
+            [
+                clients_python,
+                str(HERE / "qianfan_client_walk.py"),
+                f"{server.url}/qianfan",
+                "ds-walk",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, f"client walk failed:\n{proc.stdout}\n{proc.stderr}"
+    seen: dict[str, Any] = json.loads(out.read_text())
+    assert seen["created"]["evalIdStr"].startswith("ame-")
+    assert seen["states"][-1] == "Done"
+    report = seen["report"]
+    assert len(report) == 1
+    expected = ReferenceMetrics(tmp_path / "jieba").mean(
+        [
+            ReferenceMetrics(tmp_path / "jieba").per_case(c["prediction"], c["reference"])
+            for c in CASES
+        ]
+    )
+    for key in KEYS:
+        assert report[0]["effectMetric"][key] == pytest.approx(expected[key], abs=1e-9)
+    assert seen["results"]["totalCount"] == len(CASES)
+    assert seen["export"]["state"] == "Done"
+    rows = seen["data_jsonl"]
+    assert [r[0]["prompt"] for r in rows] == [c["prompt"] for c in CASES]
+    assert seen["missing"] == [500001, "param invalid: evaluation ame-doesnotexist not found"]
+    assert "SignatureDoesNotMatch" in seen["wrong_sk"] and "403" in seen["wrong_sk"]
+    assert seen["after_delete"].endswith("not found")
+
+
+def _post(server: ServerProcess, path: str, body: Any) -> Any:
+    host = f"127.0.0.1:{server.port}"
+    r = httpx.post(
+        server.url + path, json=body, headers=signed_headers("POST", path, host), timeout=30
+    )
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_sigkill_during_a_task_ends_it(tmp_path: Path) -> None:
+    """Inference slowed by the mock judge's delay; SIGKILL while it runs; the task ends
+    Done (resumed from the stored results) or Failed with a reason, never stuck."""
+    data = tmp_path / "data"
+    config = tmp_path / "slow.toml"
+    config.write_text("[engines.judge]\ndelay_ms = 30\n[qianfan]\nconcurrency = 2\n")
+    cases = [{"prompt": f"question {i}", "reference": f"answer {i}"} for i in range(300)]
+    server = ServerProcess(data, config=config)
+    server.start()
+    try:
+        add_dataset(data, cases, "ds-slow")
+        body = {
+            "name": "crash",
+            "versionEvalInfo": [{"modelId": 1, "modelVersionId": 1}],
+            "datasetId": "ds-slow",
+            "evalStandardConf": {"evalMode": "rule"},
+        }
+        eval_id = _post(server, f"{EVAL}/create", body)["result"]["evalIdStr"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            detail = _post(server, f"{EVAL}/detail", {"id": eval_id})["result"]
+            if detail["state"] == "Doing" and detail["progress"]["processed"] > 0:
+                break
+            time.sleep(0.05)
+        assert detail["state"] == "Doing", detail
+        server.kill()
+        server.start()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            detail = _post(server, f"{EVAL}/detail", {"id": eval_id})["result"]
+            if detail["state"] not in ("Pending", "Doing"):
+                break
+            time.sleep(0.1)
+        assert detail["state"] in ("Done", "Failed"), detail
+        if detail["state"] == "Failed":
+            assert detail["errMsg"]
+        else:
+            assert detail["progress"] == {"processed": 300, "total": 300}
+    finally:
+        server.stop()
