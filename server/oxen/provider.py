@@ -32,7 +32,6 @@ from .errors import (
     bad_request,
     from_store,
     not_found,
-    not_implemented,
 )
 from .evaluations import (
     EVALUATION_JOB,
@@ -324,26 +323,6 @@ class OxenProvider(Provider):
             return await self._repo(req)
         except OxenStoreError as e:
             raise from_store(e) from None
-
-    # -- out of scope ----------------------------------------------------------------------
-
-    async def list_workspaces(self, req: ApiRequest) -> Response:
-        raise not_implemented("workspaces")
-
-    async def create_workspace(self, req: ApiRequest) -> Response:
-        raise not_implemented("workspaces")
-
-    async def workspace_get(self, req: ApiRequest) -> Response:
-        raise not_implemented("workspaces")
-
-    async def workspace_post(self, req: ApiRequest) -> Response:
-        raise not_implemented("workspaces")
-
-    async def workspace_put(self, req: ApiRequest) -> Response:
-        raise not_implemented("workspaces")
-
-    async def workspace_delete(self, req: ApiRequest) -> Response:
-        raise not_implemented("workspaces")
 
     # -- evaluations ----------------------------------------------------------------------
 

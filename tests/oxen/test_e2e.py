@@ -3,13 +3,22 @@ API plus evaluations over plain HTTP), and SIGKILL in the middle of an evaluatio
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import sqlite3
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from tests.serverproc import ServerProcess
+
+AUTH = {"Authorization": "Bearer test"}
 
 HERE = Path(__file__).parent
 
@@ -64,3 +73,73 @@ def test_official_client_walk(server: ServerProcess, clients_python: str, tmp_pa
     status, body = seen["bad_placeholder"]
     assert status == 400 and "{txet}" in body["status_description"]
     assert "'text', 'label', 'score'" in body["status_description"]
+
+
+def _evaluation(client: httpx.Client, base: str, eval_id: str) -> dict[str, Any]:
+    r = client.get(f"{base}/evaluations/{eval_id}", headers=AUTH)
+    assert r.status_code == 200, r.text
+    evaluation: dict[str, Any] = r.json()["evaluation"]
+    return evaluation
+
+
+def test_sigkill_during_an_evaluation(tmp_path: Path) -> None:
+    """Killed mid-run: after restart the evaluation completes (or fails with a reason),
+    and every branch points at a commit whose blobs are all on disk."""
+    data = tmp_path / "data"
+    config = tmp_path / "evaldock.toml"
+    # 25 ms per generation: 200 rows take ~5 s (batch_size 20: progress every 20 rows).
+    config.write_text("[engines.judge]\ndelay_ms = 25\n[oxen]\nbatch_size = 20\nconcurrency = 4\n")
+    base = "/api/repos/ox/kill"
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"text": [f"row {i}" for i in range(200)]}), buf)
+    with ServerProcess(data, config=config) as server, httpx.Client(base_url=server.url) as c:
+        c.post("/api/repos", json={"namespace": "ox", "name": "kill"}, headers=AUTH)
+        r = c.put(
+            f"{base}/file/main/",
+            files=[("files[]", ("d.parquet", buf.getvalue()))],
+            data={"name": "Ox", "email": "ox@x", "message": "add"},
+            headers=AUTH,
+        )
+        assert r.status_code == 200, r.text
+        r = c.post(
+            f"{base}/evaluations/main/d.parquet",
+            json={
+                "prompt": "{text}",
+                "type": "text",
+                "model": "gpt-4o-mini",
+                "target_column": "out",
+                "target_branch": "results",
+            },
+            headers=AUTH,
+        )
+        eval_id = r.json()["evaluation"]["id"]
+        deadline = time.monotonic() + 60
+        while _evaluation(c, base, eval_id)["progress"]["processed"] < 20:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        server.kill()
+        server.start()
+        deadline = time.monotonic() + 120
+        while (e := _evaluation(c, base, eval_id))["status"] not in ("completed", "failed"):
+            assert time.monotonic() < deadline, e
+            time.sleep(0.1)
+        if e["status"] == "failed":
+            assert e["error_message"]
+        else:
+            table = pq.read_table(
+                io.BytesIO(c.get(f"{base}/file/results/d.parquet", headers=AUTH).content)
+            )
+            assert table.column_names == ["text", "out"] and table.num_rows == 200
+    _check_blobs(data)
+
+
+def _check_blobs(data: Path) -> None:
+    db = sqlite3.connect(data / "evaldock.sqlite3")
+    rows = db.execute(
+        "SELECT DISTINCT t.blob_key FROM oxen_branches b JOIN oxen_tree_entries t"
+        " ON t.repo_id = b.repo_id AND t.commit_id = b.commit_id"
+    ).fetchall()
+    db.close()
+    assert rows
+    for (key,) in rows:
+        assert (data / "oxen" / "blobs" / key[:2] / key[2:]).is_file(), key
