@@ -326,7 +326,13 @@ def test_sql_names_literals_row_cap_and_types(make_client) -> None:
     assert rows_of(client.post("/v1/sql", content=q, headers=TEXT)) == [{"s": "eval.runs", "n": 1}]
     r = client.post("/v1/sql", content="SELECT * FROM eval.results", headers=TEXT)
     assert r.status_code == 400 and "sql_max_rows" in r.text
-    run = rows_of(client.post("/v1/sql", data="SELECT * FROM spice.eval.runs"))[0]  # type: ignore[arg-type]
+    run = rows_of(
+        client.post(
+            "/v1/sql",
+            content="SELECT * FROM spice.eval.runs",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},  # as curl -d
+        )
+    )[0]
     assert isinstance(run["scorers"], list) and isinstance(run["metrics"], dict)
     assert "error_message" not in run
     text = client.post(
