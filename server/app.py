@@ -11,6 +11,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -21,11 +22,13 @@ from starlette.routing import BaseRoute, Route
 from evaldock.engines.errors import EngineUnavailable
 
 from .config import Settings
+from .control import ControlPlane
+from .control.provider import ControlProvider
 from .db import Database
 from .jobs import JobRunner
 from .jsonio import JSONResponse, encode
 from .pipeline import RequestHook, SurfacePipeline
-from .routing import OperationRoute, fallback_routes, operation_routes
+from .routing import OperationRoute, fallback_routes, operation_routes, share_templates
 from .spec import Spec, json_spec, load_spec, load_spec_file
 from .surface import AppContext, Provider, SurfaceDeclaration, declarations
 
@@ -67,8 +70,8 @@ async def check_engines(engines: dict[str, Any]) -> None:
             await check()
 
 
-def _spec_routes(runtime: SurfaceRuntime) -> list[BaseRoute]:
-    spec, prefix = runtime.spec, runtime.spec.prefix
+def _spec_routes(spec: Spec) -> list[BaseRoute]:
+    prefix = spec.prefix
 
     async def spec_yaml(request: Request) -> Response:
         return Response(spec.text, media_type="application/yaml")
@@ -104,14 +107,23 @@ def create_app(
         ctx.engines.update(create_engines(settings, [k for d in decls for k in d.engines]))
     upload_dir = settings.data_dir / "tmp"
     public_url = str(settings.section("server").get("public_url") or "")
+    plane = ControlPlane(settings, ctx, decls)
+    all_hooks = [*plane.hooks(), *hooks]
     runtimes = []
     for decl in decls:
         spec = spec_of(decl)
         provider = decl.provider(ctx, spec, decl)
         pipeline = SurfacePipeline(
-            spec, provider, hooks=hooks, upload_dir=upload_dir, public_url=public_url
+            spec,
+            provider,
+            hooks=all_hooks,
+            upload_dir=upload_dir,
+            public_url=public_url,
+            body_cap=plane.body_cap,
         )
         runtimes.append(SurfaceRuntime(decl, spec, provider, pipeline))
+    plane.runtimes = runtimes
+    control_routes = _control_routes(ctx, plane, upload_dir, public_url)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -138,25 +150,6 @@ def create_app(
                     await close()
             await db.close()
 
-    async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "mode": settings.mode})
-
-    async def surfaces(request: Request) -> Response:
-        base = str(request.base_url).rstrip("/")
-        return JSONResponse(
-            [
-                {
-                    "surface": rt.spec.surface,
-                    "title": rt.spec.title,
-                    "base_url": base,
-                    "prefixed_base_url": base + rt.spec.prefix,
-                    "openapi": base + rt.spec.prefix + "/openapi.yaml",
-                    "operations": [o.operation_id for o in rt.spec.operations],
-                }
-                for rt in runtimes
-            ]
-        )
-
     async def not_found(request: Request, exc: Exception) -> Response:
         return Response(
             encode({"message": f"No route for {request.method} {request.url.path}"}),
@@ -164,12 +157,9 @@ def create_app(
             media_type="application/json",
         )
 
-    routes: list[BaseRoute] = [
-        Route("/_evaldock/health", health, methods=["GET"]),
-        Route("/_evaldock/surfaces", surfaces, methods=["GET"]),
-    ]
+    routes: list[BaseRoute] = list(control_routes)
     for rt in runtimes:
-        routes.extend(_spec_routes(rt))
+        routes.extend(_spec_routes(rt.spec))
     # Every specific template of every surface before any catch-all (sort is stable).
     per_surface = [operation_routes(rt.pipeline) for rt in runtimes]
     ops = [op for surface_routes in per_surface for op in surface_routes]
@@ -180,4 +170,22 @@ def create_app(
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: not_found})
     app.state.ctx = ctx
     app.state.runtimes = runtimes
+    app.state.control = plane
     return app
+
+
+CONTROL = SurfaceDeclaration(name="evaldock", provider=ControlProvider)
+
+
+def _control_routes(
+    ctx: AppContext, plane: ControlPlane, upload_dir: Path, public_url: str
+) -> list[BaseRoute]:
+    """The control plane's operations at their own paths (no hooks: faults and the
+    journal never apply to ``/_evaldock/*``); only the open ones when it is disabled."""
+    spec = load_spec("evaldock.yaml")
+    provider = ControlProvider(ctx, spec, CONTROL)
+    provider.plane = plane
+    pipeline = SurfacePipeline(spec, provider, upload_dir=upload_dir, public_url=public_url)
+    ops = [op for op in spec.operations if plane.enabled or not op.secured]
+    routes = share_templates([OperationRoute(op.route, op, pipeline) for op in ops])
+    return [*_spec_routes(spec), *routes, *fallback_routes(pipeline, routes)]

@@ -53,6 +53,17 @@ DEFAULTS: dict[str, Any] = {
     "auth": {},
     # [engines.<kind>] impl = "<name>" plus options for that implementation.
     "engines": {},
+    # The control plane (server/control): guarded by a key in <data>/control.key.
+    "control": {
+        "enabled": True,
+        "open": False,
+        "key": "",
+        "journal_size": 1000,
+        "journal_body_bytes": 64 * 1024,
+        "journal_file": "",
+        "access_log_json": False,
+        "timing": {},
+    },
     # Each surface's own table ([objective], [marqtune], …) takes its defaults from the
     # surface's declaration (server/<vendor>/__init__.py), merged in by load_settings.
 }
@@ -193,10 +204,9 @@ def load_settings(
 ) -> Settings:
     """Build settings with the documented precedence: flags > env > TOML > defaults."""
     environ = os.environ if environ is None else environ
-    tree = copy.deepcopy(DEFAULTS)
-    from .surface import all_defaults  # the surfaces' own defaults (lazy: no cycle)
-
-    _merge(tree, all_defaults())
+    # What the user set, first: it says which surfaces are enabled, and only their
+    # declarations are imported for their defaults.
+    tree: dict[str, Any] = {}
     path = config_file or environ.get("EVALDOCK_CONFIG")
     if path:
         file = Path(path).expanduser()
@@ -211,6 +221,13 @@ def load_settings(
     for dotted, value in (flags or {}).items():
         if value is not None:
             _set(tree, tuple(dotted.split(".")), value)
+    from .surface import all_defaults  # the surfaces' own defaults (lazy: no cycle)
+
+    user = tree
+    tree = copy.deepcopy(DEFAULTS)
+    enabled = Settings(tree=_merge(copy.deepcopy(DEFAULTS), user)).surfaces
+    _merge(tree, all_defaults(enabled))
+    _merge(tree, user)
     settings = Settings(tree=tree, config_file=Path(path) if path else None, environ=environ)
     settings.validate()
     return settings

@@ -90,5 +90,26 @@ class VendorErrors:
             code=ErrorCode.UNSUPPORTED_MEDIA_TYPE,
         )
 
+    def injected(self, status: int, message: str, code: int | None = None) -> Response:
+        """An error the control plane injects, in this vendor's envelope. ``code`` is a
+        business error code for vendors that send one (Qianfan: at HTTP 200)."""
+        return self.render(ApiError(status, message, code=_code_for(status)))
+
     def internal(self) -> ApiError:
         return ApiError(500, "Internal server error", code=ErrorCode.INTERNAL)
+
+
+def _code_for(status: int) -> ErrorCode:
+    return {
+        400: ErrorCode.INVALID_REQUEST,
+        401: ErrorCode.UNAUTHORIZED,
+        403: ErrorCode.FORBIDDEN,
+        404: ErrorCode.NOT_FOUND,
+        405: ErrorCode.METHOD_NOT_ALLOWED,
+        409: ErrorCode.CONFLICT,
+        413: ErrorCode.TOO_LARGE,
+        415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+        422: ErrorCode.UNPROCESSABLE,
+        501: ErrorCode.NOT_IMPLEMENTED,
+        503: ErrorCode.UNAVAILABLE,
+    }.get(status, ErrorCode.INTERNAL if status >= 500 else ErrorCode.INVALID_REQUEST)

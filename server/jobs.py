@@ -25,6 +25,7 @@ import contextlib
 import contextvars
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -146,6 +147,10 @@ class BlockingContext:
         done.result(60)
 
 
+# A long job says how far it got in the server log at most this often (not per item).
+PROGRESS_LOG_SECONDS = 10.0
+
+
 @dataclass
 class Job:
     id: str
@@ -153,6 +158,7 @@ class Job:
     tenant: str | None
     attempts: int
     runner: JobRunner
+    _logged_at: float = 0.0
 
     @property
     def db(self) -> Database:
@@ -162,6 +168,12 @@ class Job:
         self, processed: int, total: int | None = None, *, conn: Transaction | None = None
     ) -> None:
         """Record progress; with ``conn`` it commits together with the caller's results."""
+        now = time.monotonic()
+        if now - self._logged_at >= PROGRESS_LOG_SECONDS:
+            if self._logged_at:
+                of = f"/{total}" if total is not None else ""
+                log.info("job %s (%s): %d%s done", self.id, self.kind, processed, of)
+            self._logged_at = now
         sql, args = "UPDATE jobs SET processed = ?, updated_at = ?", [processed, utcnow()]
         if total is not None:
             sql += ", total = ?"
@@ -234,8 +246,10 @@ class JobRunner:
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=threads or concurrency, thread_name_prefix="evaldock-job"
         )
-        # Hooks the control plane uses: may a queued job of this kind start now?
+        # Hooks the control plane's job timing uses: may a queued job be claimed now
+        # (gates), and what a claimed job waits for before its handler runs.
         self.gates: list[Callable[[JobView], bool]] = []
+        self.start_gates: list[Callable[[Job], Awaitable[None]]] = []
 
     def register(self, kind: str, handler: Handler) -> None:
         self._handlers[kind] = handler
@@ -399,28 +413,36 @@ class JobRunner:
     # -- workers --------------------------------------------------------------------------
     async def _claim(self) -> Job | None:
         now = utcnow()
-        held = await self._held_ids()
+        claim = (
+            "UPDATE jobs SET status='running', attempts=attempts+1,"
+            " started_at=COALESCE(started_at, ?), updated_at=? WHERE id = {target}"
+            " RETURNING id, kind, tenant, attempts"
+        )
         async with self.db.transaction() as tx:
-            placeholders = ",".join("?" * len(held))
-            not_held = f" AND id NOT IN ({placeholders})" if held else ""
-            row = await tx.fetchone(
-                "UPDATE jobs SET status='running', attempts=attempts+1,"
-                " started_at=COALESCE(started_at, ?), updated_at=?"
-                " WHERE id = (SELECT id FROM jobs WHERE status='queued'" + not_held + ""
-                "             ORDER BY created_at, rowid LIMIT 1)"
-                " RETURNING id, kind, tenant, attempts",
-                (now, now, *held),
-            )
+            if not self.gates:
+                row = await tx.fetchone(
+                    claim.format(
+                        target="(SELECT id FROM jobs WHERE status='queued'"
+                        " ORDER BY created_at, rowid LIMIT 1)"
+                    ),
+                    (now, now),
+                )
+            else:
+                # Gates are asked inside the claiming transaction, so a job committed
+                # between a look and the claim cannot slip past a hold.
+                queued = await tx.fetchall(
+                    "SELECT id, kind, tenant, status, processed, total, attempts, error,"
+                    " created_at, started_at, finished_at FROM jobs WHERE status='queued'"
+                    " ORDER BY created_at, rowid"
+                )
+                views = (JobView(**dict(r)) for r in queued)
+                pick = next((v for v in views if all(g(v) for g in self.gates)), None)
+                if pick is None:
+                    return None
+                row = await tx.fetchone(claim.format(target="?"), (now, now, pick.id))
         if row is None:
             return None
         return Job(row["id"], row["kind"], row["tenant"], row["attempts"], self)
-
-    async def _held_ids(self) -> list[str]:
-        if not self.gates:
-            return []
-        queued = await self.db.fetchall("SELECT * FROM job_view WHERE status = 'queued'")
-        views = [JobView(**dict(r)) for r in queued]
-        return [v.id for v in views if not all(gate(v) for gate in self.gates)]
 
     async def _worker(self, index: int) -> None:
         # The flag, not only the cancellation, ends the loop: on Python 3.11 a
@@ -445,7 +467,7 @@ class JobRunner:
         if handler is None:
             await self._finish(job.id, "failed", f"no handler for job kind {job.kind!r}")
             return
-        inner = asyncio.create_task(handler(job), name=f"evaldock-job-{job.id}")
+        inner = asyncio.create_task(self._gated(handler, job), name=f"evaldock-job-{job.id}")
         self._running[job.id] = inner
         try:
             await asyncio.shield(inner)
@@ -479,6 +501,11 @@ class JobRunner:
             await self._finish(job.id, "completed", None)
         finally:
             self._running.pop(job.id, None)
+
+    async def _gated(self, handler: Handler, job: Job) -> None:
+        for gate in self.start_gates:
+            await gate(job)
+        await handler(job)
 
     async def _finish(self, job_id: str, status: str, error: str | None) -> None:
         now = utcnow()

@@ -57,11 +57,20 @@ class Call:
     body_cap: int = _CHUNK_LOG_CAP
     status: int = 0
     upload: Path | None = None  # a streamed body's temporary file
+    body_truncated: bool = False
+    request_id: str = ""
+    slow_body_seconds: float = 0.0  # set by a slow_body fault
 
     def record(self, chunk: bytes) -> None:
         room = self.body_cap - len(self.body_preview)
         if room > 0:
             self.body_preview += chunk[:room]
+        if len(chunk) > room:
+            self.body_truncated = True
+
+    @property
+    def elapsed_ms(self) -> float:
+        return (time.time() - self.started) * 1000
 
 
 class RequestHook(Protocol):
@@ -71,7 +80,9 @@ class RequestHook(Protocol):
         """Return a response to answer instead of the handler (a fault), else None."""
         ...
 
-    def after(self, call: Call, response: Response) -> None: ...
+    def after(self, call: Call, response: Response) -> Response | None:
+        """See the answer; return a replacement (a slowed body) or None."""
+        ...
 
 
 class _BodyTooLarge(Exception):
@@ -172,7 +183,9 @@ class SurfacePipeline:
         hooks: Sequence[RequestHook] = (),
         upload_dir: Path,
         public_url: str = "",
+        body_cap: int = _CHUNK_LOG_CAP,
     ) -> None:
+        self.body_cap = body_cap
         self.spec = spec
         self.provider = provider
         self.errors: VendorErrors = provider.errors
@@ -185,7 +198,7 @@ class SurfacePipeline:
         return self.errors.render(err)
 
     async def __call__(self, op: Operation, request: Request) -> Response:
-        call = Call(self.spec.surface, op.operation_id, request)
+        call = Call(self.spec.surface, op.operation_id, request, body_cap=self.body_cap)
         try:
             response = await self._handle(op, request, call)
         except ApiError as err:
@@ -200,7 +213,9 @@ class SurfacePipeline:
                     call.upload.unlink(missing_ok=True)
         call.status = response.status_code
         for hook in self.hooks:
-            hook.after(call, response)
+            replaced = hook.after(call, response)
+            if replaced is not None:
+                response = replaced
         return response
 
     async def _handle(self, op: Operation, request: Request, call: Call) -> Response:

@@ -65,6 +65,11 @@ def operation_routes(pipeline: SurfacePipeline) -> list[OperationRoute]:
     prefix = pipeline.spec.prefix
     routes = [OperationRoute(op.route, op, pipeline) for op in ops]
     routes += [OperationRoute(prefix + op.route, op, pipeline) for op in ops]
+    return share_templates(routes)
+
+
+def share_templates(routes: list[OperationRoute]) -> list[OperationRoute]:
+    """Tell each route every method served at its template (see ``matches``)."""
     served: dict[str, set[str]] = {}
     for route in routes:
         served.setdefault(route.path, set()).update(route.methods or ())

@@ -163,6 +163,15 @@ class Provider:
         """Delete this surface's rows and files (one tenant's, or all): the control
         plane's reset. Caches and signing secrets stay."""
 
+    def tenant_for_key(self, key: str) -> str:
+        """The tenant a credential maps to (the control plane's reset by key); a surface
+        whose credentials are not plain keys (Qianfan's AK:SK) overrides it."""
+        from .auth import tenant_of
+
+        if isinstance(self.authenticator(), OpenAuthenticator):
+            return "public"
+        return tenant_of(self.spec.surface, key)
+
     def credentials_hint(self) -> str:
         _, keys = self.settings.auth_for(self.spec.surface)
         from .masking import mask_key
@@ -218,6 +227,9 @@ def declarations(
     ]
 
 
-def all_defaults() -> dict[str, dict[str, Any]]:
-    """Every built-in surface's settings defaults, keyed by table name."""
-    return {d.name: d.defaults() for d in declarations()}
+def all_defaults(enabled: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+    """The enabled (default: every) built-in surface's settings defaults, by table name.
+    Unknown names are left to create_app, which says which surfaces exist."""
+    known = set(builtin_names())
+    names = [n for n in enabled if n in known] or ([] if enabled else sorted(known))
+    return {d.name: d.defaults() for d in map(declaration_of, names)}

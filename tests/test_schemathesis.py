@@ -51,9 +51,20 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
         yield proc
 
 
+@pytest.fixture(scope="module")
+def control_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The control plane gets a server of its own: the faults and resets schemathesis
+    sends must not reach the vendor specs' runs. Its key is the development one."""
+    data = Path(tmp_path_factory.mktemp("schemathesis-control")) / "data"
+    with ServerProcess(data, env={"EVALDOCK_CONTROL__KEY": "test"}) as proc:
+        yield proc
+
+
 @pytest.fixture(params=spec_files())
-def api_schema(request: pytest.FixtureRequest, live_server: ServerProcess):
+def api_schema(request: pytest.FixtureRequest):
     spec = load_spec(request.param)
+    fixture = "control_server" if request.param == "evaldock.yaml" else "live_server"
+    live_server: ServerProcess = request.getfixturevalue(fixture)
     schema = schemathesis.from_uri(
         f"{live_server.url}{spec.prefix}/openapi.json", base_url=live_server.url
     )

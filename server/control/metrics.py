@@ -1,0 +1,130 @@
+"""Prometheus metrics, on a registry of evaldock's own (never the process-wide default,
+so two apps in one process — tests — do not collide).
+
+Requests by surface, operation and status with latency histograms (counted in the
+pipeline's hook); jobs by surface and state and the queue depth (read from ``job_view``
+at scrape time: one GROUP BY, not a counter to keep in step); engine usage (judge
+requests, cache hits, tokens, retries, errors) from each engine's ``usage`` counters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.responses import Response
+
+from ..db import Database
+from ..errors import VendorErrors
+from ..masking import mask_query
+from ..pipeline import Call
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+access_log = logging.getLogger("evaldock.access")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "evaldock_requests",
+            "Requests by surface, operation and status",
+            ["surface", "operation", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "evaldock_request_seconds",
+            "Request latency by surface and operation",
+            ["surface", "operation"],
+            registry=self.registry,
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.jobs = Gauge(
+            "evaldock_jobs",
+            "Jobs by surface and state",
+            ["surface", "state"],
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "evaldock_queue_depth", "Jobs queued, not yet claimed", registry=self.registry
+        )
+        self.engine_usage = Gauge(
+            "evaldock_engine_usage",
+            "Engine counters (requests, cache_hits, prompt_tokens, completion_tokens, "
+            "retries, invalid_outputs, errors)",
+            ["engine", "counter"],
+            registry=self.registry,
+        )
+
+    def observe(self, call: Call, status: int) -> None:
+        self.requests.labels(call.surface, call.operation_id, str(status)).inc()
+        self.latency.labels(call.surface, call.operation_id).observe(call.elapsed_ms / 1000)
+
+    async def render(
+        self, db: Database, kind_surfaces: Mapping[str, str], engines: Mapping[str, Any]
+    ) -> bytes:
+        rows = await db.fetchall(
+            "SELECT kind, status, COUNT(*) AS n FROM job_view GROUP BY kind, status"
+        )
+        counts: dict[tuple[str, str], int] = {}
+        queued = 0
+        for row in rows:
+            surface = kind_surfaces.get(row["kind"], row["kind"].split(".")[0])
+            key = (surface, row["status"])
+            counts[key] = counts.get(key, 0) + int(row["n"])
+            if row["status"] == "queued":
+                queued += int(row["n"])
+        self.jobs.clear()
+        for (surface, state), n in counts.items():
+            self.jobs.labels(surface, state).set(n)
+        self.queue_depth.set(queued)
+        for kind, engine in engines.items():
+            usage = getattr(engine, "usage", None)
+            if (
+                usage is not None
+                and dataclasses.is_dataclass(usage)
+                and not isinstance(usage, type)
+            ):
+                for counter, value in dataclasses.asdict(usage).items():
+                    self.engine_usage.labels(kind, counter).set(value)
+        return generate_latest(self.registry)
+
+
+class ObservabilityHook:
+    """Counts every request, echoes a request id, and writes the JSON access log."""
+
+    def __init__(self, metrics: Metrics, *, json_log: bool) -> None:
+        self.metrics = metrics
+        self.json_log = json_log
+
+    async def before(self, call: Call, errors: VendorErrors) -> Response | None:
+        call.request_id = call.request.headers.get("x-request-id", "")[:128] or uuid.uuid4().hex
+        return None
+
+    def after(self, call: Call, response: Response) -> Response | None:
+        # A request refused before the hooks ran (401) still gets an id.
+        call.request_id = call.request_id or uuid.uuid4().hex
+        response.headers["X-Request-Id"] = call.request_id
+        self.metrics.observe(call, response.status_code)
+        if self.json_log:
+            request = call.request
+            access_log.info(
+                json.dumps(
+                    {
+                        "request_id": call.request_id,
+                        "surface": call.surface,
+                        "operation": call.operation_id,
+                        "method": request.method,
+                        "path": request.url.path,
+                        "query": mask_query(request.url.query),
+                        "status": response.status_code,
+                        "duration_ms": round(call.elapsed_ms, 3),
+                    }
+                )
+            )
+        return None
