@@ -373,7 +373,13 @@ class QianfanProvider(Provider):
             raise param_invalid(
                 "evaluation", f"{task.id} has no results: its state is {task.state}"
             )
-        content = list(dict.fromkeys(req.body.get("exportContent") or EXPORT_FIELDS))
+        fields = list(dict.fromkeys(req.body.get("exportContent") or EXPORT_FIELDS))
+        result_ids = None
+        if req.body.get("exportOpt") == "part":
+            result_ids = req.body.get("resultIds")
+            if not result_ids:
+                raise param_invalid("resultIds", "is required when exportOpt is part")
+        content = {"fields": fields, "resultIds": result_ids}
         export_id = await self.store.create_export(req.tenant, task.id, content)
         return ok({"exportID": numeric_id(export_id), "exportIDStr": export_id})
 

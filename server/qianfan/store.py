@@ -285,7 +285,7 @@ class QianfanStore:
         return rows, int(total_row["n"]) if total_row else 0
 
     # -- exports ----------------------------------------------------------------------------
-    async def create_export(self, tenant: str, eval_id: str, content: list[str]) -> str:
+    async def create_export(self, tenant: str, eval_id: str, content: dict[str, Any]) -> str:
         export_id = new_id("ameex-")
         async with self.db.transaction() as tx:
             await tx.execute(

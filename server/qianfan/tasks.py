@@ -221,7 +221,9 @@ async def run_export(job: Job, data_dir: Path) -> None:
     export = await db.fetchone("SELECT * FROM qianfan_exports WHERE id = ?", (job.id,))
     if export is None:
         return
-    content = set(jsonio.decode(export["content"]))
+    spec = jsonio.decode(export["content"])
+    content = set(spec["fields"])
+    only = set(spec["resultIds"]) if spec.get("resultIds") is not None else None
     rows = await db.fetchall(
         "SELECT r.*, u.id AS unit_id, u.model_name, u.model_version, c.prompt, c.reference"
         " FROM qianfan_results r"
@@ -240,7 +242,8 @@ async def run_export(job: Job, data_dir: Path) -> None:
         for i, row in enumerate(rows):
             if i % CHECK_EVERY == 0:
                 ctx.check_cancelled()
-            lines.setdefault(row["case_idx"], []).append(case_entry(row, content))
+            if only is None or row["id"] in only:
+                lines.setdefault(row["case_idx"], []).append(case_entry(row, content))
         with (
             zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as zf,
             zf.open("data.jsonl", "w") as fh,

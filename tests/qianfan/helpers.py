@@ -90,3 +90,13 @@ def wait_state(client: Any, eval_id: Any, done=("Done", "PartlyDone", "Failed", 
             return detail
         time.sleep(0.05)
     raise AssertionError(f"evaluation {eval_id} did not finish: {detail}")
+
+
+def wait_export(client: Any, export_id: str) -> Any:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        info = ok(client, f"{EVAL}/result/export/info", {"exportID": export_id})
+        if info["state"] not in ("Pending", "Uploading"):
+            return info
+        time.sleep(0.05)
+    raise AssertionError(f"export {export_id} did not finish: {info}")

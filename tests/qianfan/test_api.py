@@ -24,6 +24,7 @@ from .helpers import (
     host_of,
     ok,
     signed_headers,
+    wait_export,
     wait_state,
 )
 
@@ -102,10 +103,7 @@ def test_export_zip_holds_one_array_per_case(client: Any) -> None:
     wait_state(client, created["evalId"])
     export = ok(client, f"{EVAL}/result/export", {"id": created["evalIdStr"]})
     assert export["exportIDStr"].startswith("ameex-")
-    for _ in range(200):
-        info = ok(client, f"{EVAL}/result/export/info", {"exportID": export["exportIDStr"]})
-        if info["state"] == "Done":
-            break
+    info = wait_export(client, export["exportIDStr"])
     assert info["state"] == "Done"
     # A capability URL: fetched without a signature.
     got = client.get(info["downloadUrl"])
@@ -271,3 +269,72 @@ def test_iam_failures(client: Any) -> None:
     assert r.status_code == 403
     r = client.get(f"{EVAL}/detail")
     assert r.status_code in (401, 405)
+
+
+def test_partial_export_and_fields(client: Any) -> None:
+    dataset_id = add_dataset(client, CASES)
+    created = create_eval(client, dataset_id)
+    wait_state(client, created["evalId"])
+    page = ok(client, f"{EVAL}/result/list", {"id": created["evalId"]})
+    wanted = page["items"][1]["id"]
+    body = {
+        "id": created["evalId"],
+        "exportOpt": "part",
+        "resultIds": [wanted],
+        "exportContent": ["prediction"],
+    }
+    export = ok(client, f"{EVAL}/result/export", body)
+    info = wait_export(client, export["exportIDStr"])
+    got = client.get(info["downloadUrl"])
+    lines = zipfile.ZipFile(io.BytesIO(got.content)).read("data.jsonl").decode().splitlines()
+    assert len(lines) == 1
+    (entry,) = json.loads(lines[0])
+    assert entry["prediction"] == CASES[1]["prediction"]
+    assert "prompt" not in entry and "metrics" not in entry
+    r = call(client, f"{EVAL}/result/export", {"id": created["evalId"], "exportOpt": "part"})
+    assert r.json()["error_msg"] == "param invalid: resultIds is required when exportOpt is part"
+
+
+def test_stop_a_running_task(make_client: Any) -> None:
+    client = make_client(**{"engines.judge.delay_ms": 50, "qianfan.concurrency": 1})
+    cases = [{"prompt": f"q{i}", "reference": f"a{i}"} for i in range(200)]
+    created = create_eval(client, add_dataset(client, cases))
+    wait_state(client, created["evalId"], done=("Doing",))
+    assert ok(client, f"{EVAL}/cancel", {"id": created["evalIdStr"]}) is True
+    detail = wait_state(client, created["evalId"], done=("Stopping", "Stopped"))
+    assert detail["state"] in ("Stopping", "Stopped")
+    assert wait_state(client, created["evalId"])["state"] == "Stopped"
+    r = call(client, f"{EVAL}/report", {"id": created["evalId"]}).json()
+    assert r["error_msg"].endswith("has no report: its state is Stopped")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"id": 2**60},
+        {"id": "9" * 40},
+        {"id": "ame-\u0000\ud7ff"},
+        {"id": ["ame-x"]},
+        {"id": None},
+        {"id": "x" * 65},
+    ],
+)
+def test_hostile_ids_are_param_invalid(client: Any, body: Any) -> None:
+    for route in ("detail", "report", "cancel", "result/list", "result/export"):
+        r = call(client, f"{EVAL}/{route}", body)
+        assert r.status_code == 200, r.text
+        assert r.json()["error_code"] == 500001
+
+
+def test_hostile_bodies(client: Any) -> None:
+    nested: Any = {}
+    for _ in range(200):
+        nested = {"a": nested}
+    for raw in (b"{", b"[]", b"null", json.dumps({"id": nested}).encode(), b"\xff\xfe"):
+        headers = signed_headers("POST", f"{EVAL}/detail", host_of(client))
+        r = client.post(f"{EVAL}/detail", content=raw, headers=headers)
+        assert r.status_code == 200 and r.json()["error_code"] == 500001, raw
+    r = call(client, f"{EVAL}/delete", {"evalIds": list(range(101))})
+    assert r.json()["error_msg"].startswith("param invalid: evalIds")
+    r = call(client, f"{DATASET}/create", {"name": "d", "cases": [{"prompt": 1, "reference": ""}]})
+    assert r.json()["error_code"] == 500001
