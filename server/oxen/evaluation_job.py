@@ -168,16 +168,22 @@ async def _embed(
     options = provider.options
 
     def work(ctx: BlockingContext) -> pa.Array:
-        parts: list[np.ndarray] = []
+        # One preallocated float32 matrix filled in place (no list of parts, no concat):
+        # rows x dim x 4 bytes is the only copy, and Arrow wraps it without copying.
+        out: np.ndarray | None = None
         done = 0
         for texts in _prompt_batches(table, prompt, options.embed_chunk_rows, total):
             ctx.check_cancelled()
-            vectors = embedder.encode(texts, batch_size=options.embed_batch_size)
-            parts.append(np.asarray(vectors, dtype=np.float32))
+            vectors = np.asarray(
+                embedder.encode(texts, batch_size=options.embed_batch_size), dtype=np.float32
+            )
+            if out is None:
+                out = np.empty((total, vectors.shape[1]), dtype=np.float32)
+            out[done : done + len(texts)] = vectors
             done += len(texts)
             asyncio.run_coroutine_threadsafe(job.progress(done, total), loop).result(60)
-        dim = parts[0].shape[1] if parts else int(embedder.dimension)
-        flat = np.concatenate(parts).reshape(-1) if parts else np.empty(0, np.float32)
+        dim = out.shape[1] if out is not None else int(embedder.dimension)
+        flat = out[:done].reshape(-1) if out is not None else np.empty(0, np.float32)
         offsets = np.arange(0, done * dim + 1, dim, dtype=np.int32)
         return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, pa.float32()))
 
