@@ -38,6 +38,11 @@ def _parser(decls: list[SurfaceDeclaration]) -> argparse.ArgumentParser:
         + ",".join(d.name for d in decls)
         + "); real mode then needs only their engines",
     )
+    for decl in decls:
+        for option in decl.serve_flags:
+            serve.add_argument(
+                option.flag, dest=f"setting:{option.setting}", help=f"{option.help} ({decl.name})"
+            )
     show = sub.add_parser("config", help="print the effective configuration as JSON")
     show.add_argument("--config", help="TOML configuration file")
     jobs = sub.add_parser("jobs", help="queued, running and waiting jobs with progress")
@@ -53,7 +58,12 @@ def _parser(decls: list[SurfaceDeclaration]) -> argparse.ArgumentParser:
 
 
 def _flags(args: argparse.Namespace) -> dict[str, object]:
-    return {
+    surface_flags = {
+        name.removeprefix("setting:"): value
+        for name, value in vars(args).items()
+        if name.startswith("setting:")
+    }
+    return surface_flags | {
         "server.host": getattr(args, "host", None),
         "server.port": getattr(args, "port", None),
         "server.data": getattr(args, "data", None),

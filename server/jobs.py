@@ -125,10 +125,12 @@ class BlockingContext:
         loop: asyncio.AbstractEventLoop,
         cancelled: threading.Event,
         on_say: Callable[[str], Coroutine[Any, Any, None]] | None,
+        job: Job | None = None,
     ) -> None:
         self._loop = loop
         self._cancelled = cancelled
         self._on_say = on_say
+        self._job = job
 
     def check_cancelled(self) -> None:
         """Raise :class:`JobCancelled` once the job is cancelled or the server stops.
@@ -136,6 +138,15 @@ class BlockingContext:
         Call it between steps (every few thousand rows): it costs one Event read."""
         if self._cancelled.is_set():
             raise JobCancelled
+
+    def progress(self, processed: int, total: int | None = None) -> None:
+        """Record the job's progress from the worker thread (waits for the commit)."""
+        self.check_cancelled()
+        if self._job is not None:
+            done = asyncio.run_coroutine_threadsafe(
+                self._job.progress(processed, total), self._loop
+            )
+            done.result(60)
 
     def say(self, message: str) -> None:
         """A progress line for the job's log (as the surface records it)."""
@@ -200,7 +211,7 @@ class Job:
         loop = asyncio.get_running_loop()
         cancelled = threading.Event()
         self.runner._blocking_flags.add(cancelled)
-        ctx = BlockingContext(loop, cancelled, on_say)
+        ctx = BlockingContext(loop, cancelled, on_say, self)
         call = contextvars.copy_context().run
         future = loop.run_in_executor(self.runner.executor, call, fn, ctx)
         try:

@@ -137,10 +137,6 @@ def _media(content_type: str) -> str:
     return content_type.split(";")[0].strip().lower()
 
 
-def _is_json(media: str) -> bool:
-    return media == "application/json" or media.endswith("+json")
-
-
 def check_content_type(op: Operation, request: Request) -> None:
     """415 only when a Content-Type is present, is not JSON-like for a JSON operation and
     the spec does not list it. Missing Content-Type on a JSON operation parses as JSON
@@ -148,7 +144,7 @@ def check_content_type(op: Operation, request: Request) -> None:
     given = _media(request.headers.get("content-type", ""))
     if not given or not op.body_media:
         return
-    if given in op.body_media or (_is_json(given) and op.body_schema is not None):
+    if given in op.body_media or (validation.is_json(given) and op.body_schema is not None):
         return
     if any(m.endswith("/*") and given.startswith(m[:-1]) for m in op.body_media):
         return

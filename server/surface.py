@@ -48,6 +48,16 @@ class JobKind:
     statuses: StatusMap
 
 
+@dataclass(frozen=True)
+class ServeFlag:
+    """An ``evaldock serve`` option a surface adds, setting one of its settings
+    (``ServeFlag("--spicepod", "spice.spicepod", "the spicepod.yaml to serve")``)."""
+
+    flag: str
+    setting: str
+    help: str
+
+
 class NoSettings(msgspec.Struct, kw_only=True):
     pass
 
@@ -62,6 +72,7 @@ class SurfaceDeclaration:
     engines: tuple[str, ...] = ()
     jobs: Mapping[str, JobKind] = field(default_factory=dict)
     cli: SurfaceCli | ModuleType | None = None
+    serve_flags: tuple[ServeFlag, ...] = ()
     # Where the spec lives: ``openapi/<name>.yaml`` of the package unless given.
     spec_file: Path | None = None
     # Package holding ``migrations/``: the declaring package unless given.

@@ -199,6 +199,11 @@ def decode_json(raw: bytes) -> Any:
     return value
 
 
+def is_json(media: str) -> bool:
+    """``application/json`` and ``*+json`` — not ``application/x-ndjson`` (JSON Lines)."""
+    return media == "application/json" or media.endswith("+json")
+
+
 def body(op: Operation, raw: bytes, media: str = "") -> Any:
     """The decoded JSON body (None for uploads and non-JSON media the spec accepts)."""
     if op.streamed:
@@ -207,7 +212,7 @@ def body(op: Operation, raw: bytes, media: str = "") -> Any:
         if op.body_required:
             raise RequestInvalid("Request body is required")
         return None
-    if op.body_schema is None or (media and media in op.body_media and "json" not in media):
+    if op.body_schema is None or (media and media in op.body_media and not is_json(media)):
         # The operation takes no JSON body, or this one came as another listed media
         # type (SQL as text/plain, say): the handler reads raw_body.
         return None

@@ -25,35 +25,37 @@ from ..pipeline import Call
 
 
 class Journal:
+    """Entries are kept raw (the request's header list, body bytes) and masked, decoded
+    and shaped only when read: recording is on every request's path, reading is not."""
+
     def __init__(self, size: int, file: Path | None = None) -> None:
-        self.entries: collections.deque[dict[str, Any]] = collections.deque(maxlen=size)
+        self.entries: collections.deque[tuple[Any, ...]] = collections.deque(maxlen=size)
         self.file = file
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
     def record(self, call: Call, response: Response) -> None:
         request = call.request
-        body = bytes(call.body_preview)
-        entry = {
-            "id": str(next(self._ids)),
-            "time": datetime.fromtimestamp(call.started, UTC).isoformat(timespec="milliseconds"),
-            "surface": call.surface,
-            "operation": call.operation_id,
-            "method": request.method,
-            "path": request.url.path,
-            "query": mask_query(request.url.query),
-            "headers": mask_headers(dict(request.headers)),
-            "body": body.decode("utf-8", "replace") if body else None,
-            "body_truncated": call.body_truncated,
-            "status": response.status_code,
-            "duration_ms": round(call.elapsed_ms, 3),
-            "tenant": call.tenant,
-        }
+        raw = (
+            next(self._ids),
+            call.started,
+            call.surface,
+            call.operation_id,
+            request.method,
+            request.url.path,
+            request.url.query,
+            request.headers.raw,
+            bytes(call.body_preview),
+            call.body_truncated,
+            response.status_code,
+            call.elapsed_ms,
+            call.tenant,
+        )
         with self._lock:
-            self.entries.append(entry)
-            if self.file is not None:
-                with self.file.open("a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(entry) + "\n")
+            self.entries.append(raw)
+        if self.file is not None:
+            with self._lock, self.file.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(_shape(raw)) + "\n")
 
     def find(
         self,
@@ -66,21 +68,41 @@ class Journal:
     ) -> list[dict[str, Any]]:
         with self._lock:
             entries = list(self.entries)
-        out = [
+        picked = [
             e
             for e in entries
-            if (surface is None or e["surface"] == surface)
-            and (operation is None or e["operation"] == operation)
-            and (method is None or e["method"] == method.upper())
-            and (path is None or fnmatch.fnmatchcase(e["path"], path))
+            if (surface is None or e[2] == surface)
+            and (operation is None or e[3] == operation)
+            and (method is None or e[4] == method.upper())
+            and (path is None or fnmatch.fnmatchcase(e[5], path))
         ]
-        return out[-limit:]
+        return [_shape(e) for e in picked[-limit:]]
 
     def clear(self) -> int:
         with self._lock:
             n = len(self.entries)
             self.entries.clear()
         return n
+
+
+def _shape(raw: tuple[Any, ...]) -> dict[str, Any]:
+    (n, started, surface, operation, method, path, query, headers, body, truncated, status,
+     elapsed, tenant) = raw  # fmt: skip
+    return {
+        "id": str(n),
+        "time": datetime.fromtimestamp(started, UTC).isoformat(timespec="milliseconds"),
+        "surface": surface,
+        "operation": operation,
+        "method": method,
+        "path": path,
+        "query": mask_query(query),
+        "headers": mask_headers({k.decode("latin-1"): v.decode("latin-1") for k, v in headers}),
+        "body": body.decode("utf-8", "replace") if body else None,
+        "body_truncated": truncated,
+        "status": status,
+        "duration_ms": round(elapsed, 3),
+        "tenant": tenant,
+    }
 
 
 class JournalHook:

@@ -1,0 +1,81 @@
+"""What the control plane costs a poll: evaldock with its defaults (journal recording,
+metrics counting, request ids) against the same server with ``[control] enabled =
+false``, in alternating runs of keep-alive pollers on a completed evaluation.
+
+Prints each run and the medians; the cost is 1 - on/off (target: at most 10%).
+
+    .venv/bin/python scripts/bench_control.py --runs 5 --clients 100 --duration 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import bench_poll as bp  # noqa: E402  (a sibling script, not a package)
+
+
+async def serve(tmp: Path, name: str, env: dict[str, str]) -> tuple[object, int, str]:
+    port = bp.free_port()
+    cmd = [
+        *bp.evaldock_command(argparse.Namespace(evaldock="")),
+        "serve",
+        "--mode",
+        "mock",
+        "--data",
+        str(tmp / name),
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    os.environ.update(env)
+    try:
+        proc = bp.start(cmd, tmp / f"{name}.log")
+    finally:
+        for key in env:
+            os.environ.pop(key, None)
+    await bp.wait_ready(port, "/_evaldock/health")
+    conn = await bp.Conn.open(port)
+    eval_id, _ = await bp.create_evaluation(conn)
+    await bp.poll_until_done(conn, eval_id, interval=0.1, timeout=120)
+    conn.close()
+    return proc, port, f"/v1/evaluations/{eval_id}"
+
+
+async def main(args: argparse.Namespace) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-control-"))
+    procs = []
+    try:
+        on = await serve(tmp, "on", {})
+        off = await serve(tmp, "off", {"EVALDOCK_CONTROL__ENABLED": "false"})
+        procs = [on[0], off[0]]
+        print(f"{args.clients} keep-alive pollers, {args.duration:g} s per run, alternating")
+        print(f"{'run':>4} {'control on req/s':>17} {'control off req/s':>18}")
+        ons, offs = [], []
+        for i in range(args.runs):
+            for label, (proc, port, path), bucket in (("on", on, ons), ("off", off, offs)):
+                r, _, _ = await bp.rate(port, proc.pid, path, args.clients, args.duration)  # type: ignore[attr-defined]
+                bucket.append(r)
+            print(f"{i + 1:>4} {ons[-1]:>17.0f} {offs[-1]:>18.0f}", flush=True)
+        m_on, m_off = statistics.median(ons), statistics.median(offs)
+        print(f"median {m_on:>13.0f} {m_off:>18.0f}   cost {100 * (1 - m_on / m_off):.1f}%")
+    finally:
+        for proc in procs:
+            bp.stop_process(proc)  # type: ignore[arg-type]
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--duration", type=float, default=4.0)
+    asyncio.run(main(parser.parse_args()))
