@@ -93,6 +93,17 @@ class QianfanErrors(VendorErrors):
         # A wrong Content-Type is a parameter error to the console (HTTP 200, 500001).
         return param_invalid("Content-Type", f"{given} is not accepted; send {accepted[0]}")
 
+    def injected(self, status: int, message: str, code: int | None = None) -> Response:
+        """A control-plane fault: with a business ``code`` the console's body at HTTP 200
+        (the SDK retries 336100, 18 and 500000 — what a retry test injects); else the
+        gateway's answer at ``status``."""
+        if code is not None:
+            return JSONResponse(
+                {"log_id": log_id(), "error_code": code, "error_msg": message},
+                status_code=200 if status < 300 else status,
+            )
+        return super().injected(status, message, code)
+
     def internal(self) -> ApiError:
         return _gateway(500, "InternalError", "Internal server error", ErrorCode.INTERNAL)
 

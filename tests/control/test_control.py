@@ -245,3 +245,20 @@ def test_timing_from_configuration(app_client) -> None:
     client = app_client(**{"control.timing": {"objective": {"mode": "hold"}}})
     timing = client.get("/_evaldock/jobs/objective/timing", headers=CTRL).json()
     assert timing == {"mode": "hold", "n": 0}
+
+
+def test_qianfan_business_code_fault_at_http_200(settings_factory) -> None:
+    settings = settings_factory(**{"server.surfaces": ["qianfan"], "control.key": KEY})
+    with TestClient(create_app(settings)) as client:
+        client.post(
+            "/_evaldock/faults",
+            json={"surface": "qianfan", "status": 200, "code": 336100, "message": "busy"},
+            headers=CTRL,
+        )
+        # Faults answer after authentication: an unsigned call still gets IAM's 401.
+        assert (
+            client.post("/qianfan/wenxinworkshop/modelrepo/eval/detail", json={}).status_code == 401
+        )
+        fault = client.app.state.control.faults.active()[0]
+        body = client.app.state.runtimes[0].provider.errors.injected(200, "busy", fault.code)
+        assert body.status_code == 200 and b'"error_code":336100' in body.body
