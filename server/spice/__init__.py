@@ -1,7 +1,7 @@
 """The Spice.ai runtime's evals surface (v1.x): spicepod evals, exact scorers, runs and
 results as ``eval.runs`` / ``eval.results`` over read-only SQL."""
 
-from ..surface import JobKind, SurfaceDeclaration
+from ..surface import JobKind, ServeFlag, SurfaceDeclaration
 from .provider import SpiceProvider, SpiceSettings
 from .store import JOB_KIND, STATUSES
 
@@ -11,4 +11,6 @@ SURFACE = SurfaceDeclaration(
     settings=SpiceSettings,
     engines=("judge", "embedder"),
     jobs={JOB_KIND: JobKind("run_eval_job", STATUSES)},
+    # `evaldock serve --spicepod ./spicepod.yaml`, as `spice run` serves the pod it finds.
+    serve_flags=(ServeFlag("--spicepod", "spice.spicepod", "the spicepod.yaml to serve"),),
 )

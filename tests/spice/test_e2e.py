@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.live import toml_from_flags
 from tests.serverproc import ServerProcess
@@ -88,3 +89,21 @@ def test_a_run_cut_off_by_sigkill_is_redone_after_restart(tmp_path: Path) -> Non
         assert rows == [{"n": 40}]  # 20 cases x 2 scorers, once
     finally:
         server.stop()
+
+
+def test_serve_spicepod_flag(tmp_path: Path) -> None:
+    """`evaldock serve --spicepod PATH` serves that pod (the flag beats [spice] spicepod)."""
+    pod = write_pod(tmp_path / "pod", 5)
+    config = tmp_path / "evaldock.toml"
+    config.write_text(toml_from_flags({"spice.spicepod": str(tmp_path / "absent.yaml")}))
+    server = ServerProcess(tmp_path / "data", config=config, extra_args=["--spicepod", str(pod)])
+    with server:
+        names = [s["name"] for s in httpx.get(f"{server.url}/v1/evals").json()]
+        assert names == ["exact", "fuzzy", "semantic", "judged", "broken"]
+        run = httpx.post(f"{server.url}/v1/evals/exact", json={"model": "replay"}).json()[0]
+        assert run["metrics"] == {"match/mean": 0.4, "includes/mean": 0.6}
+    missing = ServerProcess(
+        tmp_path / "data2", extra_args=["--spicepod", str(tmp_path / "nope.yaml")]
+    )
+    with pytest.raises(RuntimeError, match=r"cannot read the spicepod .*nope\.yaml"):
+        missing.start(timeout=30)
