@@ -19,8 +19,10 @@ from ..masking import mask_key
 from ..spec import Operation
 from ..surface import ApiRequest, Provider
 from . import datasets as ds
+from . import v2
 from .auth import BceAuthenticator, key_pairs
 from .errors import QianfanErrors, evaluation_not_found, log_id, param_invalid
+from .modes import JudgeConfig, judge_config, manual_scales, unit_judge_stats, unit_manual_stats
 from .store import (
     EXPORT_STATUSES,
     METRIC_COLUMNS,
@@ -35,9 +37,10 @@ from .urls import UrlSigner, load_secret
 
 MOCK_MODEL = "amv-evaldock-mock"
 EVAL_MODES = ("rule", "model", "manual")
-AVAILABLE_MODES = ("rule",)  # judge and manual modes: the second Qianfan issue
 EXPORT_FIELDS = ("prompt", "prediction", "completion", "metrics")
 FINISHED = ("Done", "PartlyDone")
+# A task waiting for manual scores already has its automatic parts' report and results.
+REPORTABLE = (*FINISHED, "DoingWithManualBegin")
 
 
 class QianfanSettings(msgspec.Struct, kw_only=True):
@@ -56,10 +59,26 @@ class QianfanSettings(msgspec.Struct, kw_only=True):
     # Model version (or model) id -> generation backend: a model name the judge engine
     # serves ([judge.models]); "" is the judge's own model (the mock in mock mode).
     models: dict[str, str] = msgspec.field(default_factory=dict)
+    # Judge mode: the referee scale runs judge_min_score..prompt.maxScore (default below).
+    judge_min_score: int = 1
+    judge_max_score: int = 5
+    # Characters of the referee prompt's metric and steps, each: the platform refuses
+    # longer ones (200, bce-qianfan-sdk #404); evaldock refuses them at eval/create.
+    max_prompt_chars: int = 200
+    # Characters of the referee prompt's templateContent.
+    max_template_chars: int = 4000
+    # Manual mode: the top of a dimension's 0..top scale unless the dimension sets
+    # maxScore (1, as the vendor's example report shows 0/1 scores).
+    manual_max_score: int = 1
 
 
 def ok(result: Any) -> Response:
     return JSONResponse({"log_id": log_id(), "result": result})
+
+
+def ok_v2(result: Any) -> Response:
+    request_id = log_id()
+    return JSONResponse({"requestId": request_id, "log_id": request_id, "result": result})
 
 
 def _id_text(value: Any) -> str:
@@ -116,7 +135,19 @@ class QianfanProvider(Provider):
         return self._metrics
 
     async def run_eval(self, job: Job) -> None:
-        await run_task(job, self.ctx.engine("judge"), self.metrics_engine, self.options.concurrency)
+        await run_task(
+            job,
+            self.ctx.engine("judge"),
+            self.metrics_engine,
+            self.options.concurrency,
+            self.judge_config,
+        )
+
+    def judge_config(self, conf: dict[str, Any]) -> JudgeConfig:
+        o = self.options
+        return judge_config(
+            conf, o.judge_min_score, o.judge_max_score, o.max_prompt_chars, o.max_template_chars
+        )
 
     async def run_export(self, job: Job) -> None:
         await run_export(job, self.settings.data_dir)
@@ -143,7 +174,11 @@ class QianfanProvider(Provider):
     # -- evaluation tasks -------------------------------------------------------------------
     # POST /wenxinworkshop/modelrepo/eval/create
     async def create_eval(self, req: ApiRequest) -> Response:
-        body = req.body
+        num, eval_id = await self._create(req.tenant, req.body)
+        return ok({"evalId": num, "evalIdStr": eval_id})
+
+    async def _create(self, tenant: str, body: dict[str, Any]) -> tuple[int, str]:
+        """A task from a v1 eval/create body (v2's CreateEvalTask is translated to it)."""
         conf: dict[str, Any] = dict(body["evalStandardConf"])
         modes = [m.strip() for m in str(conf.get("evalMode", "")).split(",") if m.strip()]
         for mode in modes:
@@ -151,26 +186,27 @@ class QianfanProvider(Provider):
                 raise param_invalid(
                     "evalStandardConf.evalMode", f"{mode} is not one of rule, model, manual"
                 )
-            if mode not in AVAILABLE_MODES:
-                raise param_invalid(
-                    "evalStandardConf.evalMode",
-                    f"{mode} is not available on this server yet (rule is)",
-                )
         if not modes:
             raise param_invalid("evalStandardConf.evalMode", "must name rule, model or manual")
+        judge = self.ctx.engine("judge")
+        judge_signature = ""
+        if "model" in modes:
+            referee = self.judge_config(conf)
+            judge_signature = f"{judge.signature}|prompt:{referee.version}"
+        if "manual" in modes:
+            manual_scales(conf, self.options.manual_max_score)
         if body.get("id") is not None:
             raise param_invalid(
                 "id", f"{body['id']} is not a pending evaluation (tasks start at creation)"
             )
         dataset_id = _id_text(body["datasetId"])
-        dataset = await self.store.dataset(dataset_id, req.tenant)
+        dataset = await self.store.dataset(dataset_id, tenant)
         if dataset is None:
             raise param_invalid(
                 "datasetId",
                 f"{dataset_id} not found; register it with `evaldock qianfan add-dataset` or "
                 "POST /wenxinworkshop/evaldock/dataset/create",
             )
-        judge = self.ctx.engine("judge")
         known = set(judge.known_models())
         units = []
         for i, info in enumerate(body["versionEvalInfo"]):
@@ -193,8 +229,8 @@ class QianfanProvider(Provider):
                 )
             )
         conf["evalMode"] = ",".join(modes)
-        num, eval_id = await self.store.create_task(
-            req.tenant,
+        return await self.store.create_task(
+            tenant,
             name=body["name"],
             description=body.get("description") or "",
             dataset=dataset,
@@ -202,8 +238,8 @@ class QianfanProvider(Provider):
             standard_conf=conf,
             units=units,
             metrics_signature=self.metrics_engine().signature,
+            judge_signature=judge_signature,
         )
-        return ok({"evalId": num, "evalIdStr": eval_id})
 
     # POST /wenxinworkshop/modelrepo/eval/detail
     async def eval_detail(self, req: ApiRequest) -> Response:
@@ -242,9 +278,18 @@ class QianfanProvider(Provider):
 
     # POST /wenxinworkshop/modelrepo/eval/report
     async def eval_report(self, req: ApiRequest) -> Response:
-        task = await self._task(req)
-        if task.state not in FINISHED:
+        return ok(await self._report(await self._task(req)))
+
+    async def _report(self, task: Task) -> list[dict[str, Any]]:
+        if task.state not in REPORTABLE:
             raise param_invalid("evaluation", f"{task.id} has no report: its state is {task.state}")
+        modes = task.modes
+        referee = self.judge_config(task.standard_conf) if "model" in modes else None
+        scales = (
+            manual_scales(task.standard_conf, self.options.manual_max_score)
+            if "manual" in modes
+            else None
+        )
         dataset = await self.store.dataset(task.dataset_id, task.tenant)
         with_predictions = bool(dataset and dataset["with_predictions"])
         entries = []
@@ -264,6 +309,16 @@ class QianfanProvider(Provider):
                     "manualScoreDistribution": None,
                 }
             )
+            if referee is not None:
+                effect.update(
+                    await unit_judge_stats(
+                        self.db, task.id, u["idx"], referee.min_score, referee.max_score
+                    )
+                )
+            if scales is not None:
+                manual, impression = await unit_manual_stats(self.db, task.id, u["idx"], scales)
+                effect.update(manual)
+                effect["subjectiveImpression"] = impression
             entries.append(
                 {
                     "modelName": u["model_name"],
@@ -286,9 +341,10 @@ class QianfanProvider(Provider):
                     "effectMetric": effect,
                     "performanceMetric": {},
                     "metricsSignature": task.metrics_signature,
+                    "judgeSignature": task.judge_signature,
                 }
             )
-        return ok(entries)
+        return entries
 
     # POST /wenxinworkshop/modelrepo/eval/cancel
     async def eval_cancel(self, req: ApiRequest) -> Response:
@@ -333,12 +389,15 @@ class QianfanProvider(Provider):
             if task is None:
                 raise param_invalid(f"evalIds[{i}]", f"evaluation {ref} not found")
             found.append(task.id)
+        await self._delete(found)
+        return ok(True)
+
+    async def _delete(self, found: list[str]) -> None:
         unique = list(dict.fromkeys(found))
         exports = await self.store._export_ids(unique)
         await self.store.delete_tasks(unique)
         for export_id in exports:
             export_path(self.settings.data_dir, export_id).unlink(missing_ok=True)
-        return ok(True)
 
     # POST /wenxinworkshop/modelrepo/eval/model/list
     async def eval_model_list(self, req: ApiRequest) -> Response:
@@ -369,7 +428,7 @@ class QianfanProvider(Provider):
             raise param_invalid(
                 "exportType", "storage (a private BOS bucket) is not available here; use local"
             )
-        if task.state not in FINISHED:
+        if task.state not in REPORTABLE:
             raise param_invalid(
                 "evaluation", f"{task.id} has no results: its state is {task.state}"
             )
@@ -440,3 +499,112 @@ class QianfanProvider(Provider):
     async def list_datasets(self, req: ApiRequest) -> Response:
         rows = await self.store.datasets(req.tenant)
         return ok({"items": [ds.dataset_view(r) for r in rows]})
+
+    # -- manual scores (evaldock extension) -------------------------------------------------
+    # POST /wenxinworkshop/evaldock/eval/manual/score
+    async def submit_manual_scores(self, req: ApiRequest) -> Response:
+        task = await self._task(req)
+        if "manual" not in task.modes:
+            raise param_invalid(
+                "evaluation", f"{task.id} has no manual mode (evalMode {task.eval_mode})"
+            )
+        if task.state != "DoingWithManualBegin":
+            raise param_invalid(
+                "evaluation",
+                f"{task.id} is {task.state}; manual scores are taken in DoingWithManualBegin",
+            )
+        scales = manual_scales(task.standard_conf, self.options.manual_max_score)
+        units = await self.store.units(task.id)
+        inferred = await self.store.inferred_cases(task.id)
+
+        def unit_of(item: dict[str, Any], field: str) -> int:
+            ref = item.get("evalUnitId", item.get("modelVersionId"))
+            if ref is None:
+                if len(units) == 1:
+                    return int(units[0]["idx"])
+                raise param_invalid(
+                    f"{field}.evalUnitId",
+                    f"is required: the task evaluates {len(units)} model versions",
+                )
+            for u in units:
+                names = {u["id"], u["model_version_id"], string_id(u["model_version_id"], "amv-")}
+                if str(ref) in names or ref == u["model_version_num"]:
+                    return int(u["idx"])
+            raise param_invalid(f"{field}.evalUnitId", f"{ref} is not a model version of {task.id}")
+
+        scores = []
+        for i, item in enumerate(req.body.get("scores") or []):
+            field = f"scores[{i}]"
+            unit = unit_of(item, field)
+            case, dim, score = item["caseIndex"], item["dimension"], item["score"]
+            if (unit, case) not in inferred:
+                raise param_invalid(
+                    f"{field}.caseIndex", f"{case} has no inferred result for that model version"
+                )
+            if dim not in scales:
+                raise param_invalid(
+                    f"{field}.dimension", f"{dim} is not one of the task's {list(scales)}"
+                )
+            if score != -1 and not 0 <= score <= scales[dim]:
+                raise param_invalid(
+                    f"{field}.score",
+                    f"{score} is outside 0..{scales[dim]} for {dim} (or -1: not scored)",
+                )
+            scores.append((unit, case, dim, score))
+        impressions = [
+            (unit_of(item, f"subjectiveImpressions[{i}]"), item["subjectiveImpression"])
+            for i, item in enumerate(req.body.get("subjectiveImpressions") or [])
+        ]
+        needed = len(inferred) * len(scales)
+        held, finished = await self.store.save_manual(
+            task.id, scores, impressions, bool(req.body.get("finish")), needed
+        )
+        if finished:
+            await self.runner.resume(task.id)
+        return ok({"evalIdStr": task.id, "scored": held, "needed": needed, "finished": finished})
+
+    # -- v2 ---------------------------------------------------------------------------------
+    # POST /v2/eval?Action=...
+    async def eval_v2(self, req: ApiRequest) -> Response:
+        action = str(req.query.get("Action", ""))
+        body: dict[str, Any] = req.body if isinstance(req.body, dict) else {}
+        v2.check_body(action, body)
+        if action == "CreateEvalTask":
+            num, eval_id = await self._create(req.tenant, v2.v1_create_body(body))
+            return ok_v2({"taskId": eval_id, "evalId": num})
+        if action == "DescribeEvalTasks":
+            return ok_v2(await self._v2_list(req.tenant, body))
+        task = await self.store.task(req.tenant, body["taskId"])
+        if task is None:
+            raise param_invalid("taskId", f"{body['taskId']} not found")
+        if action == "DescribeEvalTask":
+            return ok_v2(v2.task_view(task, await self.store.units(task.id)))
+        if action == "DescribeEvalTaskReport":
+            return ok_v2({"taskId": task.id, "reportList": await self._report(task)})
+        await self._delete([task.id])  # DeleteEvalTask
+        return ok_v2(True)
+
+    async def _v2_list(self, tenant: str, body: dict[str, Any]) -> dict[str, Any]:
+        max_keys = int(body.get("maxKeys") or v2.DEFAULT_MAX_KEYS)
+        marker = str(body.get("marker") or "")
+        after = None
+        if marker:
+            start = await self.store.task(tenant, marker)
+            if start is None:
+                raise param_invalid("marker", f"{marker} is not a task id")
+            after = start.num
+        reverse = bool(body.get("pageReverse"))
+        tasks = await self.store.tasks_after(
+            tenant, after, max_keys + 1, reverse, str(body.get("keyFilter") or "")
+        )
+        page, truncated = tasks[:max_keys], len(tasks) > max_keys
+        views = [v2.task_view(t, await self.store.units(t.id)) for t in page]
+        return {
+            "taskList": views,
+            "pageInfo": {
+                "marker": marker,
+                "maxKeys": max_keys,
+                "isTruncated": truncated,
+                "nextMarker": page[-1].id if truncated else "",
+            },
+        }

@@ -84,6 +84,8 @@ class Task:
     case_count: int
     stop_requested: bool
     metrics_signature: str
+    judge_signature: str
+    manual_finished: bool
     created_at: str
     job_status: str
     processed: int
@@ -100,6 +102,8 @@ class Task:
     @property
     def state(self) -> str:
         word: str = EVAL_STATUSES.word(self.job_status)
+        if word == "Pending" and self.manual_finished:
+            word = "Doing"  # resumed after the manual scores: not back to the queue's start
         if word == "Doing" and self.stop_requested:
             return "Stopping"
         if word == "Done" and self.failed_cases:
@@ -138,6 +142,7 @@ class QianfanStore:
         standard_conf: dict[str, Any],
         units: list[Unit],
         metrics_signature: str,
+        judge_signature: str = "",
     ) -> tuple[int, str]:
         eval_id = new_id("ame-")
         cases = int(dataset["case_count"])
@@ -145,7 +150,7 @@ class QianfanStore:
             cur = await tx.execute(
                 "INSERT INTO qianfan_evals (id, tenant, name, description, dataset_id,"
                 " dataset_name, eval_mode, standard_conf, case_count, metrics_signature,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " judge_signature, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     eval_id,
                     tenant,
@@ -157,6 +162,7 @@ class QianfanStore:
                     jsonio.encode(standard_conf),
                     cases,
                     metrics_signature,
+                    judge_signature,
                     utcnow(),
                 ),
             )
@@ -186,7 +192,8 @@ class QianfanStore:
     _SELECT = (
         "SELECT e.num, e.id, e.tenant, e.name, e.description, e.dataset_id, e.dataset_name,"
         " e.eval_mode, e.standard_conf, e.case_count, e.stop_requested, e.metrics_signature,"
-        " e.created_at, j.status AS job_status, j.processed, j.total, j.error AS job_error,"
+        " e.judge_signature, e.manual_finished, e.created_at, j.status AS job_status,"
+        " j.processed, j.total, j.error AS job_error,"
         " j.started_at, j.finished_at,"
         " (SELECT COUNT(*) FROM qianfan_results r WHERE r.eval_id = e.id"
         "  AND r.error IS NOT NULL) AS failed_cases"
@@ -198,6 +205,7 @@ class QianfanStore:
         values = dict(row)
         values["standard_conf"] = jsonio.decode(values["standard_conf"])
         values["stop_requested"] = bool(values["stop_requested"])
+        values["manual_finished"] = bool(values["manual_finished"])
         return Task(**values)
 
     async def task(self, tenant: str, ref: int | str) -> Task | None:
@@ -212,6 +220,64 @@ class QianfanStore:
             self._SELECT + f" WHERE {where} AND e.tenant = ?", (key, tenant)
         )
         return self._task(row) if row else None
+
+    async def tasks_after(
+        self, tenant: str, after: int | None, limit: int, reverse: bool, key: str
+    ) -> list[Task]:
+        """One page of a tenant's tasks by evalId (v2 marker paging): ``limit`` rows after
+        (or, reversed, before) ``after``, matching ``key`` in name or id when given."""
+        where, args = ["e.tenant = ?"], [tenant]
+        if after is not None:
+            where.append("e.num < ?" if reverse else "e.num > ?")
+            args.append(after)
+        if key:
+            where.append("(instr(e.name, ?) > 0 OR e.id = ?)")
+            args += [key, key]
+        order = "DESC" if reverse else "ASC"
+        rows = await self.db.fetchall(
+            self._SELECT + " WHERE " + " AND ".join(where) + f" ORDER BY e.num {order} LIMIT ?",
+            [*args, limit],
+        )
+        return [self._task(r) for r in rows]
+
+    # -- manual scores ----------------------------------------------------------------------
+    async def inferred_cases(self, eval_id: str) -> set[tuple[int, int]]:
+        rows = await self.db.fetchall(
+            "SELECT unit_idx, case_idx FROM qianfan_results WHERE eval_id = ? AND error IS NULL",
+            (eval_id,),
+        )
+        return {(r["unit_idx"], r["case_idx"]) for r in rows}
+
+    async def save_manual(
+        self,
+        eval_id: str,
+        scores: list[tuple[int, int, str, int]],
+        impressions: list[tuple[int, str]],
+        finish: bool,
+        needed: int,
+    ) -> tuple[int, bool]:
+        """Store scores (unit, case, dimension, score) and impressions; returns how many
+        (unit, case, dimension) scores the task holds and whether manual work is finished
+        (``finish`` asked, or all ``needed`` scores are in)."""
+        async with self.db.transaction() as tx:
+            await tx.executemany(
+                "INSERT OR REPLACE INTO qianfan_manual_scores VALUES (?, ?, ?, ?, ?)",
+                [(eval_id, *s) for s in scores],
+            )
+            await tx.executemany(
+                "INSERT OR REPLACE INTO qianfan_impressions VALUES (?, ?, ?)",
+                [(eval_id, *i) for i in impressions],
+            )
+            row = await tx.fetchone(
+                "SELECT COUNT(*) AS n FROM qianfan_manual_scores WHERE eval_id = ?", (eval_id,)
+            )
+            held = int(row["n"]) if row else 0
+            finished = finish or held >= needed
+            if finished:
+                await tx.execute(
+                    "UPDATE qianfan_evals SET manual_finished = 1 WHERE id = ?", (eval_id,)
+                )
+        return held, finished
 
     async def units(self, eval_id: str) -> list[Row]:
         return await self.db.fetchall(

@@ -11,6 +11,8 @@ A task runs in two steps, each resumable after a crash from what it stored:
    cases of each unit on the runner's pool (``check_cancelled`` every ``CHECK_EVERY``
    cases), per-case values and each unit's means written in one transaction. Cases whose
    inference failed are left out; the task then reads ``PartlyDone``.
+3. judge scores (``model``): see modes.py; cases without a judge score are scored.
+4. manual (``manual``): the job waits (DoingWithManualBegin) until people finish.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from evaldock.engines.text_metrics import CaseMetrics, TextMetrics, aggregate
 from .. import jsonio
 from ..db import Row
 from ..jobs import BlockingContext, Job, JobFailed
+from .modes import JudgeConfig, run_judge
 from .store import METRIC_COLUMNS
 
 FLUSH_EVERY = 32  # results per commit during inference
@@ -48,7 +51,11 @@ def selected_metrics(score_modes: list[str] | None) -> set[str]:
 
 
 async def run_task(
-    job: Job, judge: Any, metrics_engine: Callable[[], TextMetrics], in_flight: int
+    job: Job,
+    judge: Any,
+    metrics_engine: Callable[[], TextMetrics],
+    in_flight: int,
+    judge_config: Callable[[dict[str, Any]], JudgeConfig],
 ) -> None:
     db = job.db
     task = await db.fetchone("SELECT * FROM qianfan_evals WHERE id = ?", (job.id,))
@@ -70,7 +77,11 @@ async def run_task(
     done = {(r["unit_idx"], r["case_idx"]) for r in done_rows}
     pending = [(u, c) for u in units for c in cases if (u["idx"], c["idx"]) not in done]
     inference_total = len(units) * len(cases)
-    await job.progress(len(done), inference_total)
+    modes = task["eval_mode"].split(",")
+    conf = jsonio.decode(task["standard_conf"])
+    # Judge mode doubles the work: one judge call per inferred case after inference.
+    total = inference_total * (2 if "model" in modes else 1)
+    await job.progress(len(done), total)
     await _infer(job, judge, pending, len(done), in_flight)
 
     failures = await db.fetchone(
@@ -83,9 +94,14 @@ async def run_task(
             f"inference failed for every case ({failures['first']}); map the model versions "
             "to a served model in [qianfan.models] or give the dataset a prediction field"
         )
-    if "rule" in task["eval_mode"].split(","):
-        conf = jsonio.decode(task["standard_conf"])
+    if "rule" in modes and await _rules_pending(job):
         await _rule_metrics(job, metrics_engine, selected_metrics(conf.get("scoreModes")))
+    if "model" in modes:
+        await run_judge(job, judge, judge_config(conf), in_flight, -1, total)
+    if "manual" in modes and not task["manual_finished"]:
+        # Resumed by the final manual call (or the last missing score); the handler then
+        # runs again from the top, finds every step stored, and ends here.
+        await job.wait("waiting for manual scores (POST .../evaldock/eval/manual/score)")
 
 
 async def _infer(
@@ -130,6 +146,15 @@ async def _infer(
     finally:
         for t in tasks:
             t.cancel()
+
+
+async def _rules_pending(job: Job) -> bool:
+    """Whether a unit lacks its rule metrics (a resumed manual task has them all)."""
+    row = await job.db.fetchone(
+        "SELECT COUNT(*) AS n FROM qianfan_units WHERE eval_id = ? AND metrics IS NULL",
+        (job.id,),
+    )
+    return bool(row and row["n"])
 
 
 async def _rule_metrics(
@@ -210,9 +235,22 @@ def case_entry(row: Row, content: set[str]) -> dict[str, Any]:
         entry["error"] = row["error"]
     if "metrics" in content:
         metrics = {k: row[c] for k, c in METRIC_COLUMNS.items() if row[c] is not None}
+        evaluation: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in metrics.items()]
+        if row["judge_score"] is not None:
+            score = int(row["judge_score"])
+            metrics["judgeScore"] = score
+            entry["judgeScore"] = score
+            entry["judge_reason"] = row["judge_reason"] or ""
+            if row["judge_dimensions"]:
+                entry["judgeDimensions"] = jsonio.decode(row["judge_dimensions"])
+            # The SDK's EvaluationManager looks for a "judge_reason" item in this list.
+            evaluation += [
+                {"name": "judge_score", "value": score},
+                {"name": "judge_reason", "value": row["judge_reason"] or ""},
+            ]
         entry["metrics"] = metrics
         # The SDK's EvaluationManager reads this list (name/value pairs).
-        entry["evaluation"] = [{"name": k, "value": v} for k, v in metrics.items()]
+        entry["evaluation"] = evaluation
     return entry
 
 
