@@ -23,8 +23,10 @@ first failing row; nothing is committed (a half-filled column is never written).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,7 +40,7 @@ from evaldock.engines.errors import EngineError
 from evaldock.engines.judge.base import UnknownModel
 
 from ..db import utcnow
-from ..jobs import BlockingContext, Job, JobFailed
+from ..jobs import BlockingContext, Job, JobCancelled, JobFailed
 from . import tables
 from .errors import CommitConflict, OxenStoreError
 from .evaluations import EvalRequest
@@ -69,22 +71,36 @@ async def run_evaluation(provider: OxenProvider, job: Job) -> None:
         raise JobFailed(str(e)) from None
     prompt = compile_prompt(req.prompt, table.columns)
     total = min(table.num_rows, req.sample_count) if req.is_sample else table.num_rows
-    await job.progress(0, total)
+    work = work_dir(provider, job.id)
+    try:
+        if req.type == "embeddings":
+            values = await _embed(provider, job, table, prompt, total, work)
+        else:
+            values, usage = await _generate(provider, job, req, table, prompt, total, work)
+            await provider.records.update(
+                job.id, prompt_tokens=usage[0], completion_tokens=usage[1]
+            )
+        results = await job.run_blocking(
+            lambda ctx: _store_results(provider, req.target_column, values)
+        )
+        await provider.records.update(job.id, results_blob=results)
+        if req.is_sample or not req.auto_commit:
+            await job.progress(total, total)
+        else:
+            await _commit(provider, job, row, req, table, values, repo)
+    except (JobCancelled, asyncio.CancelledError):
+        # A cancel or a shutdown: the parts stay for a requeued run (the start-up sweep
+        # removes them once the job is over).
+        raise
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    shutil.rmtree(work, ignore_errors=True)
 
-    if req.type == "embeddings":
-        values = await _embed(provider, job, table, prompt, total)
-    else:
-        values, usage = await _generate(provider, job, req, table, prompt, total)
-        await provider.records.update(job.id, prompt_tokens=usage[0], completion_tokens=usage[1])
 
-    results = await job.run_blocking(
-        lambda ctx: _store_results(provider, req.target_column, values)
-    )
-    await provider.records.update(job.id, results_blob=results)
-    if req.is_sample or not req.auto_commit:
-        await job.progress(total, total)
-        return
-    await _commit(provider, job, row, req, table, values, repo)
+def work_dir(provider: OxenProvider, job_id: str) -> Path:
+    """Where an evaluation's results column is written in parts (one per step)."""
+    return provider.settings.data_dir / "oxen" / "work" / job_id
 
 
 # -- text ------------------------------------------------------------------------------
@@ -97,49 +113,79 @@ async def _generate(
     table: tables.Table,
     prompt: Any,
     total: int,
-) -> tuple[pa.Array, tuple[int, int]]:
+    work: Path,
+) -> tuple[tables.ColumnFile, tuple[int, int]]:
     judge = provider.ctx.engine("judge")
     limit = asyncio.Semaphore(max(1, provider.options.concurrency))
-    batches = _prompt_batches(table, prompt, req.batch_size, total)
-    outputs: list[str] = []
-    usage = [0, 0]
+    writer = tables.ColumnWriter(work, pa.string())
+    # Rows done before a restart are kept (each part is whole), with their token counts.
+    done, metas = await job.run_blocking(lambda ctx: writer.resume())
+    usage = [
+        sum(int(m.get(b"prompt_tokens", b"0")) for m in metas),
+        sum(int(m.get(b"completion_tokens", b"0")) for m in metas),
+    ]
+    await job.progress(done, total)
+    batches = _prompt_batches(table, prompt, req.batch_size, total, start=done)
 
-    async def one(index: int, text: str) -> str:
+    async def one(index: int, text: str) -> Any:
         async with limit:
             try:
-                gen = await judge.generate([{"role": "user", "content": text}], model=req.model)
+                return await judge.generate([{"role": "user", "content": text}], model=req.model)
             except (EngineError, UnknownModel) as e:
                 raise JobFailed(
                     f"row {index} (0-based) could not be generated with model {req.model}:"
                     f" {e}; nothing was committed, fix the cause and submit again"
                 ) from None
-        usage[0] += gen.prompt_tokens
-        usage[1] += gen.completion_tokens
-        return gen.text
 
     while True:
         batch = await job.run_blocking(lambda ctx: _next(batches, ctx))
         if batch is None:
             break
-        start = len(outputs)
-        tasks = [asyncio.ensure_future(one(start + i, t)) for i, t in enumerate(batch)]
+        tasks = [asyncio.ensure_future(one(done + i, t)) for i, t in enumerate(batch)]
         try:
-            outputs.extend(await asyncio.gather(*tasks))
+            gens = await asyncio.gather(*tasks)
         except BaseException:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
-        await job.progress(len(outputs), total)
-    return pa.array(outputs, type=pa.string()), (usage[0], usage[1])
+        step = (sum(g.prompt_tokens for g in gens), sum(g.completion_tokens for g in gens))
+        usage[0] += step[0]
+        usage[1] += step[1]
+        texts = pa.array([g.text for g in gens], type=pa.string())
+        meta = {"prompt_tokens": str(step[0]), "completion_tokens": str(step[1])}
+        await job.run_blocking(functools.partial(_write_part, writer, done, texts, meta))
+        done += len(batch)
+        await job.progress(done, total)
+    return writer.column(done), (usage[0], usage[1])
 
 
-def _prompt_batches(table: tables.Table, prompt: Any, size: int, total: int) -> Iterator[list[str]]:
-    """Rendered prompts, ``size`` rows at a time, for the first ``total`` rows."""
+def _write_part(
+    writer: tables.ColumnWriter,
+    start: int,
+    values: pa.Array,
+    meta: dict[str, str],
+    ctx: BlockingContext,
+) -> None:
+    writer.write(start, values, meta)
+
+
+def _prompt_batches(
+    table: tables.Table, prompt: Any, size: int, total: int, start: int = 0
+) -> Iterator[list[str]]:
+    """Rendered prompts, ``size`` rows at a time, for rows ``start`` to ``total``
+    (rows before ``start`` are read but not rendered)."""
     done = 0
     # A prompt without placeholders still needs the row count of each batch.
     columns = list(prompt.columns) or list(table.columns[:1])
     for batch in tables.iter_batches(table, columns, size):
+        n = len(next(iter(batch.values()))) if batch else 0
+        if done + n <= start:
+            done += n
+            continue
+        if done < start:
+            batch = {c: v[start - done :] for c, v in batch.items()}
+            done = start
         rendered = prompt.render_batch(batch)[: total - done]
         done += len(rendered)
         if rendered:
@@ -162,45 +208,54 @@ async def _embed(
     table: tables.Table,
     prompt: Any,
     total: int,
-) -> pa.Array:
+    work: Path,
+) -> tables.ColumnFile:
     embedder = provider.ctx.engine("embedder")
-    loop = asyncio.get_running_loop()
     options = provider.options
 
-    def work(ctx: BlockingContext) -> pa.Array:
-        # One preallocated float32 matrix filled in place (no list of parts, no concat):
-        # rows x dim x 4 bytes is the only copy, and Arrow wraps it without copying.
-        out: np.ndarray | None = None
-        done = 0
-        for texts in _prompt_batches(table, prompt, options.embed_chunk_rows, total):
-            ctx.check_cancelled()
+    def run(ctx: BlockingContext) -> tables.ColumnFile:
+        # One part file per step: memory holds one step's texts and vectors (4,096 x 384
+        # float32 = 6 MB), whatever the row count.
+        writer = tables.ColumnWriter(work, tables.EMBEDDING_TYPE)
+        done, _ = writer.resume()
+        ctx.progress(done, total)
+        for texts in _prompt_batches(table, prompt, options.embed_chunk_rows, total, done):
             vectors = np.asarray(
                 embedder.encode(texts, batch_size=options.embed_batch_size), dtype=np.float32
             )
-            if out is None:
-                out = np.empty((total, vectors.shape[1]), dtype=np.float32)
-            out[done : done + len(texts)] = vectors
+            writer.write(done, _embedding_array(vectors))
             done += len(texts)
-            asyncio.run_coroutine_threadsafe(job.progress(done, total), loop).result(60)
-        dim = out.shape[1] if out is not None else int(embedder.dimension)
-        flat = out[:done].reshape(-1) if out is not None else np.empty(0, np.float32)
-        offsets = np.arange(0, done * dim + 1, dim, dtype=np.int32)
-        return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, pa.float32()))
+            ctx.progress(done, total)  # also checks for a cancel
+        return writer.column(done)
 
-    return await job.run_blocking(work)
+    return await job.run_blocking(run)
+
+
+def _embedding_array(vectors: np.ndarray) -> pa.Array:
+    """``list<float32>`` over the matrix's own buffer (no copy)."""
+    rows, dim = vectors.shape
+    offsets = np.arange(0, rows * dim + 1, dim, dtype=np.int32)
+    flat = np.ascontiguousarray(vectors).reshape(-1)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, pa.float32()))
 
 
 # -- results and the commit ------------------------------------------------------------
 
 
-def _store_results(provider: OxenProvider, column: str, values: pa.Array) -> str:
-    """The results column alone, as a parquet blob (what GET .../results pages through)."""
+def _store_results(provider: OxenProvider, column: str, values: tables.ColumnFile) -> str:
+    """The results column alone, as a parquet blob (what GET .../results pages through),
+    written part by part."""
     blobs = provider.store.blobs
     fd, name = tempfile.mkstemp(dir=blobs.tmp_dir, prefix="results-", suffix=".parquet")
     os.close(fd)
     tmp = Path(name)
+    schema = pa.schema([pa.field(column, values.type)])
     try:
-        pq.write_table(pa.table({column: values}), tmp)
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for part in values.arrays():
+                writer.write_batch(pa.record_batch([part], schema=schema))
+            if not values.parts:
+                writer.write_table(schema.empty_table())
         return blobs.put_file(tmp).key
     finally:
         tmp.unlink(missing_ok=True)
@@ -235,7 +290,7 @@ async def _commit(
     row: dict[str, Any],
     req: EvalRequest,
     table: tables.Table,
-    values: pa.Array,
+    values: tables.ColumnFile,
     repo: Any,
 ) -> None:
     store = provider.store

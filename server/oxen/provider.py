@@ -10,6 +10,7 @@ import csv
 import functools
 import io
 import math
+import shutil
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar, TypeVar
@@ -87,6 +88,23 @@ class OxenProvider(Provider):
             return self.options.max_upload_bytes
         return super().max_body_bytes(operation)
 
+    async def startup(self) -> None:
+        await self._sweep_work()
+
+    async def _sweep_work(self) -> None:
+        """Remove the results parts of evaluations that are over (a cancelled or killed
+        run leaves its parts for a requeue; once the job is done nobody reads them)."""
+        root = evaluation_job.work_dir(self, "x").parent
+        if not root.is_dir():
+            return
+        live = await self.db.fetchall(
+            "SELECT id FROM job_view WHERE status IN ('queued', 'running', 'waiting')"
+        )
+        keep = {r["id"] for r in live}
+        for folder in root.iterdir():
+            if folder.name not in keep:
+                await asyncio.to_thread(shutil.rmtree, folder, True)
+
     async def reset(self, tenant: str | None) -> None:
         rows = await self.db.fetchall(
             "SELECT id FROM oxen_evaluations WHERE (? IS NULL OR tenant = ?)", (tenant, tenant)
@@ -96,6 +114,7 @@ class OxenProvider(Provider):
             await tx.execute(
                 "DELETE FROM oxen_repos WHERE (? IS NULL OR tenant = ?)", (tenant, tenant)
             )
+        await self._sweep_work()
         # Blobs are shared across tenants (content-addressed): collect the unreferenced.
         await self.store.collect_blobs(min_age_s=0.0 if tenant is None else 3600.0)
 

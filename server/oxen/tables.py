@@ -18,11 +18,13 @@ Embeddings are ``list<float32>`` in parquet and JSON arrays in JSON Lines; in CS
 are one cell holding a JSON array string.
 
 Memory: reading the column names and row count streams the file. :func:`iter_batches`
-yields ``batch_size`` rows at a time. Writes stream the source in batches (parquet: 64k-row
-record batches; CSV/TSV/JSONL: line by line). What *is* held in memory is the added
-columns themselves (as Arrow arrays: 500,000 short strings ~ 10 MB, 500,000 x 1,536
-float32 embeddings ~ 3 GB, so big embedding runs belong in parquet written in parts) and,
-for a format change from JSON Lines, the whole source (pyarrow's JSON reader).
+yields ``batch_size`` rows at a time. Writes stream the source in batches (parquet: 8k-row
+record batches; CSV/TSV/JSONL: line by line). An added column is either an Arrow array in
+memory (small columns, tests) or a :class:`ColumnFile`: Arrow IPC part files written by
+:class:`ColumnWriter` one step at a time and read back one part at a time, so a write
+holds one source batch plus one part (an evaluation's 500,000 x 384 float32 embeddings
+are 768 MB on disk and ~6 MB in memory per 4,096-row part). The exception is a format
+change from JSON Lines, which holds the whole source (pyarrow's JSON reader).
 """
 
 from __future__ import annotations
@@ -52,7 +54,9 @@ _EXTENSIONS = {
 DEFAULT_BATCH = 10_000
 # Arrow's reader block: 1 MiB blocks keep ~1 MiB of text plus its parsed form per step.
 _CSV_BLOCK = 1 << 20
-_PARQUET_WRITE_BATCH = 65_536
+# Rows per record batch (and parquet row group) of a write-back: 8,192 rows of 384-float
+# embeddings are 12.5 MB a batch; 64k rows were 100 MB plus the encoder's copy of it.
+_PARQUET_WRITE_BATCH = 8_192
 EMBEDDING_TYPE = pa.list_(pa.float32())
 
 
@@ -88,6 +92,99 @@ class ColumnLengthMismatch(TableError):
         super().__init__(f"column {name!r} has {got} values but the table has {rows} rows")
 
 
+class ColumnFile:
+    """A column on disk: Arrow IPC stream files ``part-<first row>.arrow`` in one folder,
+    each holding one record batch of one column, read back one part at a time."""
+
+    def __init__(self, parts: Sequence[Path], type: pa.DataType, length: int) -> None:
+        self.parts = list(parts)
+        self.type = type
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def arrays(self) -> Iterator[pa.Array]:
+        for part in self.parts:
+            # OSFile, not a memory map: a mapped part would stay in the process's RSS.
+            with pa.OSFile(str(part), "rb") as f:
+                for rb in pa.ipc.open_stream(f):
+                    yield rb.column(0)
+
+
+class ColumnWriter:
+    """Writes a column in parts (one file per step) into ``folder``; a part is written
+    to a temporary name and renamed, so after a crash every ``part-*.arrow`` is whole and
+    :meth:`resume` knows how many rows are done."""
+
+    def __init__(self, folder: Path, type: pa.DataType) -> None:
+        self.folder = folder
+        self.type = type
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def resume(self) -> tuple[int, list[dict[bytes, bytes]]]:
+        """Rows already written (parts contiguous from row 0) and each part's metadata;
+        a part that does not read back, and every part after a gap, is removed."""
+        done = 0
+        metas: list[dict[bytes, bytes]] = []
+        for part in self._parts():
+            start = int(part.stem.split("-", 1)[1])
+            try:
+                if start != done:
+                    raise ValueError("gap")
+                with pa.OSFile(str(part), "rb") as f:
+                    reader = pa.ipc.open_stream(f)
+                    rows = sum(rb.num_rows for rb in reader)
+                    metas.append(dict(reader.schema.metadata or {}))
+            except (ValueError, OSError, pa.ArrowException):
+                part.unlink(missing_ok=True)
+                continue
+            done += rows
+        return done, metas
+
+    def write(self, start: int, values: pa.Array, meta: dict[str, str] | None = None) -> None:
+        schema = pa.schema([pa.field("v", self.type)], metadata=meta)
+        final = self.folder / f"part-{start:012d}.arrow"
+        tmp = final.with_suffix(".tmp")
+        with pa.OSFile(str(tmp), "wb") as f, pa.ipc.new_stream(f, schema) as w:
+            w.write_batch(pa.record_batch([values.cast(self.type)], schema=schema))
+        tmp.replace(final)
+
+    def column(self, length: int) -> ColumnFile:
+        return ColumnFile(self._parts(), self.type, length)
+
+    def _parts(self) -> list[Path]:
+        return sorted(self.folder.glob("part-*.arrow"))
+
+
+class _Cursor:
+    """Sequential reads of ``n`` values at a time from an array or a :class:`ColumnFile`."""
+
+    def __init__(self, column: pa.Array | ColumnFile) -> None:
+        self.type = column.type
+        self._it: Iterator[pa.Array] = (
+            column.arrays() if isinstance(column, ColumnFile) else iter([column])
+        )
+        self._head: pa.Array | None = None
+        self._pos = 0
+
+    def take(self, n: int) -> pa.Array:
+        parts: list[pa.Array] = []
+        while n > 0:
+            if self._head is None or self._pos >= len(self._head):
+                self._head, self._pos = next(self._it, None), 0
+                if self._head is None:
+                    break
+                continue
+            piece = self._head.slice(self._pos, n)
+            parts.append(piece)
+            self._pos += len(piece)
+            n -= len(piece)
+        if len(parts) == 1:
+            return parts[0]
+        return pa.concat_arrays(parts) if parts else pa.array([], type=self.type)
+
+
 @dataclass(frozen=True)
 class Table:
     """A data file plus the columns added to it (the file itself is never modified).
@@ -101,7 +198,7 @@ class Table:
     columns: tuple[str, ...]
     num_rows: int
     schema: pa.Schema  # the source's Arrow schema (all strings for CSV/TSV)
-    added: tuple[tuple[str, pa.Array], ...] = ()
+    added: tuple[tuple[str, pa.Array | ColumnFile], ...] = ()
     # CSV/TSV only: "\t" or ","
     delimiter: str = ","
 
@@ -166,15 +263,14 @@ def iter_batches(
     for c in columns:
         if c not in names:
             raise ColumnNotFound(c, names)
-    added = dict(table.added)
+    added = {n: _Cursor(a) for n, a in table.added if n in columns}
     source_cols = [c for c in columns if c not in added]
     offset = 0
     for batch in _source_batches(table, source_cols, batch_size):
         n = len(next(iter(batch.values()))) if batch else min(batch_size, table.num_rows - offset)
         out = {c: batch[c] for c in source_cols}
-        for c in columns:
-            if c in added:
-                out[c] = added[c].slice(offset, n).to_pylist()
+        for c, cursor in added.items():
+            out[c] = cursor.take(n).to_pylist()
         offset += n
         yield {c: out[c] for c in columns}
 
@@ -342,7 +438,7 @@ def _scan_quotes(line: bytes, in_quotes: bool, delim: bytes) -> bool:
 def add_column(
     table: Table,
     name: str,
-    values: Sequence[Any] | pa.Array | pa.ChunkedArray,
+    values: Sequence[Any] | pa.Array | pa.ChunkedArray | ColumnFile,
     overwrite: bool = False,
     type: pa.DataType | None = None,
 ) -> Table:
@@ -356,7 +452,7 @@ def add_column(
         raise TableError("a column needs a non-empty name")
     if name in column_names(table) and not overwrite:
         raise ColumnExists(name)
-    array = _to_array(values, type)
+    array = values if isinstance(values, ColumnFile) else _to_array(values, type)
     if len(array) != table.num_rows:
         raise ColumnLengthMismatch(name, len(array), table.num_rows)
     added = (*((n, a) for n, a in table.added if n != name), (name, array))
@@ -507,10 +603,11 @@ def _splice_jsonl(table: Table, path: Path) -> None:
                 out.write(body[:-1].rstrip() + joiner + extra.encode() + b"}" + ending)
 
 
-def _iter_values(array: pa.Array, chunk: int = DEFAULT_BATCH) -> Iterator[Any]:
+def _iter_values(array: pa.Array | ColumnFile, chunk: int = DEFAULT_BATCH) -> Iterator[Any]:
     # Python values a chunk at a time: per-scalar access is ~20x slower than to_pylist.
-    for start in range(0, len(array), chunk):
-        yield from array.slice(start, chunk).to_pylist()
+    cursor = _Cursor(array)
+    for _ in range(0, len(array), chunk):
+        yield from cursor.take(chunk).to_pylist()
 
 
 def _record_batches(table: Table) -> Iterator[pa.RecordBatch]:
@@ -525,20 +622,18 @@ def _record_batches(table: Table) -> Iterator[pa.RecordBatch]:
     else:
         # pyarrow's JSON reader needs the whole file (noted in the module docstring).
         source = pajson.read_json(table.path).to_batches(max_chunksize=_PARQUET_WRITE_BATCH)
-    added = dict(table.added)
-    offset = 0
+    added = {name: _Cursor(a) for name, a in table.added}
     for rb in source:
         n = rb.num_rows
         cols = []
         names = []
         for name in rb.schema.names:
-            cols.append(added[name].slice(offset, n) if name in added else rb.column(name))
+            cols.append(added[name].take(n) if name in added else rb.column(name))
             names.append(name)
-        for name, arr in table.added:
+        for name, cursor in added.items():
             if name not in rb.schema.names:
-                cols.append(arr.slice(offset, n))
+                cols.append(cursor.take(n))
                 names.append(name)
-        offset += n
         yield pa.RecordBatch.from_arrays(cols, names=names)
 
 

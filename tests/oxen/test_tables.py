@@ -15,6 +15,7 @@ from evaldock.server.oxen.tables import (
     ColumnExists,
     ColumnLengthMismatch,
     ColumnNotFound,
+    ColumnWriter,
     NotATable,
     add_column,
     column_names,
@@ -225,3 +226,44 @@ def test_a_quote_inside_an_unquoted_cell_is_literal(tmp_path: Path) -> None:
     out = tmp_path / "o.csv"
     write_table(add_column(t, "p", ["1", "2", "3"]), out)
     assert out.read_bytes() == b'size,name,p\n5" screen,tv,1\n6,"a ""b"" c",2\n7,x"y,3\n'
+
+
+def _parts_column(folder: Path, values: list[str], step: int) -> ColumnWriter:
+    writer = ColumnWriter(folder, pa.string())
+    for start in range(0, len(values), step):
+        writer.write(start, pa.array(values[start : start + step]), {"n": str(start)})
+    return writer
+
+
+@pytest.mark.parametrize("ext", ["csv", "parquet", "jsonl"])
+def test_column_written_in_parts_fills_every_format(tmp_path: Path, ext: str) -> None:
+    # Parts of 7 rows against source batches of other sizes: the cursor joins and splits.
+    n = 50
+    src = tmp_path / f"d.{ext}"
+    if ext == "csv":
+        src.write_text("k\n" + "".join(f"{i}\n" for i in range(n)))
+    elif ext == "jsonl":
+        src.write_text("".join(json.dumps({"k": str(i)}) + "\n" for i in range(n)))
+    else:
+        pq.write_table(pa.table({"k": [str(i) for i in range(n)]}), src, row_group_size=9)
+    column = _parts_column(tmp_path / "parts", [f"p{i}" for i in range(n)], 7).column(n)
+    assert len(column.parts) == 8
+    out = tmp_path / f"o.{ext}"
+    write_table(add_column(read_table(src), "p", column), out)
+    got = [b for b in iter_batches(read_table(out), ["k", "p"], batch_size=11)]
+    assert [p for b in got for p in b["p"]] == [f"p{k}" for b in got for k in b["k"]]
+    assert sum(len(b["k"]) for b in got) == n
+
+
+def test_column_writer_resume_keeps_whole_parts_only(tmp_path: Path) -> None:
+    folder = tmp_path / "parts"
+    _parts_column(folder, [str(i) for i in range(20)], 5)
+    (folder / "part-000000000010.arrow").write_bytes(b"torn")  # a part cut by a crash
+    done, metas = ColumnWriter(folder, pa.string()).resume()
+    # Rows 0-9 survive; the torn part and the one after the gap are removed.
+    assert done == 10
+    assert [m[b"n"] for m in metas] == [b"0", b"5"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "part-000000000000.arrow",
+        "part-000000000005.arrow",
+    ]
