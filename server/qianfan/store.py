@@ -226,7 +226,8 @@ class QianfanStore:
     ) -> list[Task]:
         """One page of a tenant's tasks by evalId (v2 marker paging): ``limit`` rows after
         (or, reversed, before) ``after``, matching ``key`` in name or id when given."""
-        where, args = ["e.tenant = ?"], [tenant]
+        where: list[str] = ["e.tenant = ?"]
+        args: list[Any] = [tenant]
         if after is not None:
             where.append("e.num < ?" if reverse else "e.num > ?")
             args.append(after)

@@ -143,3 +143,50 @@ def test_sigkill_during_a_task_ends_it(tmp_path: Path) -> None:
             assert detail["progress"] == {"processed": 300, "total": 300}
     finally:
         server.stop()
+
+
+def test_official_sdk_modes_and_v2(clients_python: str, tmp_path: Path) -> None:
+    """The SDK runs rule,model to Done, manual through DoingWithManualBegin to Done with
+    scores sent through the extension endpoint, and the v2 actions through Eval.V2."""
+    data = tmp_path / "data"
+    with ServerProcess(data) as server:
+        add_dataset(data, CASES, "ds-modes")
+        out = tmp_path / "modes.json"
+        proc = subprocess.run(
+            [
+                clients_python,
+                str(HERE / "qianfan_modes_walk.py"),
+                f"{server.url}/qianfan",
+                "ds-modes",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, f"modes walk failed:\n{proc.stdout}\n{proc.stderr}"
+    seen: dict[str, Any] = json.loads(out.read_text())
+    assert seen["judge_states"][-1] == "Done"
+    effect = seen["judge_report"][0]["effectMetric"]
+    scores = [r["judgeScore"] for r in seen["judge_results"]["items"]]
+    valid = sorted(s for s in scores if s != -1)
+    assert effect["avgJudgeScore"] == pytest.approx(sum(valid) / len(valid), abs=1e-12)
+    assert effect["scoreDistribution"]["-1"] == scores.count(-1)
+    assert sum(effect["scoreDistribution"].values()) == len(CASES)
+    assert effect["rouge_1"] > 0 and effect["accuracy"] == 0  # scoreModes: similarity only
+    assert all(r["judge_reason"] for r in seen["judge_results"]["items"])
+    assert "DoingWithManualBegin" in seen["manual_states"]
+    assert seen["manual_states"][-1] == "Done"
+    assert seen["submitted"]["finished"] is True
+    manual = seen["manual_report"][0]["effectMetric"]
+    n = len(CASES)
+    assert manual["manualAvgScore"] == pytest.approx((2 * n - 1) / (2 * n), abs=1e-12)
+    assert manual["goodCaseProportion"] == round(100 * (n - 1) / n)
+    assert manual["subjectiveImpression"] == "fluent"
+    assert seen["v2_states"][-1] == "Done"
+    assert seen["v2_report"]["reportList"][0]["evaluationIdStr"] == seen["v2_created"]["taskId"]
+    listed = [t["taskId"] for t in seen["v2_list"]["taskList"]]
+    assert seen["v2_created"]["taskId"] in listed and len(listed) == 3
+    assert seen["v2_task"]["runStatus"] == "Done"
+    assert seen["v2_delete"] is True
+    assert seen["v2_created"]["taskId"] not in seen["v2_after"]
