@@ -190,3 +190,50 @@ def test_official_sdk_modes_and_v2(clients_python: str, tmp_path: Path) -> None:
     assert seen["v2_task"]["runStatus"] == "Done"
     assert seen["v2_delete"] is True
     assert seen["v2_created"]["taskId"] not in seen["v2_after"]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "evaldock.server", "qianfan", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_cli_score_finishes_a_manual_task(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with ServerProcess(data) as server:
+        add_dataset(data, CASES[:2], "ds-cli")
+        body = {
+            "name": "cli",
+            "versionEvalInfo": [{"modelId": 1, "modelVersionId": 1}],
+            "datasetId": "ds-cli",
+            "evalStandardConf": {"evalMode": "manual"},
+        }
+        eval_id = _post(server, f"{EVAL}/create", body)["result"]["evalIdStr"]
+        for _ in range(600):
+            state = _post(server, f"{EVAL}/detail", {"id": eval_id})["result"]["state"]
+            if state == "DoingWithManualBegin":
+                break
+            time.sleep(0.05)
+        url = f"--url={server.url}/qianfan"
+        bad = _cli("score", eval_id, "--score", "0:满意度:5", url)
+        assert bad.returncode == 1 and "scores[0].score 5 is outside 0..1" in bad.stderr
+        first = _cli("score", eval_id, "--score", "0:满意度:1", "--impression", "ok", url)
+        assert first.returncode == 0, first.stderr
+        assert "1 of 2 scores held" in first.stdout
+        last = _cli("score", eval_id, "--score", "1:满意度:0", url)
+        assert "manual scoring finished" in last.stdout
+        for _ in range(600):
+            state = _post(server, f"{EVAL}/detail", {"id": eval_id})["result"]["state"]
+            if state == "Done":
+                break
+            time.sleep(0.05)
+        assert state == "Done"
+        (entry,) = _post(server, f"{EVAL}/report", {"id": eval_id})["result"]
+        assert entry["effectMetric"]["manualAvgScore"] == 0.5
+        assert entry["effectMetric"]["goodCaseProportion"] == 50
+        assert entry["effectMetric"]["subjectiveImpression"] == "ok"
+        wrong = _cli("score", eval_id, "--score", "0:满意度:1", url, "--secret-key", "nope")
+        assert wrong.returncode == 2 and "403" in wrong.stderr
