@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from evaldock.engines.scorers import BUILTIN
 
-from .. import jsonio, negotiation
+from .. import jsonio, negotiation, validation
 from ..auth import Authenticator, AuthFailed, KeyAuthenticator, OpenAuthenticator
 from ..errors import ApiError
 from ..jobs import Job
@@ -73,6 +73,9 @@ class SpiceSettings(msgspec.Struct, kw_only=True):
     # /v1/sql: seconds a query may run, and rows it may return.
     sql_timeout: float = 5.0
     sql_max_rows: int = 100_000
+    # ...and bytes of values it may return (SELECT printf('%.*c', 1e9, 'x') would else
+    # build a 1 GB answer): 256 MiB holds 100,000 rows of 2.5 KiB.
+    sql_max_bytes: int = 256 * 1024 * 1024
 
 
 class SpiceAuthenticator:
@@ -266,7 +269,14 @@ class SpiceProvider(Provider):
         stored = await self.store.dataset(tenant, dataset)
         if stored is not None:
             rows, file = stored
-            return {"file": file} if rows is None and file else {"tenant": tenant}
+            if rows is None and file:
+                # Checked again: [spice] dataset_dirs may have changed since the PUT, or
+                # the file been swapped for a link out of them.
+                try:
+                    return {"file": str(spicepod.resolve_file(file, self.roots, self.pod.folder))}
+                except SpicepodError as exc:
+                    return {"error": str(exc)}
+            return {"tenant": tenant}
         component = self.pod.datasets.get(dataset)
         if component is None:
             raise not_found("dataset", dataset)
@@ -338,14 +348,18 @@ class SpiceProvider(Provider):
             text = req.raw_body.decode("utf-8")
         except UnicodeDecodeError:
             raise bad_request("the SQL text must be UTF-8") from None
-        if req.content_type == "application/json" or req.content_type.endswith("+json"):
+        if validation.is_json(req.content_type):
             try:
-                body = json.loads(text)
-            except ValueError as exc:
-                raise bad_request(f"Failed to parse the request body as JSON: {exc}") from None
+                body = validation.decode_json(req.raw_body)  # depth-bounded
+            except validation.RequestInvalid as exc:
+                raise self.errors.invalid_request(str(exc)) from None
             if not isinstance(body, dict) or not isinstance(body.get("sql"), str):
                 raise bad_request('a JSON body must be {"sql": "<query>"}')
             text = body["sql"]
+        if len(text) > sql.MAX_SQL_CHARS:  # the spec's maxLength: the core does not read text
+            raise bad_request(
+                f"the SQL text has {len(text)} characters; at most {sql.MAX_SQL_CHARS} run here"
+            )
         try:
             columns, rows = await asyncio.to_thread(
                 sql.run_query,
@@ -354,6 +368,7 @@ class SpiceProvider(Provider):
                 text,
                 timeout=self.options.sql_timeout,
                 max_rows=self.options.sql_max_rows,
+                max_bytes=self.options.sql_max_bytes,
             )
         except sql.QueryRefused as exc:
             raise bad_request(str(exc)) from None
