@@ -237,3 +237,43 @@ def test_cli_score_finishes_a_manual_task(tmp_path: Path) -> None:
         assert entry["effectMetric"]["subjectiveImpression"] == "ok"
         wrong = _cli("score", eval_id, "--score", "0:满意度:1", url, "--secret-key", "nope")
         assert wrong.returncode == 2 and "403" in wrong.stderr
+
+
+def test_judge_mode_with_a_served_judge(tmp_path: Path) -> None:
+    """--mode real: the referee prompt goes to the OpenAI-compatible judge (the loopback
+    fake answers the scale's maximum), filled with the case's texts."""
+    from tests.fakes.openai_server import FakeOpenAI
+
+    with FakeOpenAI() as fake:
+        env = {"EVALDOCK_JUDGE_URLS": fake.url, "EVALDOCK_JUDGE_MODEL": "fake-model"}
+        data = tmp_path / "data"
+        with ServerProcess(data, mode="real", env=env) as server:
+            add_dataset(data, CASES, "ds-real")
+            body = {
+                "name": "real judge",
+                "versionEvalInfo": [{"modelId": 1, "modelVersionId": 1}],
+                "datasetId": "ds-real",
+                "evalStandardConf": {
+                    "evalMode": "model",
+                    "prompt": {
+                        "templateContent": "Grade {prediction} vs {reference}",
+                        "metric": "m",
+                        "steps": "s",
+                        "maxScore": 4,
+                    },
+                },
+            }
+            eval_id = _post(server, f"{EVAL}/create", body)["result"]["evalIdStr"]
+            for _ in range(600):
+                state = _post(server, f"{EVAL}/detail", {"id": eval_id})["result"]["state"]
+                if state not in ("Pending", "Doing"):
+                    break
+                time.sleep(0.05)
+            assert state == "Done"
+            (entry,) = _post(server, f"{EVAL}/report", {"id": eval_id})["result"]
+        prompts = json.dumps(fake.requests, ensure_ascii=False)
+    effect = entry["effectMetric"]
+    assert effect["scoreDistribution"] == {"-1": 0, "1": 0, "2": 0, "3": 0, "4": len(CASES)}
+    assert effect["avgJudgeScore"] == 4 and effect["stdJudgeScore"] == 0
+    assert "openai" in entry["judgeSignature"] or "fake-model" in entry["judgeSignature"]
+    assert "Grade 中国的首都是北京。 vs 北京" in prompts
