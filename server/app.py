@@ -7,6 +7,7 @@ reached through the request pipeline (:mod:`evaldock.server.pipeline`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -109,6 +110,8 @@ def create_app(
     public_url = str(settings.section("server").get("public_url") or "")
     plane = ControlPlane(settings, ctx, decls)
     all_hooks = [*plane.hooks(), *hooks]
+    max_reads = int(settings.section("server").get("max_concurrent_reads") or 0)
+    reads = asyncio.Semaphore(max_reads) if max_reads > 0 else None
     runtimes = []
     for decl in decls:
         spec = spec_of(decl)
@@ -120,6 +123,7 @@ def create_app(
             upload_dir=upload_dir,
             public_url=public_url,
             body_cap=plane.body_cap,
+            reads=reads,
         )
         runtimes.append(SurfaceRuntime(decl, spec, provider, pipeline))
     plane.runtimes = runtimes

@@ -34,6 +34,9 @@ DEFAULTS: dict[str, Any] = {
         "public_url": "",
         # Read connections beside the one writer (WAL lets them run during writes).
         "db_readers": 4,
+        # GET handlers running at once (0: no limit). Hundreds of tight polling loops
+        # would otherwise queue every step of the jobs they wait for behind their reads.
+        "max_concurrent_reads": 8,
         # A request's headers must arrive within header_timeout seconds of its start and
         # its body within body_timeout (slow clients otherwise hold connections forever);
         # past max_connections new connections get a 503 (keep it >= 1,000: 200 keep-alive

@@ -15,6 +15,7 @@ journal and faults plug in once:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -180,8 +181,10 @@ class SurfacePipeline:
         upload_dir: Path,
         public_url: str = "",
         body_cap: int = _CHUNK_LOG_CAP,
+        reads: asyncio.Semaphore | None = None,
     ) -> None:
         self.body_cap = body_cap
+        self.reads = reads
         self.spec = spec
         self.provider = provider
         self.errors: VendorErrors = provider.errors
@@ -278,9 +281,15 @@ class SurfacePipeline:
             body_file=body_file,
             body_size=size,
         )
-        # 6. the handler
+        # 6. the handler; reads take a turn (polls are what clients do most: hundreds in a
+        # tight loop would otherwise fill the event loop's ready queue, and every step of
+        # a job or a POST would wait behind all of them)
         handler = getattr(self.provider, op.operation_id)
-        response: Response = await handler(api_request)
+        if self.reads is not None and op.method == "GET":
+            async with self.reads:
+                response: Response = await handler(api_request)
+            return response
+        response = await handler(api_request)
         return response
 
     def _auth_error(self, exc: AuthFailed) -> ApiError:

@@ -10,9 +10,10 @@ requests, cache hits, tokens, retries, errors) from each engine's ``usage`` coun
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
-import uuid
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -95,6 +96,16 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+_PREFIX = secrets.token_hex(8)
+_COUNTER = itertools.count(1)
+
+
+def _next_id() -> str:
+    """A process-unique request id: a random prefix per process and a counter (uuid4
+    cost ~3% of a poll's CPU)."""
+    return f"{_PREFIX}{next(_COUNTER):016x}"
+
+
 class ObservabilityHook:
     """Counts every request, echoes a request id, and writes the JSON access log."""
 
@@ -103,12 +114,12 @@ class ObservabilityHook:
         self.json_log = json_log
 
     async def before(self, call: Call, errors: VendorErrors) -> Response | None:
-        call.request_id = call.request.headers.get("x-request-id", "")[:128] or uuid.uuid4().hex
+        call.request_id = call.request.headers.get("x-request-id", "")[:128] or _next_id()
         return None
 
     def after(self, call: Call, response: Response) -> Response | None:
         # A request refused before the hooks ran (401) still gets an id.
-        call.request_id = call.request_id or uuid.uuid4().hex
+        call.request_id = call.request_id or _next_id()
         response.headers["X-Request-Id"] = call.request_id
         self.metrics.observe(call, response.status_code)
         if self.json_log:
