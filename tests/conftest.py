@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,26 @@ def client(settings_factory, tmp_path: Path) -> Iterator[Any]:
     app = create_app(settings_factory())
     with TestClient(app) as c:
         yield c
+
+
+@pytest.fixture
+def make_client(settings_factory, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """In-process app factory with extra settings (dotted flags), lifespan on; live
+    servers with ``EVALDOCK_TEST_SERVER=1``."""
+    if LIVE:
+        yield from live_clients(tmp_path)
+        return
+    opened: list[TestClient] = []
+
+    def make(**flags: Any) -> TestClient:
+        client = TestClient(create_app(settings_factory(**flags)))
+        client.__enter__()
+        opened.append(client)
+        return client
+
+    yield make
+    for client in opened:
+        client.__exit__(None, None, None)
 
 
 def _one_live(tmp_path: Path) -> Iterator[Any]:

@@ -451,7 +451,7 @@ class QianfanProvider(Provider):
         state = EXPORT_STATUSES.word(export["job_status"])
         url = ""
         if state == "Done":
-            url = self.signer.sign(
+            url = self.signer.sign_export(
                 req.url_for(f"/wenxinworkshop/evaldock/export/{export_id}/download"), export_id
             )
         return ok(
