@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +27,12 @@ from .control.provider import ControlProvider
 from .db import Database
 from .jobs import JobRunner
 from .jsonio import JSONResponse, encode
-from .pipeline import RequestHook, SurfacePipeline
+from .pipeline import RequestHook, SurfacePipeline, SurfaceRuntime
 from .routing import OperationRoute, fallback_routes, operation_routes, share_templates
 from .spec import Spec, json_spec, load_spec, load_spec_file
-from .surface import AppContext, Provider, SurfaceDeclaration, declarations
+from .surface import AppContext, SurfaceDeclaration, declarations
 
 log = logging.getLogger("evaldock")
-
-
-@dataclass
-class SurfaceRuntime:
-    """One enabled surface: its declaration, spec, provider and pipeline."""
-
-    declaration: SurfaceDeclaration
-    spec: Spec
-    provider: Provider
-    pipeline: SurfacePipeline
 
 
 def spec_of(decl: SurfaceDeclaration) -> Spec:

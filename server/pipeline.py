@@ -34,7 +34,7 @@ from . import validation
 from .auth import Authenticator, AuthFailed
 from .errors import ApiError, VendorErrors
 from .spec import Operation, Spec
-from .surface import ApiRequest, Provider
+from .surface import ApiRequest, Provider, SurfaceDeclaration
 
 log = logging.getLogger("evaldock")
 
@@ -294,3 +294,13 @@ class SurfacePipeline:
 
     def _auth_error(self, exc: AuthFailed) -> ApiError:
         return self.errors.auth_failed(exc)
+
+
+@dataclass
+class SurfaceRuntime:
+    """One enabled surface: its declaration, spec, provider and pipeline."""
+
+    declaration: SurfaceDeclaration
+    spec: Spec
+    provider: Provider
+    pipeline: SurfacePipeline

@@ -12,20 +12,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..config import Settings
 from ..jobs import StatusMap
-from ..pipeline import RequestHook
+from ..pipeline import RequestHook, SurfaceRuntime
 from ..surface import AppContext, SurfaceDeclaration
 from .faults import FaultHook, Faults
 from .journal import Journal, JournalHook
 from .keys import control_key
 from .metrics import Metrics, ObservabilityHook
 from .timing import JobTiming, PollHook
-
-if TYPE_CHECKING:
-    from ..app import SurfaceRuntime
 
 log = logging.getLogger("evaldock.control")
 
