@@ -41,7 +41,10 @@ def _parser(decls: list[SurfaceDeclaration]) -> argparse.ArgumentParser:
     for decl in decls:
         for option in decl.serve_flags:
             serve.add_argument(
-                option.flag, dest=f"setting:{option.setting}", help=f"{option.help} ({decl.name})"
+                option.flag,
+                dest=f"setting:{option.setting}",
+                metavar=option.flag.lstrip("-").upper(),
+                help=f"{option.help} ({decl.name})",
             )
     show = sub.add_parser("config", help="print the effective configuration as JSON")
     show.add_argument("--config", help="TOML configuration file")
