@@ -151,12 +151,19 @@ class EvaluationRecords:
         row = await self.db.fetchone(sql, args)
         return dict(row) if row else None
 
-    async def for_repo(self, repo_id: int) -> list[dict[str, Any]]:
+    async def for_repo(
+        self, repo_id: int, page: int = 1, page_size: int = 100
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of the repository's evaluations, newest first, and how many in all."""
         rows = await self.db.fetchall(
-            "SELECT * FROM oxen_evaluations WHERE repo_id = ? ORDER BY created_at DESC, id DESC",
-            (repo_id,),
+            "SELECT * FROM oxen_evaluations WHERE repo_id = ? ORDER BY created_at DESC, id DESC"
+            " LIMIT ? OFFSET ?",
+            (repo_id, page_size, (page - 1) * page_size),
         )
-        return [dict(r) for r in rows]
+        count = await self.db.fetchone(
+            "SELECT COUNT(*) AS n FROM oxen_evaluations WHERE repo_id = ?", (repo_id,)
+        )
+        return [dict(r) for r in rows], int(count["n"]) if count else 0
 
     async def update(self, eval_id: str, tx: Transaction | None = None, **values: Any) -> None:
         sets = ", ".join(f"{k} = ?" for k in values)

@@ -439,9 +439,10 @@ class OxenProvider(Provider):
     @oxen_errors
     async def list_evaluations(self, req: ApiRequest) -> Response:
         repo = await self._repo(req)
-        rows = await self.records.for_repo(repo.id)
+        page, size = self._paging(req)
+        rows, total = await self.records.for_repo(repo.id, page, size)
         out = [render(r, await self.runner.view(r["id"]), repo.namespace) for r in rows]
-        return ok(evaluations=out)
+        return ok("resource_found", evaluations=out, **_pagination(page, size, total))
 
     @oxen_errors
     async def cancel_evaluation(self, req: ApiRequest) -> Response:

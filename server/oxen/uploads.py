@@ -81,8 +81,15 @@ def parse_upload(path: Path, content_type: str, blobs: BlobStore) -> Upload:
             if len(out.files) >= MAX_FILES:
                 raise UploadInvalid(f"more than {MAX_FILES} files in one upload; split it")
             raw = (filename or b"").decode("utf-8", "replace")
-            # Browsers and some clients send a path; Oxen keeps the last component.
-            part["filename"] = raw.replace("\\", "/").rpartition("/")[2]
+            # Browsers and some clients send a path; Oxen keeps the last component. A path
+            # that climbs ('..' or '.') is refused outright: nothing of the upload is kept.
+            segments = raw.replace("\\", "/").split("/")
+            if any(seg in (".", "..") for seg in segments):
+                raise UploadInvalid(
+                    f"the file name {raw!r} climbs folders ('..'); send the bare file name"
+                    " and put the folder in the URL (PUT .../file/{branch}/{folder})"
+                )
+            part["filename"] = segments[-1]
             part["writer"] = blobs.writer()
         else:
             part["buffer"] = bytearray()

@@ -132,10 +132,33 @@ def test_path_traversal_is_a_400(repo: Any, path: str) -> None:
 
 
 def test_other_token_is_another_tenant(repo: Any, client: Any) -> None:
-    # The same ns/repo under no valid token is a 401; another configured token would be
-    # another namespace space (see test_store for the store's tenancy).
+    # An unknown token is a 401 whatever the repository.
     r = repo.get(R, headers={"Authorization": "Bearer other"})
     assert r.status_code == 401
+
+
+def test_each_configured_token_is_a_tenant(make_client: Any) -> None:
+    client = make_client(**{"auth.oxen.keys": ["test", "other"]})
+    other = {"Authorization": "Bearer other"}
+    make_repo(client)
+    assert upload(client, "data.parquet", parquet_bytes(text=["a", "b"])).status_code == 200
+    eval_id = evaluate(client, is_sample=True).json()["evaluation"]["id"]
+    # The other token does not see test's repository, file, branch or evaluation ...
+    assert client.get(R, headers=other).status_code == 404
+    assert client.get(f"{R}/file/main/data.parquet", headers=other).status_code == 404
+    assert client.get(f"{R}/branches/main", headers=other).status_code == 404
+    assert client.get(f"{R}/evaluations/{eval_id}", headers=other).status_code == 404
+    r = client.post(f"{R}/evaluations/{eval_id}/cancel", headers=other)
+    assert r.status_code == 404
+    # ... and the same ns/repo under it is a second, separate repository.
+    r = client.post("/api/repos", json={"namespace": "ox", "name": "data"}, headers=other)
+    assert r.status_code == 200, r.text
+    assert client.get(f"{R}/file/main/data.parquet", headers=other).status_code == 404
+    assert client.get(f"{R}/evaluations", headers=other).json()["evaluations"] == []
+    assert client.delete(R, headers=other).status_code == 200
+    # test's repository is untouched by the other tenant's delete.
+    assert client.get(f"{R}/file/main/data.parquet", headers=AUTH).status_code == 200
+    assert finished(client, eval_id)["status"] == "completed"
 
 
 def test_branches(repo: Any) -> None:
