@@ -1,20 +1,29 @@
 """The evaluation job: read the pinned source file, fill ``target_column``, commit.
 
-Steps, each resumable after a crash (the job is requeued and starts again from the
-pinned source commit; the judge cache makes repeated generations free):
+Steps, column-wise and in bounded memory (one step's rows, whatever the row count):
 
-1. read the table's shape and render the prompt row by row, ``batch_size`` rows a step,
-   on the runner's thread pool (``check_cancelled`` every step);
+1. the source is read in record batches of ``batch_size`` rows (text) or
+   ``embed_chunk_rows`` rows (embeddings) and the prompt rendered per batch, on the
+   runner's thread pool;
 2. ``text``: one generation per row, ``[oxen] concurrency`` in flight; ``embeddings``:
-   the embedder encodes ``embed_chunk_rows`` rows per call in the thread pool;
-   progress is committed after every step;
-3. the results column is stored as a parquet blob (``GET .../results``), then, unless the
-   run is a sample or ``auto_commit`` is false, the file with the column added is written
-   beside the blob store, stored as a blob (fsynced) and only then committed, so no
-   branch ever names a blob that is not on disk. The commit names the head it was built
-   from (``expected_parent``): a target branch that moved meanwhile gets the result on
-   top, or, if the other commit changed the same file, the evaluation fails with
-   ``conflict_target_branch`` set and the other commit stays.
+   one ``encode`` call per batch (``embed_batch_size`` texts per forward pass) in the
+   thread pool, progress recorded with ``ctx.progress`` (which also checks for a cancel);
+3. each step's results are written as one Arrow IPC part file under
+   ``<data>/oxen/work/<evaluation id>/part-<first row>.arrow`` (temporary name, then
+   rename: a part on disk is whole), with the step's token counts in its metadata;
+4. the results column alone is streamed part by part into a parquet blob
+   (``GET .../results``); then, unless the run is a sample or ``auto_commit`` is false,
+   the file with the column added is written by streaming the source's batches beside
+   the parts (8,192 rows a batch), stored as a blob (fsynced) and only then committed,
+   so no branch ever names a blob that is not on disk. The commit names the head it was
+   built from (``expected_parent``): a target branch that moved meanwhile gets the
+   result on top, or, if the other commit changed the same file, the evaluation fails
+   with ``conflict_target_branch`` set and the other commit stays.
+
+Restart: a job found running after a crash is requeued; it keeps the whole parts on disk
+(rows 0..n-1, token counts included) and goes on from row n, so at most one step
+(``batch_size`` rows) is generated twice. The parts are removed when the evaluation
+ends; a cancelled or interrupted run's parts are swept at the next start-up or reset.
 
 A generation error on any row fails the evaluation with ``error_message`` naming the
 first failing row; nothing is committed (a half-filled column is never written).

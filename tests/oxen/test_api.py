@@ -354,3 +354,17 @@ def test_cancel(repo: Any) -> None:
     c = repo.post(f"{R}/evaluations/{eval_id}/cancel", headers=AUTH)
     assert c.status_code == 200
     assert finished(repo, eval_id)["status"] in ("cancelled", "completed")
+
+
+@pytest.mark.inprocess
+def test_startup_sweeps_parts_of_finished_evaluations(settings_factory: Any) -> None:
+    from starlette.testclient import TestClient
+
+    from evaldock.server.app import create_app
+
+    settings = settings_factory()
+    stale = settings.data_dir / "oxen" / "work" / "no-such-job"
+    stale.mkdir(parents=True)
+    (stale / "part-000000000000.arrow").write_bytes(b"left by a killed run")
+    with TestClient(create_app(settings)):
+        assert not stale.exists()

@@ -118,6 +118,9 @@ def test_sigkill_during_an_evaluation(tmp_path: Path) -> None:
             assert time.monotonic() < deadline
             time.sleep(0.05)
         server.kill()
+        # The rows done so far are on disk as whole parts: the restarted job resumes there.
+        work = data / "oxen" / "work" / eval_id
+        assert sorted(p.name for p in work.glob("part-*.arrow"))[0] == "part-000000000000.arrow"
         server.start()
         deadline = time.monotonic() + 120
         while (e := _evaluation(c, base, eval_id))["status"] not in ("completed", "failed"):
@@ -130,6 +133,8 @@ def test_sigkill_during_an_evaluation(tmp_path: Path) -> None:
                 io.BytesIO(c.get(f"{base}/file/results/d.parquet", headers=AUTH).content)
             )
             assert table.column_names == ["text", "out"] and table.num_rows == 200
+            assert all(table.column("out").to_pylist())
+        assert not work.exists()  # the parts go once the evaluation is over
     _check_blobs(data)
 
 
