@@ -18,6 +18,8 @@ setup(
     packages=packages,
     package_dir={f"evaldock.{root}": root for root in ROOTS},
     # Specs, migrations, prompt templates and model configs travel inside the wheel.
-    package_data={"": ["*.yaml", "migrations/*.sql", "prompts/*.txt", "*.json", "*.toml"]},
+    package_data={
+        "": ["*.yaml", "migrations/*.sql", "prompts/*.txt", "*.json", "*.toml", "example/*"]
+    },
     include_package_data=True,
 )

@@ -18,4 +18,5 @@ export EVALDOCK_CLIENTS_PYTHON="$PWD/.venv-clients/bin/python"
 bash scripts/typecheck.sh
 .venv/bin/pytest "$@"
 # moto's server mode: the API suites again, over real HTTP against `evaldock serve`.
-EVALDOCK_TEST_SERVER=1 .venv/bin/pytest "$@" tests/objective/test_api.py tests/marqtune/test_api.py
+EVALDOCK_TEST_SERVER=1 .venv/bin/pytest "$@" \
+  tests/{objective,marqtune,spice,qianfan,oxen}/test_api.py
