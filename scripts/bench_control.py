@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-import bench_poll as bp  # noqa: E402  (a sibling script, not a package)
+import bench_poll as bp  # a sibling script, not a package
 
 
 async def serve(tmp: Path, name: str, env: dict[str, str]) -> tuple[object, int, str]:
@@ -61,7 +61,7 @@ async def main(args: argparse.Namespace) -> None:
         print(f"{'run':>4} {'control on req/s':>17} {'control off req/s':>18}")
         ons, offs = [], []
         for i in range(args.runs):
-            for label, (proc, port, path), bucket in (("on", on, ons), ("off", off, offs)):
+            for (proc, port, path), bucket in ((on, ons), (off, offs)):
                 r, _, _ = await bp.rate(port, proc.pid, path, args.clients, args.duration)  # type: ignore[attr-defined]
                 bucket.append(r)
             print(f"{i + 1:>4} {ons[-1]:>17.0f} {offs[-1]:>18.0f}", flush=True)

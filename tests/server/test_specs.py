@@ -4,8 +4,8 @@ import inspect
 
 import yaml
 
-from evaldock.server.spec import load_specs, spec_files
 from evaldock.server.control.provider import ControlProvider
+from evaldock.server.spec import load_specs, spec_files
 from evaldock.server.surface import Provider, declaration_of
 
 
