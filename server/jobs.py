@@ -26,7 +26,7 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -527,3 +527,28 @@ class JobRunner:
             " WHERE id=? AND status='running'",
             (status, error, now, now, job_id),
         )
+
+
+async def in_batches(
+    calls: Iterable[Coroutine[Any, Any, T]],
+    flush: Callable[[list[T]], Awaitable[None]],
+    every: int,
+) -> None:
+    """Run ``calls`` together, hand their results to ``flush`` ``every`` at a time as
+    they complete (one transaction per batch: a crash costs at most one batch, and the
+    job resumes from what was flushed), and cancel what is left on the way out.
+
+    The callers bound their own concurrency (a semaphore inside each call)."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    buffer: list[T] = []
+    try:
+        for next_done in asyncio.as_completed(tasks):
+            buffer.append(await next_done)
+            if len(buffer) >= every:
+                await flush(buffer)
+                buffer = []
+        if buffer:
+            await flush(buffer)
+    finally:
+        for task in tasks:
+            task.cancel()

@@ -13,7 +13,7 @@ from evaldock.engines.protocols import RelevanceJudge
 
 from .. import jsonio
 from ..db import Database, utcnow
-from ..jobs import Job, JobRunner
+from ..jobs import Job, JobRunner, in_batches
 
 JOB_KIND = "objective.evaluation"
 _ALPHABET = string.ascii_letters + string.digits + "_-"
@@ -160,16 +160,4 @@ async def judge_evaluation(
             done += len(results)
             await job.progress(done, conn=conn)
 
-    tasks = [asyncio.ensure_future(one(r["idx"], r["item"])) for r in pending]
-    buffer: list[tuple[Any, ...]] = []
-    try:
-        for next_done in asyncio.as_completed(tasks):
-            buffer.append(await next_done)
-            if len(buffer) >= flush_every:
-                await flush(buffer)
-                buffer = []
-        if buffer:
-            await flush(buffer)
-    finally:
-        for task in tasks:
-            task.cancel()
+    await in_batches((one(r["idx"], r["item"]) for r in pending), flush, flush_every)

@@ -32,7 +32,7 @@ from evaldock.engines.text_metrics.stats import (
 
 from .. import jsonio
 from ..db import Database, Row
-from ..jobs import Job
+from ..jobs import Job, in_batches
 from .errors import param_invalid
 
 FLUSH_EVERY = 32  # judged cases per commit
@@ -191,19 +191,7 @@ async def run_judge(
             done += len(batch)
             await job.progress(done, total, conn=tx)
 
-    tasks = [asyncio.ensure_future(one(r)) for r in rows]
-    buffer: list[tuple[Any, ...]] = []
-    try:
-        for next_done in asyncio.as_completed(tasks):
-            buffer.append(await next_done)
-            if len(buffer) >= FLUSH_EVERY:
-                await flush(buffer)
-                buffer = []
-        if buffer:
-            await flush(buffer)
-    finally:
-        for t in tasks:
-            t.cancel()
+    await in_batches((one(r) for r in rows), flush, FLUSH_EVERY)
 
 
 # -- report statistics -------------------------------------------------------------------

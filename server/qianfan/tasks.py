@@ -29,7 +29,7 @@ from evaldock.engines.text_metrics import CaseMetrics, TextMetrics, aggregate
 
 from .. import jsonio
 from ..db import Row
-from ..jobs import BlockingContext, Job, JobFailed
+from ..jobs import BlockingContext, Job, JobFailed, in_batches
 from .modes import JudgeConfig, run_judge
 from .store import METRIC_COLUMNS
 
@@ -133,19 +133,7 @@ async def _infer(
             done += len(rows)
             await job.progress(done, conn=tx)
 
-    tasks = [asyncio.ensure_future(one(u, c)) for u, c in pending]
-    buffer: list[tuple[Any, ...]] = []
-    try:
-        for next_done in asyncio.as_completed(tasks):
-            buffer.append(await next_done)
-            if len(buffer) >= FLUSH_EVERY:
-                await flush(buffer)
-                buffer = []
-        if buffer:
-            await flush(buffer)
-    finally:
-        for t in tasks:
-            t.cancel()
+    await in_batches((one(u, c) for u, c in pending), flush, FLUSH_EVERY)
 
 
 async def _rules_pending(job: Job) -> bool:
