@@ -232,7 +232,7 @@ class SurfacePipeline:
             except AuthFailed as exc:
                 raise self._auth_error(exc) from None
         else:
-            await self.provider.authorize(op, request)
+            tenant = await self.provider.authorize(op, request) or ""
         call.tenant = tenant
         # 3. journal and faults
         for hook in self.hooks:

@@ -163,9 +163,11 @@ class Provider:
             return OpenAuthenticator()
         return from_spec(self.spec.surface, self.spec.doc, keys)
 
-    async def authorize(self, operation: Operation, request: Request) -> None:
-        """Checks of an open operation from its URL alone (a signed capability URL),
-        before any byte of its body is read; raise the vendor's ApiError to refuse."""
+    async def authorize(self, operation: Operation, request: Request) -> str | None:
+        """Checks of an open operation from its headers and URL alone (a signed capability
+        URL, a key a vendor only sometimes requires), before any byte of its body is read;
+        raise the vendor's ApiError to refuse. A tenant returned becomes ``req.tenant``."""
+        return None
 
     async def startup(self) -> None:
         """Load what the surface needs once its migrations ran (secrets, config tables)."""

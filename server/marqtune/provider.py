@@ -141,11 +141,11 @@ class MarqtuneProvider(Provider):
             return self.options.max_upload_bytes
         return super().max_body_bytes(operation)
 
-    async def authorize(self, operation: Operation, request: Request) -> None:
+    async def authorize(self, operation: Operation, request: Request) -> str | None:
         """Signed capability URLs are verified before any byte of the body is read."""
         signed = SIGNED.get(operation.operation_id)
         if signed is None:
-            return
+            return None
         purpose, param = signed
         purpose = purpose.format(**request.path_params)
         self.signer.verify(
@@ -154,6 +154,7 @@ class MarqtuneProvider(Provider):
             request.query_params.get("expires"),
             request.query_params.get("signature"),
         )
+        return None
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -117,9 +117,9 @@ class QianfanProvider(Provider):
         for export_id in await self.store.reset(tenant):
             export_path(self.settings.data_dir, export_id).unlink(missing_ok=True)
 
-    async def authorize(self, operation: Operation, request: Request) -> None:
+    async def authorize(self, operation: Operation, request: Request) -> str | None:
         if operation.operation_id != "download_export":
-            return
+            return None
         export_id = str(request.path_params.get("exportId", ""))
         q = request.query_params
         if not self.signer.valid(export_id, q.get("expires"), q.get("signature")):
@@ -127,6 +127,7 @@ class QianfanProvider(Provider):
                 "the download URL's signature is invalid or expired; ask eval/result/export/"
                 "info for a fresh downloadUrl"
             )
+        return None
 
     # -- jobs -------------------------------------------------------------------------------
     def metrics_engine(self) -> TextMetrics:

@@ -125,21 +125,16 @@ class SpiceProvider(Provider):
     def credentials_hint(self) -> str:
         return "open (no key)" if self._configured_keys() is None else super().credentials_hint()
 
-    async def authorize(self, operation: Operation, request: Request) -> None:
+    async def authorize(self, operation: Operation, request: Request) -> str | None:
         # The spec marks every operation open (schemathesis would otherwise require a 401
         # without a key, which the runtime's default never gives); the key is checked here,
-        # before the body is read, and the tenant kept for the handler.
+        # before the body is read, and its tenant becomes req.tenant.
         if operation.operation_id in OPEN_OPERATIONS:
-            return
+            return None
         try:
-            tenant = await self._auth.authenticate(request)
+            return await self._auth.authenticate(request)
         except AuthFailed:
             raise self.errors.unauthorized() from None
-        request.state.spice_tenant = tenant
-
-    @staticmethod
-    def tenant(req: ApiRequest) -> str:
-        return str(getattr(req.request.state, "spice_tenant", "public"))
 
     # -- lifecycle --------------------------------------------------------------------------
     @property
@@ -190,12 +185,12 @@ class SpiceProvider(Provider):
         return specs
 
     async def list_evals(self, req: ApiRequest) -> Response:
-        specs = [s.to_json() for s, _ in (await self._specs(self.tenant(req))).values()]
+        specs = [s.to_json() for s, _ in (await self._specs(req.tenant)).values()]
         rows = [{**s, "scorers": ", ".join(s["scorers"])} for s in specs]
         return negotiation.respond(req.accept, specs, rows=rows, columns=SPEC_COLUMNS)
 
     async def put_eval(self, req: ApiRequest) -> Response:
-        tenant, name, body = self.tenant(req), req.path["name"], req.body
+        tenant, name, body = req.tenant, req.path["name"], req.body
         if not name.strip() or len(name) > 128:
             raise bad_request("an eval name must have 1 to 128 characters")
         scorers = list(dict.fromkeys(body["scorers"]))
@@ -229,7 +224,7 @@ class SpiceProvider(Provider):
         return jsonio.JSONResponse(spec.to_json())
 
     async def delete_eval(self, req: ApiRequest) -> Response:
-        tenant, name = self.tenant(req), req.path["name"]
+        tenant, name = req.tenant, req.path["name"]
         if await self.store.delete_spec(tenant, name):
             return Response(status_code=204)
         if name in self.pod.evals:
@@ -241,7 +236,7 @@ class SpiceProvider(Provider):
 
     # -- runs -------------------------------------------------------------------------------
     async def run_eval(self, req: ApiRequest) -> Response:
-        tenant, name, model = self.tenant(req), req.path["name"], req.body["model"]
+        tenant, name, model = req.tenant, req.path["name"], req.body["model"]
         found = (await self._specs(tenant)).get(name)
         if found is None:
             raise not_found("eval", name)
@@ -300,7 +295,7 @@ class SpiceProvider(Provider):
             pause = min(pause * 2, 0.1)  # quick runs answer in ms; long ones poll at 10 Hz
 
     async def get_run(self, req: ApiRequest) -> Response:
-        run = await self.store.run(req.path["id"], self.tenant(req))
+        run = await self.store.run(req.path["id"], req.tenant)
         if run is None or run.eval != req.path["name"]:
             raise ApiError(404, f"run '{req.path['id']}' not found")
         return self._render(req, run)
@@ -364,7 +359,7 @@ class SpiceProvider(Provider):
             columns, rows = await asyncio.to_thread(
                 sql.run_query,
                 self.db.path,
-                self.tenant(req),
+                req.tenant,
                 text,
                 timeout=self.options.sql_timeout,
                 max_rows=self.options.sql_max_rows,
