@@ -7,7 +7,6 @@ reached through the request pipeline (:mod:`evaldock.server.pipeline`).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -28,7 +28,8 @@ from .db import Database
 from .jobs import JobRunner
 from .jsonio import JSONResponse, encode
 from .pipeline import RequestHook, SurfacePipeline, SurfaceRuntime
-from .routing import OperationRoute, fallback_routes, operation_routes, share_templates
+from .readgate import ReadGate
+from .routing import OperationRoute, RouteIndex, fallback_routes, operation_routes, share_templates
 from .spec import Spec, json_spec, load_spec, load_spec_file
 from .surface import AppContext, SurfaceDeclaration, declarations
 
@@ -99,8 +100,6 @@ def create_app(
     public_url = str(settings.section("server").get("public_url") or "")
     plane = ControlPlane(settings, ctx, decls)
     all_hooks = [*plane.hooks(), *hooks]
-    max_reads = int(settings.section("server").get("max_concurrent_reads") or 0)
-    reads = asyncio.Semaphore(max_reads) if max_reads > 0 else None
     runtimes = []
     for decl in decls:
         spec = spec_of(decl)
@@ -112,7 +111,6 @@ def create_app(
             upload_dir=upload_dir,
             public_url=public_url,
             body_cap=plane.body_cap,
-            reads=reads,
         )
         runtimes.append(SurfaceRuntime(decl, spec, provider, pipeline))
     plane.runtimes = runtimes
@@ -160,7 +158,15 @@ def create_app(
     routes.extend(ordered)
     for rt, surface_routes in zip(runtimes, per_surface, strict=True):
         routes.extend(fallback_routes(rt.pipeline, surface_routes))
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: not_found})
+    # Reads start a few per loop turn, before routing: the turns stay short.
+    per_turn = int(settings.section("server").get("reads_per_turn") or 0)
+    app = Starlette(
+        # One lookup on the first path segment instead of ~200 regexes in order.
+        routes=[RouteIndex(routes)],
+        lifespan=lifespan,
+        exception_handlers={404: not_found},
+        middleware=[Middleware(ReadGate, per_turn=per_turn)],
+    )
     app.state.ctx = ctx
     app.state.runtimes = runtimes
     app.state.control = plane

@@ -32,11 +32,16 @@ DEFAULTS: dict[str, Any] = {
         # The URL clients reach this server by, for the URLs it hands out (upload,
         # results, downloads); empty: the request's Host when well formed.
         "public_url": "",
-        # Read connections beside the one writer (WAL lets them run during writes).
+        # Reader threads beside the one writer, for reads too long for the event loop
+        # (polls' point lookups run on the loop itself: a thread hop cost more than them).
         "db_readers": 4,
-        # GET handlers running at once (0: no limit). Hundreds of tight polling loops
-        # would otherwise queue every step of the jobs they wait for behind their reads.
-        "max_concurrent_reads": 8,
+        # Memory for rendered answers of finished resources (a completed evaluation is
+        # polled again and again and cannot change); 0 turns the cache off.
+        "answer_cache_mb": 64,
+        # GET/HEAD requests started per event-loop turn (0: no limit). Hundreds of tight
+        # polling loops would otherwise fill every turn, and each step of a write or a
+        # job would wait behind all of them.
+        "reads_per_turn": 8,
         # A request's headers must arrive within header_timeout seconds of its start and
         # its body within body_timeout (slow clients otherwise hold connections forever);
         # past max_connections new connections get a 503 (keep it >= 1,000: 200 keep-alive

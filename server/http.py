@@ -44,6 +44,10 @@ from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .masking import install_access_log_filter
+from .readgate import IDLE_KEY
+
+# A connection's first request: as patient as any (it has not polled yet).
+IDLE_UNKNOWN = float("inf")
 
 log = logging.getLogger("evaldock.http")
 
@@ -135,6 +139,10 @@ class ReceiptDeadlineProtocol(H11Protocol):
         self._upgraded = False  # handed to a WebSocket protocol: no longer ours to time
         self._deadline: asyncio.TimerHandle | None = None
         self._deadline_at: float | None = None
+        # For the read gate: how long the connection sat idle before this request.
+        self._last_response_at: float | None = None
+        self._idle_before = 0.0
+        self._tagged: dict[str, Any] | None = None
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -167,6 +175,7 @@ class ReceiptDeadlineProtocol(H11Protocol):
         if self._request_started is None:
             self._start_request()  # the first byte of the next request
         super().data_received(data)
+        self._tag_scope()
         self._watch()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -174,7 +183,9 @@ class ReceiptDeadlineProtocol(H11Protocol):
         super().connection_lost(exc)
 
     def on_response_complete(self) -> None:
+        self._last_response_at = self.loop.time()
         super().on_response_complete()  # may start the next, pipelined request
+        self._tag_scope()
         self._watch()
 
     def handle_websocket_upgrade(self, event: h11.Request) -> None:
@@ -198,6 +209,16 @@ class ReceiptDeadlineProtocol(H11Protocol):
     def _start_request(self) -> None:
         self._request_started = self.loop.time()
         self._paused_before = self.timed_flow.paused_seconds()
+        last = self._last_response_at
+        self._idle_before = self._request_started - last if last is not None else IDLE_UNKNOWN
+
+    def _tag_scope(self) -> None:
+        """Tell the read gate how long the connection idled before the request it just
+        parsed (uvicorn builds the scope; its task starts on the next loop iteration)."""
+        scope = getattr(self, "scope", None)
+        if scope is not None and scope is not self._tagged:
+            scope[IDLE_KEY] = self._idle_before
+            self._tagged = scope
 
     def _due(self, phase: str) -> float:
         """When ``phase`` must be complete: the setting's seconds after the request's
@@ -220,10 +241,12 @@ class ReceiptDeadlineProtocol(H11Protocol):
         if phase is None:
             if self.conn.their_state is not h11.IDLE:
                 self._request_started = None  # whole request in; the next starts later
-            self._cancel_deadline()
+            # The armed timer stays: when it fires, _expired finds nothing due (or the
+            # next request's due) and acts on that. Re-arming per request cost a timer
+            # handle and a heap push each poll.
             return
         at = self._due(phase)
-        if self._deadline_at != at:
+        if self._deadline_at is None or at < self._deadline_at:
             self._arm(at)
 
     def _cancel_deadline(self) -> None:

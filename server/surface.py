@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import msgspec
 from starlette.requests import Request
 
+from .answers import AnswerCache
 from .auth import Authenticator, OpenAuthenticator, from_spec
 from .config import Settings
 from .db import Database
@@ -140,6 +141,10 @@ class Provider:
         self.options: Any = msgspec.convert(
             {**declaration.defaults(), **section}, declaration.settings, strict=False
         )
+        # Finished resources' rendered answers (server/answers.py); the core drops a
+        # tenant's on reset, a surface's delete drops the resource's.
+        megabytes = float(ctx.settings.section("server").get("answer_cache_mb") or 0)
+        self.answers = AnswerCache(int(megabytes * 1024 * 1024))
 
     @property
     def settings(self) -> Settings:

@@ -102,7 +102,27 @@ def _validator_cached(schema: Mapping[str, Any]) -> Draft202012Validator:
     return _validator(json.dumps(schema, sort_keys=True))
 
 
+# Schemas that say nothing but a type (most path and query parameters): checked here,
+# without the validator's ~8 us a call.
+_PLAIN_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str,
+    "boolean": bool,
+    "integer": int,
+    "number": (int, float),
+}
+_PLAIN_KEYS = {"type", "description", "example", "title"}
+
+
+def _plainly_valid(schema: Mapping[str, Any], value: Any) -> bool:
+    kind = _PLAIN_TYPES.get(schema.get("type"))  # type: ignore[arg-type]
+    if kind is None or isinstance(value, bool) is not (kind is bool):
+        return False  # True is an int to Python, not to JSON Schema
+    return isinstance(value, kind) and schema.keys() <= _PLAIN_KEYS
+
+
 def check(schema: Mapping[str, Any], value: Any, prefix: str = "") -> None:
+    if _plainly_valid(schema, value):
+        return
     errors = sorted(
         validator_for(schema).iter_errors(value),
         key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))),

@@ -31,6 +31,7 @@ access_log = logging.getLogger("evaldock.access")
 
 class Metrics:
     def __init__(self) -> None:
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "evaldock_requests",
@@ -63,8 +64,18 @@ class Metrics:
         )
 
     def observe(self, call: Call, status: int) -> None:
-        self.requests.labels(call.surface, call.operation_id, str(status)).inc()
-        self.latency.labels(call.surface, call.operation_id).observe(call.elapsed_ms / 1000)
+        # The labelled children, looked up once (prometheus_client's labels() costs
+        # ~4 us a call, twice a request).
+        key = (call.surface, call.operation_id, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(call.surface, call.operation_id, str(status)),
+                self.latency.labels(call.surface, call.operation_id),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(call.elapsed_ms / 1000)
 
     async def render(
         self, db: Database, kind_surfaces: Mapping[str, str], engines: Mapping[str, Any]

@@ -100,6 +100,7 @@ class ControlProvider(Provider):
         for rt in runtimes:
             tenant = rt.provider.tenant_for_key(str(key)) if key else None
             await rt.provider.reset(tenant)
+            rt.provider.answers.forget(tenant)
             done.append({"surface": rt.spec.surface, "scope": "tenant" if key else "all"})
             if not key:
                 self.plane.faults.clear(rt.spec.surface)

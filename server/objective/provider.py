@@ -102,6 +102,11 @@ class ObjectiveProvider(Provider):
 
     # GET /v1/evaluations/{id}
     async def get_evaluation(self, req: ApiRequest) -> Response:
+        # A finished evaluation cannot change: its answer is rendered once per variant.
+        key = (req.path["id"], negotiation.choose(req.accept))
+        stored = self.answers.get(req.tenant, key)
+        if stored is not None:
+            return stored
         ev = await self.store.get(req.tenant, req.path["id"])
         if ev is None:
             raise evaluation_not_found(req.path["id"])
@@ -153,7 +158,12 @@ class ObjectiveProvider(Provider):
             body["judgements"] = judgements
         if errors:
             body["errors"] = errors
-        return negotiation.respond(req.accept, body, rows=rows, columns=JUDGEMENT_COLUMNS)
+        response = negotiation.respond(req.accept, body, rows=rows, columns=JUDGEMENT_COLUMNS)
+        # Final: nothing moves a completed or failed job (a cancelled one may still be
+        # failed by the control plane).
+        if ev.job_status in ("completed", "failed"):
+            self.answers.put(req.tenant, key, response)
+        return response
 
     # GET /v1/evaluations
     async def list_evaluations(self, req: ApiRequest) -> Response:

@@ -166,7 +166,8 @@ class QianfanStore:
                     utcnow(),
                 ),
             )
-            num = int(cur.lastrowid)
+            assert cur.lastrowid is not None  # an INSERT on a rowid table
+            num = cur.lastrowid
             await tx.executemany(
                 "INSERT INTO qianfan_units VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
                 [

@@ -57,43 +57,90 @@ def test_app_restart_does_not_reapply(tmp_path: Path) -> None:
             assert echo_rows == [("echo", 1)]
 
 
-def test_transaction_cancelled_during_begin_rolls_back(tmp_path: Path) -> None:
+def _other_writer(db: Database) -> sqlite3.Connection:
+    """Another process's connection, holding the write lock."""
+    other = sqlite3.connect(db.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    return other
+
+
+def test_write_lock_held_elsewhere_waits_without_blocking_the_loop(tmp_path: Path) -> None:
     async def go() -> None:
         db = await _open(tmp_path)
-        conn = db.conn
-        real_execute = conn.execute
-        began = asyncio.Event()
-        never = asyncio.Event()
+        await db.execute("CREATE TABLE t (x INTEGER)")
+        other = _other_writer(db)
+        ticks = 0
 
-        async def slow_begin(sql: str, *args: Any) -> Any:
-            result = await real_execute(sql, *args)
-            if sql.startswith("BEGIN"):
-                began.set()
-                await never.wait()  # cancelled here: BEGIN ran, the await has not returned
-            return result
+        async def loop_alive() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.005)
 
-        conn.execute = slow_begin  # type: ignore[method-assign]
-        entered = False
-
-        async def writer() -> None:
-            nonlocal entered
-            async with db.transaction():
-                entered = True
-
-        task = asyncio.create_task(writer())
-        await began.wait()
-        assert conn.in_transaction
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        conn.execute = real_execute  # type: ignore[method-assign]
+        alive = asyncio.create_task(loop_alive())
         try:
-            assert not entered
-            assert not conn.in_transaction, "writer left inside a transaction"
+
+            async def write() -> None:
+                async with db.transaction() as tx:
+                    await tx.execute("INSERT INTO t VALUES (1)")
+
+            task = asyncio.create_task(write())
+            await asyncio.sleep(0.2)
+            assert not task.done(), "BEGIN did not wait for the other writer"
+            assert ticks >= 5, "the event loop was blocked while waiting"
+            other.execute("COMMIT")
+            await asyncio.wait_for(task, 5)
+            assert [r["x"] for r in await db.fetchall("SELECT x FROM t")] == [1]
+        finally:
+            alive.cancel()
+            other.close()
+            await db.close()
+
+    asyncio.run(go())
+
+
+def test_transaction_cancelled_waiting_or_inside_ends_cleanly(tmp_path: Path) -> None:
+    async def go() -> None:
+        db = await _open(tmp_path)
+        await db.execute("CREATE TABLE t (x INTEGER)")
+        entered = asyncio.Event()
+        try:
+            # Cancelled while waiting for another connection's write lock: never began.
+            other = _other_writer(db)
+
+            async def blocked() -> None:
+                async with db.transaction():
+                    entered.set()
+
+            task = asyncio.create_task(blocked())
+            await asyncio.sleep(0.05)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            other.execute("ROLLBACK")
+            other.close()
+            assert not entered.is_set()
+            assert not db.conn.in_transaction and not db._tx_lock.locked()
+
+            # Cancelled inside its body (awaiting something else): rolled back.
+            async def inside() -> None:
+                async with db.transaction() as tx:
+                    await tx.execute("INSERT INTO t VALUES (1)")
+                    entered.set()
+                    await asyncio.Event().wait()
+
+            task = asyncio.create_task(inside())
+            await entered.wait()
+            assert db.conn.in_transaction
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert not db.conn.in_transaction, "writer left inside a transaction"
             assert not db._tx_lock.locked()
-            async with db.transaction() as tx:  # the next transaction works
-                await tx.execute("CREATE TABLE t (x INTEGER)")
             assert await db.fetchall("SELECT * FROM t") == []
+            async with db.transaction() as tx:  # the next transaction works
+                await tx.execute("INSERT INTO t VALUES (2)")
+            assert [r["x"] for r in await db.fetchall("SELECT x FROM t")] == [2]
         finally:
             await db.close()
 

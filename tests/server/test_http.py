@@ -22,6 +22,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from evaldock.server.http import ReceiptLimits, uvicorn_config
+from evaldock.server.readgate import IDLE_KEY
 
 WAIT = 5.0  # seconds a client waits for the server, far above every deadline here
 
@@ -40,7 +41,13 @@ async def echo(request: Request) -> PlainTextResponse:
     return PlainTextResponse(str(len(body)))
 
 
-APP = Starlette(routes=[Route("/ping", ping), Route("/echo", echo, methods=["POST"])])
+async def idle(request: Request) -> PlainTextResponse:
+    return PlainTextResponse(repr(request.scope.get(IDLE_KEY)))
+
+
+APP = Starlette(
+    routes=[Route("/ping", ping), Route("/echo", echo, methods=["POST"]), Route("/idle", idle)]
+)
 
 
 @contextmanager
@@ -204,3 +211,20 @@ def test_limits_are_validated() -> None:
         ReceiptLimits(header_timeout=10, body_timeout=5)
     with pytest.raises(ValueError, match=r"\[server\] max_connections"):
         ReceiptLimits(max_connections=0)
+
+
+def test_scope_says_how_long_the_connection_idled_before_each_request() -> None:
+    """The read gate's signal: a connection's first request has no history (inf), one
+    sent after a pause carries the pause, a pipelined one about nothing."""
+    get = b"GET /idle HTTP/1.1\r\nHost: x\r\n\r\n"
+    with serving() as port, connect(port) as conn:
+        conn.sendall(get)
+        assert read_response(conn) == (200, b"inf")
+        time.sleep(0.25)
+        conn.sendall(get)
+        status, body = read_response(conn)
+        assert status == 200 and float(body) >= 0.2
+        conn.sendall(get + get)  # pipelined: the second waited for the first, not idled
+        read_response(conn)
+        status, body = read_response(conn)
+        assert status == 200 and float(body) < 0.2

@@ -146,3 +146,44 @@ def test_graceful_stop_requeues_without_spending_an_attempt(tmp_path: Path) -> N
         await runner.db.close()
 
     asyncio.run(main())
+
+
+def test_idle_workers_take_no_write_lock(tmp_path: Path) -> None:
+    """An idle worker looks for queued jobs with a read; only a job to claim costs a
+    write transaction (each one queues ahead of the requests' own writes)."""
+
+    async def main() -> None:
+        runner = await _runner(tmp_path, concurrency=4)
+        db = runner.db
+        opened = 0
+        real = db.transaction
+
+        def counting():  # type: ignore[no-untyped-def]
+            nonlocal opened
+            opened += 1
+            return real()
+
+        db.transaction = counting  # type: ignore[method-assign]
+        done = asyncio.Event()
+
+        async def handler(job: Job) -> None:
+            done.set()
+
+        runner.register("k", handler)
+        await runner.start()
+        opened = 0  # start-up recovery has its own
+        try:
+            for _ in range(3):  # wakes and idle polls alike
+                runner.wake()
+                await asyncio.sleep(0.01)
+            assert opened == 0
+            await _enqueue(runner, "j1")  # its own transaction
+            await asyncio.wait_for(done.wait(), 5)
+            await asyncio.sleep(0.1)
+            # The submit, one claim, the finish: not one per worker.
+            assert opened <= 4, opened
+        finally:
+            await runner.stop()
+            await db.close()
+
+    asyncio.run(main())

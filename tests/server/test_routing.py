@@ -86,3 +86,35 @@ def test_spec_served_under_prefix(client: TestClient) -> None:
     assert r.status_code == 200
     assert r.json()["x-evaldock"]["surface"] == "echo"
     assert client.get("/echo/openapi.yaml").text.startswith("openapi:")
+
+
+def test_route_index_tries_only_the_routes_of_the_first_segment() -> None:
+    """Structural: a request is matched against its first segment's routes alone (the
+    app has ~200), in their original order, wildcard first segments included."""
+    from starlette.routing import Match, Route
+
+    from evaldock.server.routing import RouteIndex
+
+    tried: list[str] = []
+
+    class Counting(Route):
+        def matches(self, scope):  # type: ignore[no-untyped-def]
+            tried.append(self.path)
+            return super().matches(scope)
+
+    async def endpoint(request):  # type: ignore[no-untyped-def]
+        return None
+
+    paths = [f"/s{i}/items/{{id}}" for i in range(200)]
+    paths[100:100] = ["/{anything}/special"]
+    index = RouteIndex([Counting(p, endpoint) for p in paths])
+    scope = {"type": "http", "method": "GET", "path": "/s150/items/7", "root_path": ""}
+    match, child = index.matches(scope)
+    assert match is Match.FULL and child["path_params"] == {"id": "7"}
+    assert tried == ["/{anything}/special", "/s150/items/{id}"]
+    tried.clear()
+    match, _ = index.matches({**scope, "path": "/s3/special"})
+    assert match is Match.FULL and tried == ["/s3/items/{id}", "/{anything}/special"]
+    tried.clear()
+    match, _ = index.matches({**scope, "path": "/nowhere/x"})
+    assert match is Match.NONE and tried == ["/{anything}/special"]

@@ -99,3 +99,27 @@ def test_depth_is_iterative_and_bounded() -> None:
     assert validation.depth(deep) == validation.MAX_JSON_DEPTH + 1
     assert validation.depth({"a": [1, {"b": 2}]}) == 3
     assert validation.depth(7) == 0
+
+
+@pytest.mark.parametrize(
+    ("schema", "value", "valid"),
+    [
+        ({"type": "string"}, "x", True),
+        ({"type": "string"}, 3, False),
+        ({"type": "integer"}, 3, True),
+        ({"type": "integer"}, True, False),  # a bool is an int to Python, not to JSON
+        ({"type": "boolean"}, True, True),
+        ({"type": "boolean"}, 1, False),
+        ({"type": "number"}, 1.5, True),
+        ({"type": "string", "maxLength": 2}, "xyz", False),  # more than a type: validator
+        ({"type": "integer", "minimum": 1}, 0, False),
+    ],
+)
+def test_plain_type_shortcut_agrees_with_the_validator(
+    schema: dict[str, Any], value: Any, valid: bool
+) -> None:
+    if valid:
+        validation.check(schema, value)
+    else:
+        with pytest.raises(validation.RequestInvalid):
+            validation.check(schema, value)
