@@ -58,15 +58,31 @@ async def main(args: argparse.Namespace) -> None:
         off = await serve(tmp, "off", {"EVALDOCK_CONTROL__ENABLED": "false"})
         procs = [on[0], off[0]]
         print(f"{args.clients} keep-alive pollers, {args.duration:g} s per run, alternating")
-        print(f"{'run':>4} {'control on req/s':>17} {'control off req/s':>18}")
-        ons, offs = [], []
+        print(
+            f"{'run':>4} {'on req/s':>9} {'off req/s':>10} {'on CPU us/req':>14} "
+            f"{'off CPU us/req':>15}"
+        )
+        rates: dict[str, list[float]] = {"on": [], "off": []}
+        cpus: dict[str, list[float]] = {"on": [], "off": []}
         for i in range(args.runs):
-            for (proc, port, path), bucket in ((on, ons), (off, offs)):
-                r, _, _ = await bp.rate(port, proc.pid, path, args.clients, args.duration)  # type: ignore[attr-defined]
-                bucket.append(r)
-            print(f"{i + 1:>4} {ons[-1]:>17.0f} {offs[-1]:>18.0f}", flush=True)
-        m_on, m_off = statistics.median(ons), statistics.median(offs)
-        print(f"median {m_on:>13.0f} {m_off:>18.0f}   cost {100 * (1 - m_on / m_off):.1f}%")
+            # Which goes first alternates: a machine that slows down mid-run hits both.
+            order = [("on", on), ("off", off)] if i % 2 == 0 else [("off", off), ("on", on)]
+            for name, (proc, port, path) in order:
+                r, cpu, _ = await bp.rate(port, proc.pid, path, args.clients, args.duration)  # type: ignore[attr-defined]
+                rates[name].append(r)
+                cpus[name].append(cpu)
+            print(
+                f"{i + 1:>4} {rates['on'][-1]:>9.0f} {rates['off'][-1]:>10.0f} "
+                f"{cpus['on'][-1]:>14.0f} {cpus['off'][-1]:>15.0f}",
+                flush=True,
+            )
+        m_on, m_off = statistics.median(rates["on"]), statistics.median(rates["off"])
+        c_on, c_off = statistics.median(cpus["on"]), statistics.median(cpus["off"])
+        print(
+            f"median {m_on:>7.0f} {m_off:>10.0f} {c_on:>14.0f} {c_off:>15.0f}   "
+            f"cost {100 * (1 - m_on / m_off):.1f}% of requests/s, "
+            f"{100 * (1 - c_off / c_on):.1f}% of CPU a request"
+        )
     finally:
         for proc in procs:
             bp.stop_process(proc)  # type: ignore[arg-type]

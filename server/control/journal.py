@@ -35,16 +35,18 @@ class Journal:
         self._lock = threading.Lock()
 
     def record(self, call: Call, response: Response) -> None:
-        request = call.request
+        # From the scope, not request.url: building a URL object cost ~5 us a request
+        # (a third of the control plane's cost on a poll).
+        scope = call.request.scope
         raw = (
             next(self._ids),
             call.started,
             call.surface,
             call.operation_id,
-            request.method,
-            request.url.path,
-            request.url.query,
-            request.headers.raw,
+            scope["method"],
+            scope["path"],
+            scope.get("query_string", b"").decode("latin-1"),
+            scope["headers"],
             bytes(call.body_preview),
             call.body_truncated,
             response.status_code,

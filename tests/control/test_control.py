@@ -262,3 +262,26 @@ def test_qianfan_business_code_fault_at_http_200(settings_factory) -> None:
         fault = client.app.state.control.faults.active()[0]
         body = client.app.state.runtimes[0].provider.errors.injected(200, "busy", fault.code)
         assert body.status_code == 200 and b'"error_code":336100' in body.body
+
+
+def test_request_latency_buckets_are_cumulative_and_inclusive() -> None:
+    from prometheus_client import generate_latest
+
+    from evaldock.server.control.metrics import Metrics
+
+    metrics = Metrics()
+    stats = metrics.request_stats
+    for seconds in (0.0005, 0.001, 0.003, 20.0):
+        stats.observe("objective", "get_evaluation", 200, seconds)
+    stats.observe("objective", "get_evaluation", 404, 0.002)
+    text = generate_latest(metrics.registry).decode()
+    labels = 'operation="get_evaluation",surface="objective"'
+    assert f'evaldock_request_seconds_bucket{{le="0.001",{labels}}} 2.0' in text  # le: <=
+    assert f'evaldock_request_seconds_bucket{{le="0.005",{labels}}} 4.0' in text
+    assert f'evaldock_request_seconds_bucket{{le="10.0",{labels}}} 4.0' in text
+    assert f'evaldock_request_seconds_bucket{{le="+Inf",{labels}}} 5.0' in text
+    assert f"evaldock_request_seconds_count{{{labels}}} 5.0" in text
+    assert (
+        'evaldock_requests_total{operation="get_evaluation",status="404",surface="objective"} 1.0'
+        in text
+    )
