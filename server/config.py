@@ -41,7 +41,7 @@ DEFAULTS: dict[str, Any] = {
         # GET/HEAD requests started per event-loop turn (0: no limit). Hundreds of tight
         # polling loops would otherwise fill every turn, and each step of a write or a
         # job would wait behind all of them.
-        "reads_per_turn": 8,
+        "reads_per_turn": 16,
         # A request's headers must arrive within header_timeout seconds of its start and
         # its body within body_timeout (slow clients otherwise hold connections forever);
         # past max_connections new connections get a 503 (keep it >= 1,000: 200 keep-alive
