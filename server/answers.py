@@ -7,7 +7,8 @@ it costs two queries and a render each time (about a quarter of a poll's CPU for
 
 Only what a surface declares final goes in (a terminal job state), per tenant and per
 rendered variant (JSON, CSV, text table). The control plane's reset drops a tenant's
-entries, and so does a surface's delete. Bounded by bytes, least recently used out
+entries; a surface that deletes a resource drops its variants with
+``forget(tenant, match=resource_id)``. Bounded by bytes, least recently used out
 first; nothing here is state: a restart starts empty and answers are rebuilt from
 SQLite.
 """

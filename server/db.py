@@ -163,10 +163,8 @@ class Database:
         # The database holds signing secrets: owner-only before SQLite creates it (its
         # -wal and -shm files take the same mode).
         private_file(self.path)
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA busy_timeout=0")  # never block the loop: _retry_busy waits
-        self._conn = conn
+        # busy_timeout 0: never block the loop; _retry_busy waits instead.
+        conn = self._conn = _connect(self.path, busy_timeout_ms=0)
         await self._retry_busy(lambda: conn.execute("PRAGMA foreign_keys=ON"))
         # WAL lets readers proceed during a write; synchronous=FULL makes every commit
         # survive a crash of the process *and* of the machine: an accepted job is never lost.
@@ -248,18 +246,6 @@ class Database:
             self._reader_conns.append(conn)
         return conn
 
-    def _inline(self, fn: Callable[[sqlite3.Connection], T]) -> tuple[bool, T | None]:
-        """``fn`` on the event loop's own read connection; (False, None) when SQLite is
-        busy (WAL readers almost never are: a checkpoint resetting the log, recovery)."""
-        if self._loop_reader is None:
-            raise RuntimeError("database is not open")
-        try:
-            return True, fn(self._loop_reader)
-        except sqlite3.OperationalError as exc:
-            if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in _BUSY:  # extended codes too
-                raise
-            return False, None
-
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``fn(connection)``, a few indexed queries, run on the event loop itself.
 
@@ -268,11 +254,16 @@ class Database:
         the loop traded the GIL on every hop, and a completed evaluation was served at
         0.12-0.15x a bare endpoint (800-1,000 us CPU a poll) against 0.5x with no hop.
         Work that may take long (a large scan, many queries) goes to
-        :meth:`read_off_loop`; when SQLite reports itself busy this falls back to it.
+        :meth:`read_off_loop`; so does this when SQLite reports itself busy (WAL readers
+        almost never are: a checkpoint resetting the log, recovery).
         """
-        done, result = self._inline(fn)
-        if done:
-            return result  # type: ignore[return-value]
+        if self._loop_reader is None:
+            raise RuntimeError("database is not open")
+        try:
+            return fn(self._loop_reader)
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
         return await self.read_off_loop(fn)
 
     async def read_off_loop(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -323,10 +314,15 @@ class Database:
         return applied
 
 
-def _read_only(path: Path, *, busy_timeout_ms: int) -> sqlite3.Connection:
+def _connect(path: Path, *, busy_timeout_ms: int) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+    return conn
+
+
+def _read_only(path: Path, *, busy_timeout_ms: int) -> sqlite3.Connection:
+    conn = _connect(path, busy_timeout_ms=busy_timeout_ms)
     conn.execute("PRAGMA query_only=ON")
     return conn
 

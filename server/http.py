@@ -142,7 +142,6 @@ class ReceiptDeadlineProtocol(H11Protocol):
         # For the read gate: how long the connection sat idle before this request.
         self._last_response_at: float | None = None
         self._idle_before = 0.0
-        self._tagged: dict[str, Any] | None = None
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -216,9 +215,8 @@ class ReceiptDeadlineProtocol(H11Protocol):
         """Tell the read gate how long the connection idled before the request it just
         parsed (uvicorn builds the scope; its task starts on the next loop iteration)."""
         scope = getattr(self, "scope", None)
-        if scope is not None and scope is not self._tagged:
+        if scope is not None and IDLE_KEY not in scope:  # a new request's scope
             scope[IDLE_KEY] = self._idle_before
-            self._tagged = scope
 
     def _due(self, phase: str) -> float:
         """When ``phase`` must be complete: the setting's seconds after the request's

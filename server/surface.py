@@ -142,7 +142,7 @@ class Provider:
             {**declaration.defaults(), **section}, declaration.settings, strict=False
         )
         # Finished resources' rendered answers (server/answers.py); the core drops a
-        # tenant's on reset, a surface's delete drops the resource's.
+        # tenant's on reset, a surface that deletes a resource drops the resource's.
         megabytes = float(ctx.settings.section("server").get("answer_cache_mb") or 0)
         self.answers = AnswerCache(int(megabytes * 1024 * 1024))
 

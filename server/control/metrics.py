@@ -32,6 +32,7 @@ access_log = logging.getLogger("evaldock.access")
 
 
 _LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_BUCKET_LABELS = [str(float(b)) for b in _LATENCY_BUCKETS] + ["+Inf"]
 
 
 class _RequestStats:
@@ -69,10 +70,9 @@ class _RequestStats:
             labels=["surface", "operation"],
         )
         for (surface, operation), (counts, total) in list(self.latency.items()):
-            cumulative = list(itertools.accumulate(counts))
-            bounds = [str(float(b)) for b in _LATENCY_BUCKETS] + ["+Inf"]
+            cumulative = itertools.accumulate(counts)
             latency.add_metric(
-                [surface, operation], list(zip(bounds, cumulative, strict=True)), total[0]
+                [surface, operation], list(zip(_BUCKET_LABELS, cumulative, strict=True)), total[0]
             )
         yield latency
 
