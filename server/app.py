@@ -8,6 +8,7 @@ reached through the request pipeline (:mod:`evaldock.server.pipeline`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -21,6 +22,9 @@ from starlette.routing import BaseRoute, Route
 
 from evaldock.engines.errors import EngineUnavailable
 
+from .backend import backend_context, prepare
+from .compute import TaskLimits, WorkerPool
+from .compute.engines import build_engines
 from .config import Settings
 from .control import ControlPlane
 from .control.provider import ControlProvider
@@ -41,16 +45,7 @@ def spec_of(decl: SurfaceDeclaration) -> Spec:
 
 
 def create_engines(settings: Settings, kinds: Sequence[str]) -> dict[str, Any]:
-    from evaldock.engines import registry
-
-    engines = {}
-    for kind in dict.fromkeys(kinds):
-        name, options = settings.engine_choice(kind)
-        # Engines keep their caches beside the state, e.g. <data>/judge-cache.sqlite3.
-        options.setdefault("cache_path", str(settings.data_dir / f"{kind}-cache.sqlite3"))
-        options.setdefault("data_dir", str(settings.data_dir))
-        engines[kind] = registry.create(kind, name, options)
-    return engines
+    return build_engines(settings, kinds)
 
 
 async def check_engines(engines: dict[str, Any]) -> None:
@@ -86,14 +81,26 @@ def create_app(
     """Build the app; engines are created here so a missing library fails at start-up."""
     decls = declarations(settings.surfaces or None, extra_surfaces)
     db = Database(settings.data_dir / "evaldock.sqlite3", readers=settings.db_readers)
-    jobs = settings.section("jobs")
+    jobs = settings.jobs
+    pool = WorkerPool(
+        settings,
+        workers=jobs.workers,
+        request_workers=jobs.request_workers,
+        limits=TaskLimits(
+            wall_seconds=jobs.task_wall_seconds,
+            cpu_seconds=jobs.task_cpu_seconds,
+            memory_mb=jobs.task_memory_mb,
+        ),
+        recycle_mb=jobs.worker_recycle_mb,
+    )
     runner = JobRunner(
         db,
-        concurrency=int(jobs["concurrency"]),
-        max_attempts=int(jobs["max_attempts"]),
-        threads=int(jobs.get("threads") or jobs["concurrency"]),
+        concurrency=jobs.concurrency,
+        max_attempts=jobs.max_attempts,
+        threads=jobs.threads or jobs.concurrency,
+        pool=pool,
     )
-    ctx = AppContext(settings, db, runner, engines if engines is not None else {})
+    ctx = AppContext(settings, db, runner, engines if engines is not None else {}, pool)
     if engines is None:
         ctx.engines.update(create_engines(settings, [k for d in decls for k in d.engines]))
     upload_dir = settings.data_dir / "tmp"
@@ -104,6 +111,9 @@ def create_app(
     for decl in decls:
         spec = spec_of(decl)
         provider = decl.provider(ctx, spec, decl)
+        if decl.backend is not None:
+            bctx = backend_context(decl, settings, db, runner, pool, ctx.engines)
+            provider.backend = decl.backend(bctx)
         pipeline = SurfacePipeline(
             spec,
             provider,
@@ -127,14 +137,24 @@ def create_app(
         await db.migrate("core", "evaldock.server")
         for rt in runtimes:
             await db.migrate(rt.declaration.name, rt.declaration.package)
+            backend = rt.provider.backend
+            if backend is not None:
+                await prepare(backend.ctx)
+                await backend.startup()
             await rt.provider.startup()
             for kind, job in rt.declaration.jobs.items():
-                runner.register(kind, getattr(rt.provider, job.handler))
+                if isinstance(job.handler, str):
+                    runner.register(kind, getattr(rt.provider, job.handler))
+                else:
+                    runner.register(kind, functools.partial(job.handler, backend))
+        # Worker processes start in the background: start-up does not wait for them.
+        pool.start()
         await runner.start()
         try:
             yield
         finally:
             await runner.stop()
+            await pool.close()
             for engine in ctx.engines.values():
                 close = getattr(engine, "aclose", None)
                 if close is not None:

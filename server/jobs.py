@@ -7,8 +7,11 @@ so nothing accepted lives only in memory. A surface
   resource (accept and enqueue are atomic; the runner wakes when that commits);
 - reports progress with :meth:`Job.progress`, passing its own transaction so results and
   progress commit together;
-- runs blocking work (parsing, metrics, model calls) with :meth:`Job.run_blocking`, on
-  the runner's own bounded thread pool, with ``say()`` and ``check_cancelled()``;
+- runs work that grows with its input (parsing, scoring, metrics, encoding) with
+  :meth:`Job.run_task`: a plain function of picklable inputs, run in a worker process
+  under the task limits (:mod:`evaldock.server.compute`); cancelling the job kills it;
+- runs the little blocking work left in the API process (moving files) with
+  :meth:`Job.run_blocking`, on the runner's own small thread pool;
 - reads job state through the ``job_view`` SQL view (or :meth:`JobRunner.view`), never
   by joining or updating ``jobs`` itself.
 
@@ -31,6 +34,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from .compute import TaskFailed, TaskLimits, WorkerPool
+from .compute.worker import TaskContext
 from .db import Database, Transaction, utcnow
 
 log = logging.getLogger("evaldock.jobs")
@@ -195,6 +200,34 @@ class Job:
         else:
             await self.db.execute(sql + " WHERE id = ?", args)
 
+    async def run_task(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        limits: TaskLimits | None = None,
+        on_say: Callable[[str], Coroutine[Any, Any, None]] | None = None,
+        progress: bool = True,
+    ) -> T:
+        """``fn(ctx, *args)`` in a worker process; its value, or its exception raised here.
+
+        The task's ``ctx.progress(done, total)`` becomes the job's progress (unless
+        ``progress`` is False), its ``ctx.say(text)`` goes to ``on_say`` (default: the
+        server log). A task stopped over a limit, or whose worker crashed, ends the job
+        failed with the reason, which names the setting to raise. Without a pool (unit
+        tests of the runner) the task runs on the runner's thread pool."""
+        on_progress = self.progress if progress else None
+        pool = self.runner.pool
+        if pool is None:
+            context = TaskContext(None, None)
+            return await self.run_blocking(lambda ctx: fn(context, *args))
+        try:
+            value: T = await pool.run(
+                fn, *args, limits=limits, on_say=on_say, on_progress=on_progress
+            )
+        except TaskFailed as exc:
+            raise JobFailed(exc.message) from None
+        return value
+
     async def wait(self, message: str | None = None) -> None:
         """Pause the job for outside input: the handler returns, the job stays ``waiting``
         until :meth:`JobRunner.resume` queues it again."""
@@ -242,8 +275,12 @@ class JobRunner:
         concurrency: int = 4,
         max_attempts: int = 3,
         threads: int | None = None,
+        pool: WorkerPool | None = None,
     ) -> None:
         self.db = db
+        # Worker processes for job work (Job.run_task); None runs tasks on threads.
+        self.pool = pool
+        self._ended: dict[str, asyncio.Event] = {}
         self.concurrency = concurrency
         self.max_attempts = max_attempts
         self._handlers: dict[str, Handler] = {}
@@ -281,6 +318,29 @@ class JobRunner:
     def wake(self) -> None:
         self._wake.set()
 
+    async def wait(self, job_id: str, timeout: float) -> JobView | None:
+        """The job's view once it ended, or as it is when ``timeout`` seconds passed
+        (None: no such job). Woken by the job's end, not by polling."""
+        ended = self._ended.setdefault(job_id, asyncio.Event())
+        try:
+            view = await self.view(job_id)
+            if view is None or view.done:
+                return view
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    while not (view is None or view.done):
+                        await ended.wait()
+                        ended.clear()
+                        view = await self.view(job_id)
+            return await self.view(job_id)
+        finally:
+            self._ended.pop(job_id, None)
+
+    def _ended_now(self, job_id: str) -> None:
+        event = self._ended.get(job_id)
+        if event is not None:
+            event.set()
+
     async def view(self, job_id: str) -> JobView | None:
         row = await self.db.fetchone("SELECT * FROM job_view WHERE id = ?", (job_id,))
         return JobView(**dict(row)) if row else None
@@ -305,6 +365,7 @@ class JobRunner:
                 (now, now, job_id),
             )
             if cur.rowcount:
+                tx.on_commit(lambda: self._ended_now(job_id))
                 return True
             cur = await tx.execute(
                 "UPDATE jobs SET cancel_requested = 1, updated_at = ?"
@@ -340,6 +401,7 @@ class JobRunner:
             " WHERE id = ? AND status IN ('queued', 'running', 'waiting', 'cancelled')",
             (reason, now, now, job_id),
         )
+        self._ended_now(job_id)
         return bool(changed)
 
     async def forget(self, tx: Transaction, job_ids: Sequence[str]) -> None:
@@ -532,6 +594,7 @@ class JobRunner:
             " WHERE id=? AND status='running'",
             (status, error, now, now, job_id),
         )
+        self._ended_now(job_id)
 
 
 async def in_batches(

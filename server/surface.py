@@ -11,7 +11,7 @@ adding a surface touches no core file.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -22,10 +22,12 @@ from starlette.requests import Request
 
 from .answers import AnswerCache
 from .auth import Authenticator, OpenAuthenticator, from_spec
+from .backend import Backend
+from .compute import WorkerPool
 from .config import Settings
 from .db import Database
 from .errors import VendorErrors
-from .jobs import JobRunner, StatusMap
+from .jobs import Job, JobRunner, StatusMap
 from .spec import Operation, Spec
 
 if TYPE_CHECKING:
@@ -42,10 +44,11 @@ class SurfaceCli(Protocol):
 
 @dataclass(frozen=True)
 class JobKind:
-    """A kind of background job: the provider method that runs it, and the surface's
-    words for each core job state, in the order a job moves through them."""
+    """A kind of background job: the backend method that runs it (``XBackend.run_eval``,
+    called as ``run(backend, job)``; a string names a provider method, the older form),
+    and the surface's words for each core job state, in the order a job moves through."""
 
-    handler: str
+    handler: str | Callable[[Any, Job], Coroutine[Any, Any, None]]
     statuses: StatusMap
 
 
@@ -67,6 +70,9 @@ class NoSettings(msgspec.Struct, kw_only=True):
 class SurfaceDeclaration:
     name: str
     provider: type[Provider]
+    # The surface's rules and state (server/backend.py), built by the core; the
+    # provider reaches it as ``self.backend``.
+    backend: type[Backend[Any]] | None = None
     # Typed settings: a msgspec Struct whose field defaults are *the* defaults of the
     # surface's ``[<name>]`` table (one default, one place).
     settings: type[msgspec.Struct] = NoSettings
@@ -91,6 +97,7 @@ class AppContext:
     db: Database
     runner: JobRunner
     engines: dict[str, Any] = field(default_factory=dict)
+    pool: WorkerPool | None = None
 
     def engine(self, kind: str) -> Any:
         return self.engines[kind]
@@ -136,6 +143,8 @@ class Provider:
         self.ctx = ctx
         self.spec = spec
         self.declaration = declaration
+        # Set by the core when the surface declares a backend (server/backend.py).
+        self.backend: Any = None
         section = ctx.settings.section(declaration.name)
         # Environment values arrive as TOML literals or strings: convert leniently.
         self.options: Any = msgspec.convert(

@@ -1,0 +1,156 @@
+"""A surface's backend: its rules and state, built by the core from a typed context.
+
+moto's split, LocalStack's types: the provider (``server/<vendor>/provider.py``) parses a
+request, calls one backend method with typed arguments and renders the answer in the
+vendor's envelope; the backend (``server/<vendor>/backend.py``) decides, stores, and
+submits jobs. A job kind names a backend method (``JobKind(XBackend.run_eval, ...)``),
+called as ``method(backend, job)`` in the API process: it reads what the job needs, hands
+the heavy part to a worker process as a plain function of picklable inputs
+(``server/<vendor>/jobs.py``, run by :meth:`Job.run_task`), and commits what comes back.
+
+The context is the only way in: typed settings, the database, the job runner, the worker
+pool, the surface's data folder, its engines as the Protocols of
+:mod:`evaldock.engines.protocols`, and its signing secret, loaded before any request.
+The CLI builds the same backend with :func:`open_backend`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+
+import msgspec
+
+from .compute import TaskFailed, TaskLimits, WorkerPool
+from .config import Settings
+from .db import Database
+from .jobs import JobRunner
+
+if TYPE_CHECKING:
+    from .surface import SurfaceDeclaration
+
+S = TypeVar("S", bound=msgspec.Struct)
+P = TypeVar("P")
+T = TypeVar("T")
+
+
+@dataclass
+class BackendContext(Generic[S]):
+    """What a surface's backend is built from (one per surface, built by the core)."""
+
+    name: str
+    options: S  # the surface's typed ``[<name>]`` settings
+    settings: Settings  # everything else (the core's tables are typed: settings.jobs)
+    db: Database
+    runner: JobRunner
+    pool: WorkerPool | None
+    data_dir: Path  # <data>/<name>/, 0700
+    engines: Mapping[str, Any] = field(default_factory=dict)
+    # The surface's signing secret (capability URLs), loaded before any request.
+    secret: bytes = b""
+
+    def engine(self, kind: str, protocol: type[P]) -> P:
+        """The engine of ``kind`` that lives in the API process (one that talks to a
+        server, like the judge), typed as its Protocol. Engines that compute (rankers,
+        embedders) live in the worker processes: a task reaches them with
+        ``TaskContext.engine``."""
+        return cast(P, self.engines[kind])
+
+    async def task(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        limits: TaskLimits | None = None,
+    ) -> T:
+        """``fn(ctx, *args)`` in a worker of the request lane (a request waits for it);
+        without a pool (unit tests) inline. Raises :class:`TaskFailed` with the reason
+        when it went over a limit: the provider answers it as the vendor's 4xx."""
+        if self.pool is None:
+            from .compute import run_inline
+
+            return cast(T, run_inline(fn, *args, settings=self.settings))
+        return cast(T, await self.pool.run(fn, *args, limits=limits, lane="request"))
+
+
+class Backend(Generic[S]):
+    """Base of the surfaces' backends: hold the context, start, reset a tenant."""
+
+    def __init__(self, ctx: BackendContext[S]) -> None:
+        self.ctx = ctx
+
+    @property
+    def options(self) -> S:
+        return self.ctx.options
+
+    @property
+    def db(self) -> Database:
+        return self.ctx.db
+
+    @property
+    def runner(self) -> JobRunner:
+        return self.ctx.runner
+
+    async def startup(self) -> None:
+        """Load what the surface needs once its migrations ran and its secret is loaded."""
+
+    async def reset(self, tenant: str | None) -> None:
+        """Delete this surface's rows and files (one tenant's, or all)."""
+
+
+def backend_context(
+    decl: SurfaceDeclaration,
+    settings: Settings,
+    db: Database,
+    runner: JobRunner,
+    pool: WorkerPool | None,
+    engines: Mapping[str, Any],
+) -> BackendContext[Any]:
+    options = msgspec.convert(
+        {**decl.defaults(), **settings.section(decl.name)}, decl.settings, strict=False
+    )
+    folder = settings.data_dir / decl.name
+    return BackendContext(
+        name=decl.name,
+        options=options,
+        settings=settings,
+        db=db,
+        runner=runner,
+        pool=pool,
+        data_dir=folder,
+        engines={k: engines[k] for k in decl.engines if k in engines},
+    )
+
+
+async def prepare(ctx: BackendContext[Any]) -> None:
+    """Before any request: the surface's data folder (0700) and signing secret."""
+    from .capability import load_secret
+
+    ctx.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ctx.secret = await load_secret(ctx.db, f"{ctx.name}.url-signing")
+
+
+@contextlib.asynccontextmanager
+async def open_backend(decl: SurfaceDeclaration, settings: Settings) -> AsyncIterator[Any]:
+    """The surface's backend over the server's data folder, for a CLI command: the
+    database opened and migrated, no jobs run, no worker processes (tasks run inline)."""
+    if decl.backend is None:
+        raise TypeError(f"surface {decl.name!r} declares no backend")
+    db = Database(settings.data_dir / "evaldock.sqlite3", readers=1)
+    await db.open()
+    try:
+        await db.migrate("core", "evaldock.server")
+        await db.migrate(decl.name, decl.package)
+        runner = JobRunner(db)
+        ctx = backend_context(decl, settings, db, runner, None, {})
+        await prepare(ctx)
+        backend = decl.backend(ctx)
+        await backend.startup()
+        yield backend
+    finally:
+        await db.close()
+
+
+__all__ = ["Backend", "BackendContext", "TaskFailed", "open_backend"]
