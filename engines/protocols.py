@@ -8,7 +8,12 @@ implementation are interchangeable and mypy checks both against the same contrac
   Qianfan, Spice);
 - :class:`GenerationBackend`: what judge routing calls on the backend serving a vendor
   model name (an OpenAI-compatible server or the mock);
-- :class:`Ranker`: embeddings and top-k retrieval (Marqtune).
+- :class:`Ranker`: embeddings and top-k retrieval (Marqtune);
+- :class:`Embedder`: text embeddings (Oxen's embeddings, Spice's embedding scorers).
+
+Rankers and embedders compute: they live in the worker processes (a task reaches one with
+``TaskContext.engine(kind, Protocol)``); judges talk to a server and live in the API
+process.
 
 Nothing here imports an engine module at run time. Signatures cross the seam as text (see
 :class:`evaldock.engines.signature.Signature`).
@@ -159,3 +164,26 @@ class Ranker(Engine, Protocol):
     def topk(
         self, queries: np.ndarray, docs: np.ndarray, k: int
     ) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class Embedder(Protocol):
+    """Texts to float32 vectors. ``encode`` is synchronous and CPU/GPU-bound: it runs in a
+    worker process (a task), never on the API process's event loop."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def signature(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray: ...
+
+    async def check(self) -> None: ...
+
+    async def aclose(self) -> None: ...

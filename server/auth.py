@@ -26,6 +26,10 @@ class AuthFailed(Exception):
 
 
 class Authenticator(Protocol):
+    # True when every request is the one shared tenant ("public"): the control plane's
+    # reset by key then resets that tenant instead of hashing the key.
+    open: bool
+
     async def authenticate(self, request: Request) -> str:
         """The tenant of the request, from its headers and URL alone (the body is not
         read yet: nothing unauthenticated is buffered); raises :class:`AuthFailed`."""
@@ -38,6 +42,8 @@ def tenant_of(surface: str, key: str) -> str:
 
 class KeyAuthenticator:
     """A static key from a header: ``Authorization: Bearer KEY`` or ``x-api-key: KEY``."""
+
+    open = False
 
     def __init__(self, surface: str, keys: Sequence[str], header: str, bearer: bool) -> None:
         self.surface = surface
@@ -70,6 +76,8 @@ class KeyAuthenticator:
 
 class OpenAuthenticator:
     """For surfaces whose vendor runs without auth: one shared tenant."""
+
+    open = True
 
     async def authenticate(self, request: Request) -> str:
         return "public"

@@ -195,7 +195,7 @@ class Provider:
         whose credentials are not plain keys (Qianfan's AK:SK) overrides it."""
         from .auth import tenant_of
 
-        if isinstance(self.authenticator(), OpenAuthenticator):
+        if self.authenticator().open:
             return "public"
         return tenant_of(self.spec.surface, key)
 

@@ -21,9 +21,12 @@ import signal
 import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from ..config import Settings
+
+
+P = TypeVar("P")
 
 
 class TaskContext:
@@ -47,11 +50,12 @@ class TaskContext:
         """Nothing to check: a cancelled task is killed with its worker. Kept so that
         code written for threads runs unchanged in a worker."""
 
-    def engine(self, kind: str) -> Any:
-        """The engine ``kind`` as the server's settings choose it, built once per worker."""
+    def engine(self, kind: str, protocol: type[P]) -> P:
+        """The engine ``kind`` as the server's settings choose it, built once per worker
+        and kept, typed as its Protocol (``ctx.engine("ranker", Ranker)``)."""
         if self._settings is None:
             raise RuntimeError("this task context has no settings to build engines from")
-        return engine_for(self._settings, kind)
+        return cast(P, engine_for(self._settings, kind))
 
 
 _ENGINES: dict[str, Any] = {}

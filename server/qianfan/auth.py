@@ -32,6 +32,8 @@ class BceAuthenticator:
     """Verifies each request's signature over method, route (mount prefix removed),
     query and signed headers; the body is not signed (see signing.py)."""
 
+    open = False
+
     def __init__(self, keys: Sequence[str], mount_prefix: str, max_skew_seconds: int) -> None:
         self.keys = key_pairs(keys)
         self.mount_prefix = mount_prefix

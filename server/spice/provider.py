@@ -89,6 +89,10 @@ class SpiceAuthenticator:
             else OpenAuthenticator()
         )
 
+    @property
+    def open(self) -> bool:
+        return self.inner.open
+
     async def authenticate(self, request: Request) -> str:
         return await self.inner.authenticate(request)
 
