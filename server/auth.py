@@ -26,9 +26,11 @@ class AuthFailed(Exception):
 
 
 class Authenticator(Protocol):
-    # True when every request is the one shared tenant ("public"): the control plane's
-    # reset by key then resets that tenant instead of hashing the key.
-    open: bool
+    @property
+    def open(self) -> bool:
+        """True when every request is the one shared tenant ("public"): the control
+        plane's reset by key then resets that tenant instead of hashing the key."""
+        ...
 
     async def authenticate(self, request: Request) -> str:
         """The tenant of the request, from its headers and URL alone (the body is not

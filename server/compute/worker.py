@@ -25,7 +25,6 @@ from typing import Any, TypeVar, cast
 
 from ..config import Settings
 
-
 P = TypeVar("P")
 
 
