@@ -17,7 +17,6 @@ from evaldock.server.db import Database
 from evaldock.server.jobs import Job, JobRunner
 from tests.server import compute_tasks as tasks
 
-
 CPU_SETTING = "[jobs] task_cpu_seconds"
 
 
