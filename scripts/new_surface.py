@@ -2,9 +2,11 @@
 
     python scripts/new_surface.py acme [--root DIR]
 
-writes ``openapi/acme.yaml``, ``server/acme/{__init__,provider}.py``,
+writes ``openapi/acme.yaml``, ``server/acme/{__init__,provider,backend,jobs}.py``,
 ``server/acme/migrations/0001_acme.sql`` and ``tests/acme/{__init__,test_api}.py`` with
-every ``echo`` renamed; it never overwrites a file that exists.
+every ``echo`` renamed; it never overwrites a file that exists. The shape is every
+surface's: the provider parses and renders, the backend decides and runs the jobs, the
+heavy steps are task functions in ``jobs.py`` run in worker processes.
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ INIT = '''"""The {name} surface."""
 
 from evaldock.server.surface import JobKind, SurfaceDeclaration
 
-from .provider import JOB_KIND, STATUSES, {cls}Provider, {cls}Settings
+from .backend import JOB_KIND, STATUSES, {cls}Backend, {cls}Settings
+from .provider import {cls}Provider
 
 SURFACE = SurfaceDeclaration(
     name="{name}",
     provider={cls}Provider,
+    backend={cls}Backend,
     settings={cls}Settings,
-    jobs={{JOB_KIND: JobKind("run_job", STATUSES)}},
+    jobs={{JOB_KIND: JobKind({cls}Backend.run_job, STATUSES)}},
 )
 '''
 
@@ -81,6 +85,8 @@ def render(name: str) -> dict[str, str]:
         f"openapi/{name}.yaml": rename((TEMPLATE / "echo.yaml").read_text(), name),
         f"server/{name}/__init__.py": INIT.format(name=name, cls=cls),
         f"server/{name}/provider.py": provider,
+        f"server/{name}/backend.py": rename((TEMPLATE / "backend.py").read_text(), name),
+        f"server/{name}/jobs.py": rename((TEMPLATE / "jobs.py").read_text(), name),
         f"server/{name}/migrations/0001_{name}.sql": rename(
             (TEMPLATE / "migrations" / "0001_echo.sql").read_text(), name
         ),

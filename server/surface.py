@@ -188,7 +188,9 @@ class Provider:
 
     async def reset(self, tenant: str | None) -> None:
         """Delete this surface's rows and files (one tenant's, or all): the control
-        plane's reset. Caches and signing secrets stay."""
+        plane's reset. Caches and signing secrets stay. The backend's by default."""
+        if self.backend is not None:
+            await self.backend.reset(tenant)
 
     def tenant_for_key(self, key: str) -> str:
         """The tenant a credential maps to (the control plane's reset by key); a surface

@@ -13,6 +13,8 @@ EXPECTED = [
     "openapi/acme_lab.yaml",
     "server/acme_lab/__init__.py",
     "server/acme_lab/provider.py",
+    "server/acme_lab/backend.py",
+    "server/acme_lab/jobs.py",
     "server/acme_lab/migrations/0001_acme_lab.sql",
     "tests/acme_lab/test_api.py",
 ]
@@ -43,7 +45,11 @@ def test_scaffold_writes_parseable_files(tmp_path: Path) -> None:
             assert "echo" not in text.replace("tests.echo.helpers", ""), rel
     provider = (tmp_path / "server/acme_lab/provider.py").read_text()
     assert "class AcmeLabProvider(Provider)" in provider
-    assert 'JOB_KIND = "acme_lab.job"' in provider
+    backend = (tmp_path / "server/acme_lab/backend.py").read_text()
+    assert "class AcmeLabBackend(Backend[AcmeLabSettings])" in backend
+    assert 'JOB_KIND = "acme_lab.job"' in backend
+    assert "await job.run_task(jobs.measure" in backend
+    assert "def measure(ctx: TaskContext" in (tmp_path / "server/acme_lab/jobs.py").read_text()
     sql = (tmp_path / "server/acme_lab/migrations/0001_acme_lab.sql").read_text()
     assert "CREATE TABLE acme_lab_items" in sql
 

@@ -7,13 +7,15 @@ from pathlib import Path
 
 from evaldock.server.surface import JobKind, SurfaceDeclaration
 
-from .provider import JOB_KIND, STATUSES, EchoProvider, EchoSettings
+from .backend import JOB_KIND, STATUSES, EchoBackend, EchoSettings
+from .provider import EchoProvider
 
 SURFACE = SurfaceDeclaration(
     name="echo",
     provider=EchoProvider,
+    backend=EchoBackend,
     settings=EchoSettings,
-    jobs={JOB_KIND: JobKind("run_job", STATUSES)},
+    jobs={JOB_KIND: JobKind(EchoBackend.run_job, STATUSES)},
     spec_file=Path(__file__).parent / "echo.yaml",
     package="tests.echo",
 )

@@ -1,40 +1,16 @@
-"""Handlers of echo.yaml, one method per operationId, and the echo job."""
+"""Handlers of echo.yaml, one method per operationId: parse, ask the backend, render."""
 
 from __future__ import annotations
 
-import secrets
 from typing import Any, ClassVar
 
-import msgspec
 from starlette.responses import Response
 
 from evaldock.server import jsonio
-from evaldock.server.db import utcnow
 from evaldock.server.errors import ApiError, ErrorCode, VendorErrors
-from evaldock.server.jobs import Job, StatusMap
 from evaldock.server.surface import ApiRequest, Provider
 
-JOB_KIND = "echo.job"
-
-
-class EchoSettings(msgspec.Struct, kw_only=True):
-    """The ``[echo]`` table."""
-
-    # A number the tests override through the environment (EVALDOCK_ECHO__SOMETHING=5).
-    something: int = 3
-    greeting: str = "hello"
-
-
-# Echo's words for the job states, in order.
-STATUSES = StatusMap(
-    [
-        ("queued", "pending"),
-        ("running", "working"),
-        ("completed", "done"),
-        ("failed", "broken"),
-        ("cancelled", "stopped"),
-    ]
-)
+from .backend import STATUSES, EchoBackend, EchoSettings
 
 
 class EchoErrors(VendorErrors):
@@ -55,55 +31,21 @@ def item_not_found(item_id: str) -> ApiError:
 class EchoProvider(Provider):
     errors: ClassVar[VendorErrors] = EchoErrors()
     options: EchoSettings
+    backend: EchoBackend
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.resets: list[str | None] = []  # what reset() was asked to do (tests read it)
 
-    # -- jobs and the control plane -------------------------------------------------------
-    async def run_job(self, job: Job) -> None:
-        async with self.db.transaction() as tx:
-            await tx.execute("UPDATE echo_items SET echoed = 1 WHERE id = ?", (job.id,))
-            await job.progress(1, 1, conn=tx)
-
+    # -- the control plane ----------------------------------------------------------------
     async def reset(self, tenant: str | None) -> None:
         self.resets.append(tenant)
-        where, args = ("WHERE tenant = ?", (tenant,)) if tenant is not None else ("", ())
-        async with self.db.transaction() as tx:
-            rows = await tx.fetchall(f"SELECT id FROM echo_items {where}", args)
-            await self.runner.forget(tx, [r["id"] for r in rows])
-            await tx.execute(f"DELETE FROM echo_items {where}", args)
+        await self.backend.reset(tenant)
 
     # -- items ----------------------------------------------------------------------------
-    async def _item(self, tenant: str, item_id: str) -> dict[str, Any] | None:
-        row = await self.db.fetchone(
-            "SELECT i.*, j.status AS job_status, j.processed, j.total"
-            " FROM echo_items i JOIN job_view j ON j.id = i.id"
-            " WHERE i.id = ? AND i.tenant = ?",
-            (item_id, tenant),
-        )
-        if row is None:
-            return None
-        return {
-            "id": row["id"],
-            "name": row["name"],
-            "body": jsonio.decode(row["body"]),
-            "echoed": bool(row["echoed"]),
-            "status": STATUSES.word(row["job_status"]),
-            "progress": {"processed": row["processed"], "total": row["total"]},
-            "created_at": row["created_at"],
-        }
-
     # POST /echo-v1/items
     async def create_item(self, req: ApiRequest) -> Response:
-        item_id = "it_" + secrets.token_hex(8)
-        async with self.db.transaction() as tx:
-            await tx.execute(
-                "INSERT INTO echo_items (id, tenant, name, body, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (item_id, req.tenant, req.body["name"], jsonio.encode(req.body), utcnow()),
-            )
-            await self.runner.submit(tx, item_id, JOB_KIND, req.tenant, 1)
+        item_id = await self.backend.create_item(req.tenant, req.body["name"], req.body)
         return jsonio.JSONResponse(
             {
                 "id": item_id,
@@ -114,18 +56,14 @@ class EchoProvider(Provider):
 
     # GET /echo-v1/items/{id}
     async def get_item(self, req: ApiRequest) -> Response:
-        item = await self._item(req.tenant, req.path["id"])
+        item = await self.backend.item(req.tenant, req.path["id"])
         if item is None:
             raise item_not_found(req.path["id"])
         return jsonio.JSONResponse(item)
 
     # GET /echo-v1/items
     async def list_items(self, req: ApiRequest) -> Response:
-        rows = await self.db.fetchall(
-            "SELECT id, name FROM echo_items WHERE tenant = ? ORDER BY rowid LIMIT ?",
-            (req.tenant, req.query["limit"]),
-        )
-        out: dict[str, Any] = {"items": [dict(r) for r in rows]}
+        out: dict[str, Any] = {"items": await self.backend.items(req.tenant, req.query["limit"])}
         if req.query["verbose"]:
             out["limit"] = req.query["limit"]
         return jsonio.JSONResponse(out)
@@ -141,8 +79,8 @@ class EchoProvider(Provider):
         streamed_to = str(req.body_file)
         kept = None
         if req.query["keep"]:
-            folder = self.settings.data_dir / "echo" / "blobs"
-            folder.mkdir(parents=True, exist_ok=True)
+            folder = self.backend.ctx.data_dir / "blobs"
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             target = folder / req.path["name"]
             req.body_file.replace(target)
             kept = str(target)

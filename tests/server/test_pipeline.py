@@ -104,7 +104,8 @@ def test_unauthenticated_upload_is_401_and_writes_nothing(
         assert status == 401, payload
         assert reads == 0
     assert _tmp_files(tmp_path) == []
-    assert not (tmp_path / "data" / "echo").exists()
+    # The surface's folder exists from start-up (0700); nothing was stored in it.
+    assert not (tmp_path / "data" / "echo" / "blobs").exists()
 
 
 def test_json_as_text_plain_is_415(client: TestClient) -> None:

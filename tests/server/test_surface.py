@@ -11,8 +11,9 @@ import pytest
 from evaldock.server.config import ConfigError
 from evaldock.server.surface import declarations
 from tests.echo import SURFACE
+from tests.echo.backend import EchoSettings
 from tests.echo.helpers import AUTH, echo_client, echo_settings, poll_item
-from tests.echo.provider import EchoProvider, EchoSettings
+from tests.echo.provider import EchoProvider
 
 
 def _provider(client) -> EchoProvider:
