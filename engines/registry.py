@@ -7,6 +7,7 @@ An engine kind is a package ``evaldock.engines.<kind>`` whose ``__init__`` decla
         "real": "evaldock.engines.<kind>.real:RealThing",
     }
     REAL_DEFAULT = "real"  # what `--mode real` runs when the configuration names nothing
+    PROCESS = "worker"     # where its engines live: "worker" (they compute) or "api"
 
 Targets are absolute ``module:Class`` paths imported only when asked for, and a kind's
 ``__init__`` imports no model library, so ``--mode mock`` never imports torch. Adding a
@@ -72,6 +73,13 @@ def implementations(kind: str) -> dict[str, str]:
 def real_default(kind: str) -> str:
     """The implementation ``kind`` runs in real mode when the configuration names none."""
     return str(getattr(_kind(kind), "REAL_DEFAULT", FALLBACK_DEFAULT))
+
+
+def process(kind: str) -> str:
+    """Where ``kind``'s engines live: ``"worker"`` for engines that compute (their work
+    grows with the input: a model encoding), built inside the worker processes; ``"api"``
+    (the default) for clients of a server, such as the judge."""
+    return str(getattr(_kind(kind), "PROCESS", "api"))
 
 
 def implementation(kind: str, name: str) -> type:

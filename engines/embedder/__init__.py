@@ -14,5 +14,7 @@ IMPLEMENTATIONS: dict[str, str] = {
     "sentence-transformers": "evaldock.engines.embedder.sentence:SentenceTransformerEmbedder",
 }
 REAL_DEFAULT = "sentence-transformers"
+# Embedders compute: they are built in the worker processes, never in the API process.
+PROCESS = "worker"
 
 __all__ = ["IMPLEMENTATIONS", "REAL_DEFAULT", "Embedder"]

@@ -13,5 +13,7 @@ IMPLEMENTATIONS: dict[str, str] = {
     "clip": "evaldock.engines.ranker.clip:ClipRanker",
 }
 REAL_DEFAULT = "clip"
+# Rankers compute: they are built in the worker processes, never in the API process.
+PROCESS = "worker"
 
 __all__ = ["IMPLEMENTATIONS", "REAL_DEFAULT", "combine_fields", "l2_normalise", "topk_cosine"]
