@@ -11,6 +11,10 @@ inputs that used to stall every surface and tenant for tens of seconds (issue 17
   ``data_frames``;
 - ``csv-quote``: a 7.6 MB CSV whose first quote never closes, read by ``data_frames``.
 
+Then (``--parallel``) two CPU-heavy Spice evals, one after the other and then at once:
+on 2 cores the pair at once should take <= 0.6x the time of the two in turn (they used to
+share one GIL: ~1.0x).
+
 While each runs, a prober GETs ``/_evaldock/health`` and a finished Objective evaluation
 every 20 ms on connections of their own, and the API process's resident memory (and its
 worker processes', separately) is sampled. Reported per input: what the input got back
@@ -224,6 +228,47 @@ INPUTS: dict[str, Callable[[httpx.AsyncClient], Awaitable[str]]] = {
 }
 
 
+async def cpu_eval(client: httpx.AsyncClient, name: str, cases: int) -> float:
+    """Seconds for one Spice eval of ``cases`` 300-character pairs, four scorers each."""
+    import random
+
+    rng = random.Random(name)
+    letters = "abcdefghij "
+
+    def text() -> str:
+        return "".join(rng.choice(letters) for _ in range(300))
+
+    data = [{"input": f"q{i}", "ideal": text(), "output": text()} for i in range(cases)]
+    scorers = ["match", "includes", "fuzzy_match", "levenshtein"]
+    r = await client.put(
+        f"/v1/evals/{name}", json={"dataset": name, "scorers": scorers, "data": data}
+    )
+    r.raise_for_status()
+    start = time.perf_counter()
+    r = await client.post(f"/v1/evals/{name}", json={"model": "replay"})
+    r.raise_for_status()
+    run = r.json()[0] if isinstance(r.json(), list) else r.json()
+    if run.get("status") != "Completed":
+        raise RuntimeError(f"eval {name}: {run}")
+    return time.perf_counter() - start
+
+
+async def parallel(server: Server, cases: int) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=600) as client:
+        await cpu_eval(client, "warm", 200)  # workers started, modules imported
+        one = await cpu_eval(client, "cpu_a", cases)
+        two = await cpu_eval(client, "cpu_b", cases)
+        start = time.perf_counter()
+        await asyncio.gather(cpu_eval(client, "cpu_a", cases), cpu_eval(client, "cpu_b", cases))
+        both = time.perf_counter() - start
+    ratio = both / (one + two)
+    print(
+        f"
+two CPU-heavy evals ({cases:,} cases x 4 scorers each): in turn {one + two:.2f} s, "
+        f"at once {both:.2f} s -> {ratio:.2f}x (target <= 0.6x; one GIL gives ~1.0x)"
+    )
+
+
 # -- measuring ----------------------------------------------------------------------------
 
 
@@ -333,6 +378,8 @@ async def main_async(args: argparse.Namespace) -> None:
         if len(names) > 1:
             rows.append(await measure(server, evaluation, names, args.timeout))
         report(rows, args.rss_bound)
+        if args.parallel:
+            await parallel(server, args.parallel)
     finally:
         server.stop()
         shutil.rmtree(data, ignore_errors=True)
@@ -344,6 +391,9 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds per input")
     parser.add_argument("--rss-bound", type=float, default=400.0, help="API process MB")
     parser.add_argument("--source", type=Path, default=None, help="serve another checkout")
+    parser.add_argument(
+        "--parallel", type=int, default=10_000, help="cases per CPU-heavy eval (0: skip)"
+    )
     asyncio.run(main_async(parser.parse_args()))
 
 
