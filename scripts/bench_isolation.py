@@ -263,8 +263,8 @@ async def parallel(server: Server, cases: int) -> None:
         both = time.perf_counter() - start
     ratio = both / (one + two)
     print(
-        f"
-two CPU-heavy evals ({cases:,} cases x 4 scorers each): in turn {one + two:.2f} s, "
+        "\n"
+        f"two CPU-heavy evals ({cases:,} cases x 4 scorers each): in turn {one + two:.2f} s, "
         f"at once {both:.2f} s -> {ratio:.2f}x (target <= 0.6x; one GIL gives ~1.0x)"
     )
 
