@@ -2,7 +2,8 @@
 
 Wired into the main command with :func:`add_subcommand` and :func:`run`; also runnable
 alone as ``python -m evaldock.server.marqtune.cli``. Registrations go to the data
-directory's database, so a running server sees them at once.
+directory's database through the surface's backend (the core's ``open_backend``), so a
+running server sees them at once.
 
     evaldock marqtune add-model my-tuned --base-model ViT-B-32 --checkpoints runs/x/checkpoints
     evaldock marqtune add-model tiny --base-model ViT-B-32 --checkpoint epoch_1=/ckpt/e1.pt
@@ -16,20 +17,14 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..auth import tenant_of
 from ..config import ConfigError, Settings, load_settings
-from ..db import Database
-from .registry import (
-    ModelConfigError,
-    ModelRegistry,
-    checkpoints_from,
-    parse_models_table,
-    register_model,
-)
+from .registry import ModelConfigError, checkpoints_from
 
-DB_FILE = "evaldock.sqlite3"  # as server.app names it
+if TYPE_CHECKING:
+    from .backend import MarqtuneBackend
 
 
 def add_subcommand(sub: Any) -> argparse.ArgumentParser:
@@ -79,46 +74,36 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 2
 
 
-async def _open(settings: Settings) -> Database:
-    db = Database(settings.data_dir / DB_FILE)
-    await db.open()
-    await db.migrate("core", "evaldock.server")
-    await db.migrate("marqtune", "evaldock.server.marqtune")
-    return db
-
-
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
-    configured, _ = parse_models_table(settings.section("marqtune").get("models") or {})
-    db = await _open(settings)
-    try:
+    # Imported here: the surface's package imports this module for its declaration.
+    from ..backend import open_backend
+    from ..surface import declaration_of
+
+    backend: MarqtuneBackend
+    async with open_backend(declaration_of("marqtune"), settings) as backend:
         if args.marqtune_command == "add-model":
-            return await _add(db, args, settings)
+            return await _add(backend, args, settings)
         if args.marqtune_command == "list-models":
-            for m in await ModelRegistry(db, configured).visible(None):
+            for m in await backend.visible_models(None):
                 scope = "config" if m.source == "config" else ("one key" if m.tenant else "shared")
                 print(
                     f"{m.id}  {m.name}  base={m.base_model}  "
                     f"checkpoints={','.join(m.checkpoints)}  ({scope})"
                 )
-            rows = await db.fetchall(
-                "SELECT id, name FROM marqtune_models WHERE tenant IS NOT NULL"
-            )
-            for r in rows:
-                print(f"{r['id']}  {r['name']}  (registered for one API key)")
+            for r in await backend.models.for_one_key():
+                print(f"{r.id}  {r.name}  (registered for one API key)")
             return 0
-        entry = await ModelRegistry(db, configured).get(args.model_id, None, any_tenant=True)
-        if entry is None or entry.source == "config":
-            where = "the [marqtune.models] configuration" if entry else "the registered models"
+        found = await backend.models.get(args.model_id, None, any_tenant=True)
+        if found is None or found.source == "config":
+            where = "the [marqtune.models] configuration" if found else "the registered models"
             print(f"evaldock marqtune: {args.model_id} is not in {where}", file=sys.stderr)
             return 1
-        await ModelRegistry(db).delete(entry.id)
-        print(f"removed {entry.id} ({entry.name}); its checkpoint files were left in place")
+        await backend.unregister_model(found)
+        print(f"removed {found.id} ({found.name}); its checkpoint files were left in place")
         return 0
-    finally:
-        await db.close()
 
 
-async def _add(db: Database, args: argparse.Namespace, settings: Settings) -> int:
+async def _add(backend: MarqtuneBackend, args: argparse.Namespace, settings: Settings) -> int:
     checkpoints: dict[str, str] = {}
     if args.checkpoints:
         checkpoints.update(checkpoints_from(args.checkpoints, "--checkpoints"))
@@ -140,8 +125,8 @@ async def _add(db: Database, args: argparse.Namespace, settings: Settings) -> in
                 "that API key is not one of the Marqtune keys ([auth.marqtune] keys)"
             )
         tenant = tenant_of("marqtune", args.api_key) if enabled else "public"
-    entry = await register_model(
-        db, args.name, args.base_model, checkpoints, tenant=tenant, model_id=args.id
+    entry = await backend.register_model(
+        args.name, args.base_model, checkpoints, tenant=tenant, model_id=args.id
     )
     last = list(entry.checkpoints)[-1]
     print(f"registered model {entry.id} ({entry.name}): checkpoints {', '.join(entry.checkpoints)}")

@@ -151,6 +151,13 @@ class ModelRegistry:
         )
         return _model_from_row(row) if row else None
 
+    async def for_one_key(self) -> list[ModelEntry]:
+        """Registered models only one API key sees (the CLI lists them too)."""
+        rows = await self.db.fetchall(
+            "SELECT * FROM marqtune_models WHERE tenant IS NOT NULL ORDER BY rowid"
+        )
+        return [_model_from_row(r) for r in rows]
+
     async def by_name(self, name: str, tenant: str | None) -> ModelEntry | None:
         for m in await self.visible(tenant):
             if m.name == name:

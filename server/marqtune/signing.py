@@ -3,7 +3,8 @@
 A URL carries ``expires`` (Unix seconds) and ``signature`` = HMAC-SHA256 over the
 purpose (``upload``, ``logs``, ``checkpoint:epoch_2`` ...), the resource id and the
 expiry. The path itself is not signed, so a URL works under the root mount and under
-``/marqtune`` alike. The secret is a row of the core ``secrets`` table: URLs handed out
+``/marqtune`` alike. The secret is the core's ``marqtune.url-signing`` row of the
+``secrets`` table, loaded before any request (``BackendContext.secret``): URLs handed out
 before a restart keep working after it.
 """
 
@@ -12,17 +13,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from ..capability import CapabilitySigner, Refusal
-from ..capability import load_secret as _load_secret
-from ..db import Database
 from .errors import forbidden
 
-SECRET_NAME = "marqtune.url-signing"
-DEFAULT_TTL = 3600
-
-
-async def load_secret(db: Database) -> bytes:
-    """The signing secret, created on first use."""
-    return await _load_secret(db, SECRET_NAME)
+DEFAULT_TTL = 3600  # seconds; [marqtune] url_expiry_seconds sets the server's
 
 
 class UrlSigner(CapabilitySigner):

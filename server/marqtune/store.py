@@ -2,7 +2,8 @@
 
 Uploaded files and their parsed form live in ``<data>/marqtune/datasets/<id>/``. Models
 come from two places: the ``[marqtune.models]`` configuration table (read at start-up)
-and the ``marqtune_models`` table (``evaldock marqtune add-model``).
+and the ``marqtune_models`` table (``evaldock marqtune add-model``). SQL only: the rules
+live in :mod:`.backend`.
 """
 
 from __future__ import annotations
@@ -15,14 +16,11 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import jsonio
 from ..db import Database, utcnow
 from ..jobs import JobRunner, JobState, StatusMap
-
-if TYPE_CHECKING:
-    from .resolution import ResolvedModel
 
 DATASET_JOB = "marqtune.dataset"
 EVALUATION_JOB = "marqtune.evaluation"
@@ -132,10 +130,10 @@ class DatasetUnusable(Exception):
 
 
 class Store:
-    def __init__(self, db: Database, runner: JobRunner, data_dir: Path) -> None:
+    def __init__(self, db: Database, runner: JobRunner, root: Path) -> None:
         self.db = db
         self.runner = runner
-        self.root = data_dir / "marqtune"
+        self.root = root  # the surface's data folder, <data>/marqtune
 
     def dataset_dir(self, dataset_id: str) -> Path:
         return self.root / "datasets" / dataset_id
@@ -261,7 +259,16 @@ class Store:
         shutil.rmtree(self.dataset_dir(dataset_id), ignore_errors=True)
 
     async def create_evaluation(
-        self, tenant: str, dataset_id: str, resolved: ResolvedModel, hyperparameters: Any
+        self,
+        tenant: str,
+        dataset_id: str,
+        hyperparameters: Any,
+        *,
+        model: str,
+        model_id: str | None,
+        checkpoint: str | None,
+        load_model: str,
+        load_pretrained: str | None,
     ) -> str:
         evaluation_id = new_id()
         async with self.db.transaction() as conn:
@@ -273,11 +280,11 @@ class Store:
                     evaluation_id,
                     tenant,
                     dataset_id,
-                    resolved.display,
-                    resolved.model_id,
-                    resolved.checkpoint,
-                    resolved.load_model,
-                    resolved.load_pretrained,
+                    model,
+                    model_id,
+                    checkpoint,
+                    load_model,
+                    load_pretrained,
                     jsonio.encode(hyperparameters),
                     utcnow(),
                 ),

@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 from evaldock.engines.ir_metrics import gcl
 from evaldock.engines.ranker.mock import MockRanker
 from evaldock.server.marqtune import cli as marqtune_cli
+from evaldock.server.marqtune import jobs as marqtune_jobs
 from evaldock.server.marqtune.errors import (
     DATASET_NOT_READY,
     FAILED_DATASET,
@@ -23,6 +24,7 @@ from evaldock.server.marqtune.errors import (
 )
 from evaldock.server.marqtune.provider import TRAINING_OUT_OF_SCOPE
 
+from . import tasks
 from .conftest import ready_dataset
 from .helpers import (
     AUTH,
@@ -591,13 +593,8 @@ def test_training_is_out_of_scope(client: TestClient) -> None:
 
 @pytest.mark.inprocess
 def test_failed_evaluation_says_why(client: TestClient, monkeypatch) -> None:
-    from evaldock.engines.errors import EngineError
-
-    def broken(self, rows, keys, weights, kinds=None):
-        time.sleep(0.3)  # long enough to be seen Running
-        raise EngineError("cannot decode image img/x.png: truncated file")
-
-    monkeypatch.setattr(MockRanker, "embed_fields", broken)
+    # The ranker lives in the worker process: the task that breaks it goes there instead.
+    monkeypatch.setattr(marqtune_jobs, "evaluate", tasks.evaluate_with_a_broken_image)
     dataset_id = ready_dataset(client)
     evaluation_id = evaluate(client, dataset_id).json()["evaluationId"]
     running = wait_for(client.get, f"/evaluation/{evaluation_id}", ("Running", "Failed"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from evaldock.server.marqtune.pipeline import HyperparameterInvalid, check_hyperparameters
+from evaldock.server.marqtune.ranking import HyperparameterInvalid, check_hyperparameters
 
 from .helpers import HYPER, SCHEMA
 

@@ -1,9 +1,11 @@
-"""One Marqtune evaluation, as GCL's ``evals/eval_gs_v1.py`` runs it, on a parsed dataset.
+"""Ranking evaluation: GCL's ``evals/eval_gs_v1.py`` on a parsed dataset, and the checks
+of its hyperparameters.
 
-Synchronous (it runs in a worker thread): relevance labels from ``weightKey``, query ids
-from the left keys, weighted query sampling, ground truth, embeddings of both sides with
-the ranker (``embed_fields``: the weighted sum of each key's normalised embedding,
-normalised), cosine top-k, then GCL's ``output.json`` from :mod:`engines.ir_metrics`.
+:func:`evaluate` is synchronous and runs in a worker process (the ``evaluate`` task of
+:mod:`.jobs`): relevance labels from ``weightKey``, query ids from the left keys,
+weighted query sampling, ground truth, embeddings of both sides with the ranker
+(``embed_fields``: the weighted sum of each key's normalised embedding, normalised),
+cosine top-k, then GCL's ``output.json`` from :mod:`engines.ir_metrics`.
 """
 
 from __future__ import annotations
@@ -11,13 +13,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from evaldock.engines.ir_metrics import gcl
 
 from .datasets import ParsedDataset, iter_columns
+
+if TYPE_CHECKING:
+    from evaldock.engines.protocols import Ranker
 
 Say = Callable[[str], None]
 
@@ -105,7 +110,7 @@ def check_hyperparameters(
 def evaluate(
     ds: ParsedDataset,
     params: EvalParams,
-    ranker: Any,
+    ranker: Ranker,
     say: Say,
     check_cancelled: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
