@@ -339,6 +339,10 @@ class MarqtuneBackend(Backend[MarqtuneSettings]):
         if row is None or row["deleted_at"]:
             return
         await logs.add(job.id, "Validating the file against dataSchema")
+
+        async def say(message: str) -> None:
+            await logs.add(job.id, message)
+
         try:
             file_format, stats = await job.run_task(
                 jobs.parse_dataset,
@@ -346,6 +350,7 @@ class MarqtuneBackend(Backend[MarqtuneSettings]):
                 str(store.parsed_path(job.id)),
                 dataclasses.asdict(schema_of(row)),
                 dataclasses.asdict(self.limits),
+                on_say=say,
                 progress=False,
             )
         except datasets.DatasetInvalid as exc:

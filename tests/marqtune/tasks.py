@@ -30,3 +30,8 @@ def evaluate_forever(ctx: TaskContext, *args: Any) -> Any:
     ctx.say(f"worker pid {os.getpid()}")
     while True:
         time.sleep(1)
+
+
+def parse_forever(ctx: TaskContext, *args: Any) -> Any:
+    """In place of ``jobs.parse_dataset``: says where it runs, never answers."""
+    return evaluate_forever(ctx, *args)
