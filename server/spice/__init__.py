@@ -2,15 +2,18 @@
 results as ``eval.runs`` / ``eval.results`` over read-only SQL."""
 
 from ..surface import JobKind, ServeFlag, SurfaceDeclaration
-from .provider import SpiceProvider, SpiceSettings
+from .backend import SpiceBackend
+from .provider import SpiceProvider
+from .settings import SpiceSettings
 from .store import JOB_KIND, STATUSES
 
 SURFACE = SurfaceDeclaration(
     name="spice",
     provider=SpiceProvider,
+    backend=SpiceBackend,
     settings=SpiceSettings,
     engines=("judge", "embedder"),
-    jobs={JOB_KIND: JobKind("run_eval_job", STATUSES)},
+    jobs={JOB_KIND: JobKind(SpiceBackend.run_eval, STATUSES)},
     # `evaldock serve --spicepod ./spicepod.yaml`, as `spice run` serves the pod it finds.
     serve_flags=(ServeFlag("--spicepod", "spice.spicepod", "the spicepod.yaml to serve"),),
 )

@@ -10,7 +10,13 @@ authorizer allows only SELECT, reading those two, and functions: a query naming 
 table, a PRAGMA, an ATTACH or a write is refused with the reason. A progress handler stops
 a query past ``[spice] sql_timeout`` seconds, and more than ``[spice] sql_max_rows`` rows
 is refused (add a LIMIT), as are more than ``[spice] sql_max_bytes`` of values and
-one value over 64 MiB. Runs in a worker thread: the event loop never waits on SQLite.
+one value over 64 MiB. ``eval.runs`` has one column the runtime's lacks, last:
+``signature``, what produced a completed run's scores.
+
+Runs in a worker process of the request lane (``jobs.run_sql``): the progress handler and
+the bounds above are the first line of defence, the task's wall-time (``sql_timeout`` plus
+a little) and memory (``[spice] sql_memory_mb``) limits the backstop for what they miss
+(one SQL function call that runs for minutes, SQLite's own memory).
 """
 
 from __future__ import annotations
@@ -164,7 +170,8 @@ def run_query(
             " CASE WHEN j.status IN ('failed', 'cancelled') OR j.status IS NULL"
             "  THEN COALESCE(r.error_message, j.error, 'the run was cancelled') END"
             "  AS error_message,"
-            " r.scorers AS scorers, COALESCE(r.metrics, '{}') AS metrics"
+            " r.scorers AS scorers, COALESCE(r.metrics, '{}') AS metrics,"
+            " r.signature AS signature"
             " FROM main.spice_runs r LEFT JOIN main.job_view j ON j.id = r.id"
             " WHERE r.tenant = ? ORDER BY r.created_at, r.id",
             (tenant,),

@@ -8,7 +8,7 @@ run and queueing its job is one transaction.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +61,8 @@ class Run:
     created_at: str
     completed_at: str | None
     spec: dict[str, Any]
+    # What produced the scores (runs.run_signature), once the run completed.
+    signature: str | None = None
 
     @property
     def done(self) -> bool:
@@ -86,6 +88,7 @@ class Run:
             created_at=spice_time(row["created_at"]) or "",
             completed_at=spice_time(row["completed_at"] or row["finished_at"]),
             spec=jsonio.decode(row["spec"]),
+            signature=row["signature"],
         )
 
 
@@ -123,23 +126,25 @@ class SpiceStore:
         row = await self.db.fetchone(sql, args)
         return Run.of(row) if row else None
 
-    async def finish_run(
-        self,
-        tx: Transaction,
-        run_id: str,
-        rows: Sequence[tuple[Any, ...]],
-        metrics: dict[str, float],
-    ) -> None:
-        """Replace the run's results and record its metrics (a resumed run redoes all)."""
+    async def clear_results(self, tx: Transaction, run_id: str) -> None:
+        """Drop the run's results (a resumed run redoes all, in the transaction that
+        stores them again)."""
         await tx.execute("DELETE FROM spice_results WHERE run_id = ?", (run_id,))
+
+    async def add_results(self, tx: Transaction, rows: Sequence[tuple[Any, ...]]) -> None:
         await tx.executemany(
             "INSERT INTO spice_results (run_id, tenant, idx, scorer, created_at, input,"
             " output, actual, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
+
+    async def finish_run(
+        self, tx: Transaction, run_id: str, metrics: dict[str, float], signature: str
+    ) -> None:
+        """Record the run's metrics and the signature of what produced them."""
         await tx.execute(
-            "UPDATE spice_runs SET metrics = ?, completed_at = ? WHERE id = ?",
-            (jsonio.encode(metrics).decode(), utcnow(), run_id),
+            "UPDATE spice_runs SET metrics = ?, signature = ?, completed_at = ? WHERE id = ?",
+            (jsonio.encode(metrics).decode(), signature, utcnow(), run_id),
         )
 
     # -- specs and datasets added at run time ------------------------------------------------
@@ -205,13 +210,17 @@ class SpiceStore:
         return (row["rows"], row["source"]) if row else None
 
     # -- reset ----------------------------------------------------------------------------
-    async def reset(self, tenant: str | None) -> None:
+    async def reset(self, tenant: str | None) -> list[str]:
+        """Delete the tenant's (or everyone's) rows, cancelling runs still going; the
+        ids of the runs deleted."""
         where, args = ("WHERE tenant = ?", (tenant,)) if tenant is not None else ("", ())
         async with self.db.transaction() as tx:
             rows = await tx.fetchall(f"SELECT id FROM spice_runs {where}", args)
-            await self.runner.forget(tx, [r["id"] for r in rows])
+            ids = [r["id"] for r in rows]
+            await self.runner.forget(tx, ids)
             for table in ("spice_results", "spice_runs", "spice_specs", "spice_datasets"):
                 await tx.execute(f"DELETE FROM {table} {where}", args)
+        return ids
 
 
 def _spec(row: Any) -> EvalSpec:
@@ -223,16 +232,16 @@ def _spec(row: Any) -> EvalSpec:
 def result_rows(
     run_id: str,
     tenant: str,
-    inputs: Sequence[str],
-    outputs: Sequence[str],
-    ideals: Sequence[str],
-    scores: Iterable[tuple[str, Sequence[float]]],
+    start: int,
+    texts: Sequence[tuple[str, str, str]],
+    scores: Mapping[str, Sequence[float]],
+    now: str,
 ) -> list[tuple[Any, ...]]:
-    """spice.eval.results rows, one per case x scorer. The runtime's quirk is kept:
-    ``output`` is the model's output and ``actual`` the ideal."""
-    now = utcnow()
+    """spice.eval.results rows of cases ``start``, ``start + 1``, ... (their ``texts``:
+    input, output, ideal), one per case x scorer. The runtime's quirk is kept: ``output``
+    is the model's output and ``actual`` the ideal."""
     return [
-        (run_id, tenant, i, scorer, now, inputs[i], outputs[i], ideals[i], float(value))
-        for scorer, values in scores
-        for i, value in enumerate(values)
+        (run_id, tenant, start + i, scorer, now, *text, float(values[start + i]))
+        for scorer, values in scores.items()
+        for i, text in enumerate(texts)
     ]
