@@ -16,7 +16,11 @@ from collections.abc import Sequence
 
 from starlette.responses import Response
 
-from ..errors import ApiError, ErrorCode, VendorErrors
+# The core's status -> ErrorCode table (_code_for), not a copy of it: a copy had drifted
+# (403, 405, 415, 422 and 503 fell through to invalid_request or internal_error). It is
+# private in the core, which should export it.
+from ..errors import ApiError, VendorErrors
+from ..errors import _code_for as code_for
 from ..jsonio import JSONResponse
 
 NOT_FOUND = "resource_not_found"
@@ -164,7 +168,9 @@ _CODE_MESSAGES = {
     "conflict": CONFLICT,
     "too_large": "payload_too_large",
     "unsupported_media_type": "unsupported_media_type",
+    "unprocessable": BAD_REQUEST,
     "not_implemented": NOT_IMPLEMENTED,
+    "unavailable": "service_unavailable",
     "internal_error": "internal_server_error",
 }
 
@@ -201,20 +207,9 @@ class OxenApiError(ApiError):
     """An :class:`ApiError` that knows its Oxen ``status_message`` and ``title``."""
 
     def __init__(self, status: int, message: str, status_message: str, title: str = "") -> None:
-        super().__init__(status, message, code=_code_of(status))
+        super().__init__(status, message, code=code_for(status))
         self.status_message = status_message
         self.title = title or status_message.replace("_", " ").capitalize()
-
-
-def _code_of(status: int) -> ErrorCode:
-    return {
-        400: ErrorCode.INVALID_REQUEST,
-        401: ErrorCode.UNAUTHORIZED,
-        404: ErrorCode.NOT_FOUND,
-        409: ErrorCode.CONFLICT,
-        413: ErrorCode.TOO_LARGE,
-        501: ErrorCode.NOT_IMPLEMENTED,
-    }.get(status, ErrorCode.INTERNAL if status >= 500 else ErrorCode.INVALID_REQUEST)
 
 
 def from_store(e: OxenStoreError) -> OxenApiError:

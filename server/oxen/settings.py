@@ -20,6 +20,11 @@ class OxenSettings(msgspec.Struct, kw_only=True):
     embed_batch_size: int = 64
     # Rows per embedding step (one encode call over this many rows, then progress).
     embed_chunk_rows: int = 4096
+    # Largest page of rows a data_frames or results request answers (estimated as JSON):
+    # a page is read in a worker and rendered in the API process, so a page of huge cells
+    # (a parquet file whose one cell decodes to 400 MB) is refused with this setting's
+    # name. 10,000 rows of 384-float embeddings are ~40 MB.
+    max_page_mb: int = 64
     # Vendor embedding model names served by the embedder engine (whatever model it
     # runs, all-MiniLM-L6-v2 by default; the evaluation's `model_ran` says which).
     embedding_models: list[str] = msgspec.field(

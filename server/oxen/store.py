@@ -1,6 +1,6 @@
 """Oxen repositories: commits, branches and file trees in SQLite; file bytes in :mod:`.blobs`.
 
-The rules (a provider only parses, calls these and renders):
+The rules (the backend, :mod:`.backend`, calls these; the provider only parses and renders):
 
 - A repository is (tenant, namespace, name): the same ``ns/repo`` under two tenants is two
   repositories, and every method takes a :class:`Repo` from :meth:`OxenStore.get_repo`,
@@ -22,11 +22,10 @@ The rules (a provider only parses, calls these and renders):
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,7 +47,7 @@ from .errors import (
     RepoNotFound,
     RevisionNotFound,
 )
-from .filetypes import SNIFF_BYTES, FileType, classify, classify_dir, extension
+from .filetypes import FileType, classify_dir, extension
 from .paths import check_branch_name, check_repo_name, clean_path, join, parent
 
 DEFAULT_BRANCH = "main"
@@ -242,10 +241,20 @@ def page_bounds(page: int, page_size: int) -> tuple[int, int]:
 # -- the store -------------------------------------------------------------------------
 
 
+# Classifies new files ({path: blob key} -> type) before a commit's write transaction:
+# the backend runs BlobStore.classify in a worker (a request-lane task).
+Classify = Callable[[dict[str, str]], Awaitable[dict[str, FileType]]]
+
+
 class OxenStore:
-    def __init__(self, db: Database, data_dir: Path) -> None:
+    def __init__(self, db: Database, data_dir: Path, classify: Classify | None = None) -> None:
         self.db = db
         self.blobs = BlobStore(data_dir)
+        self._classify = classify or self._classify_here
+
+    async def _classify_here(self, files: dict[str, str]) -> dict[str, FileType]:
+        # Without a worker pool (the store's own tests): a few small files, inline.
+        return self.blobs.classify(files)
 
     # repositories
 
@@ -341,11 +350,15 @@ class OxenStore:
         )
         return _commit(row) if row else None
 
-    async def collect_blobs(self, min_age_s: float = 3600.0) -> int:
-        """Remove blobs no commit of any repository refers to (after deletes)."""
+    async def referenced_blobs(self) -> set[str]:
+        """The blob keys some commit of some repository refers to (the rest may go)."""
         rows = await self.db.fetchall("SELECT DISTINCT blob_key FROM oxen_tree_entries")
-        referenced = {r["blob_key"] for r in rows}
-        return self.blobs.collect(referenced, min_age_s)
+        return {r["blob_key"] for r in rows}
+
+    async def collect_blobs(self, min_age_s: float = 3600.0) -> int:
+        """Remove blobs no commit of any repository refers to (after deletes), here (the
+        backend does the same in a worker: one stat per blob on disk)."""
+        return self.blobs.collect(await self.referenced_blobs(), min_age_s)
 
     # branches
 
@@ -725,19 +738,11 @@ class OxenStore:
         return Commit(commit_id, parents, message, author, email, timestamp, generation)
 
     async def _sniff(self, changes: Mapping[str, Blob | None]) -> dict[str, FileType]:
-        """Classify the new files from their first 4 KiB, in a thread and before the write
-        transaction (a 1,000-file upload reads ~4 MB; the write lock is not held meanwhile).
-        Also proves every blob is in the store before anything refers to it."""
-
-        def work() -> dict[str, FileType]:
-            out = {}
-            for path, blob in changes.items():
-                if blob is not None:
-                    with self.blobs.open(blob.key) as f:
-                        out[path] = classify(path, f.read(SNIFF_BYTES))
-            return out
-
-        return await asyncio.to_thread(work)
+        """Classify the new files from their first 4 KiB, before the write transaction (a
+        1,000-file upload reads ~4 MB; the write lock is not held meanwhile). Also proves
+        every blob is in the store before anything refers to it."""
+        files = {path: blob.key for path, blob in changes.items() if blob is not None}
+        return await self._classify(files) if files else {}
 
     # helpers
 

@@ -338,12 +338,12 @@ def test_generation_error_fails_naming_the_row(repo: Any, monkeypatch: Any) -> N
 @pytest.mark.inprocess
 def test_real_mode_without_generator_names_the_setting(repo: Any, monkeypatch: Any) -> None:
     from evaldock.engines.errors import EngineUnavailable
-    from evaldock.server.oxen import provider as oxen_provider
+    from evaldock.server.oxen import backend as oxen_backend
 
     def unavailable(judge: Any, model: str) -> str:
         raise EngineUnavailable("no generator model is configured", "set EVALDOCK_JUDGE_URLS")
 
-    monkeypatch.setattr(oxen_provider, "_resolve_generator", unavailable)
+    monkeypatch.setattr(oxen_backend, "_resolve_generator", unavailable)
     r = evaluate(repo)
     assert r.status_code == 400 and "EVALDOCK_JUDGE_URLS" in r.json()["status_description"]
 
