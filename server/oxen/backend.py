@@ -79,7 +79,6 @@ from .store import (
     Repo,
     Revision,
 )
-from .uploads import Upload
 
 T = TypeVar("T")
 
@@ -89,7 +88,7 @@ class OxenBackend(Backend[OxenSettings]):
         super().__init__(ctx)
         # Blobs live under <data>/oxen/blobs; tasks get the server's data folder.
         self.root = str(ctx.settings.data_dir)
-        self.store = OxenStore(self.db, ctx.settings.data_dir, classify=self._classify)
+        self.store = OxenStore(self.db, ctx.settings.data_dir)
         self.records = EvaluationRecords(self.db)
         # (model, signature) of the embedder the workers build: asked once, it is fixed
         # by the settings.
@@ -146,11 +145,6 @@ class OxenBackend(Backend[OxenSettings]):
         except TaskFailed as e:
             raise bad_request(f"{failure}: {e.message}") from None
 
-    async def _classify(self, files: dict[str, str]) -> dict[str, FileType]:
-        return await self._task(
-            "the new files could not be read", jobs.classify_blobs, self.root, files
-        )
-
     # -- repositories ----------------------------------------------------------------------
 
     async def create_repo(
@@ -163,15 +157,21 @@ class OxenBackend(Backend[OxenSettings]):
         email: str,
     ) -> Repo:
         """A repository, with a first commit on ``main`` of ``files`` ((path, text))."""
-        paths = [clean_path(path) for path, _ in files]
-        blobs = []
-        if files:
-            texts = [text for _, text in files]
-            blobs = await self._task(
-                "the files could not be stored", jobs.store_texts, self.root, texts
+        named = [(clean_path(path), text) for path, text in files]
+        stored: list[jobs.Stored] = []
+        if named:
+            stored = await self._task(
+                "the files could not be stored", jobs.store_texts, self.root, named
             )
+        paths = [path for path, _ in named]
         repo, _ = await self.store.create_repo(
-            tenant, namespace, name, dict(zip(paths, blobs, strict=True)), author, email
+            tenant,
+            namespace,
+            name,
+            {path: s.blob for path, s in zip(paths, stored, strict=True)},
+            author,
+            email,
+            types={path: s.type for path, s in zip(paths, stored, strict=True)},
         )
         return repo
 
@@ -236,9 +236,10 @@ class OxenBackend(Backend[OxenSettings]):
         branch, folder = await self._upload_target(repo, resource)
         if body is None:
             raise bad_request("send the files as multipart/form-data (files[], name, email)")
-        upload: Upload = await self._task(
+        stored = await self._task(
             "the upload could not be stored", jobs.store_upload, self.root, str(body), content_type
         )
+        upload = stored.upload
         if not upload.files:
             raise bad_request("no file parts: send each file as a 'files[]' part with a filename")
         files = {join(folder, name): blob for name, blob in upload.files}
@@ -249,6 +250,7 @@ class OxenBackend(Backend[OxenSettings]):
             upload.fields.get("name", ""),
             upload.fields.get("email", ""),
             upload.fields.get("message") or "Upload files",
+            types={join(folder, name): t for name, t in stored.types.items()},
         )
 
     async def _upload_target(self, repo: Repo, resource: str) -> tuple[str, str]:
@@ -598,7 +600,7 @@ class OxenBackend(Backend[OxenSettings]):
             base=base_file,
             base_format=base_format,
             base_label=f"{target_path} at {base}",
-            target_format=tables.table_format(target_path),
+            target_path=target_path,
             target_label=f"{target_path} on {branch}",
             column=req.target_column,
             overwrite=req.overwrite,
@@ -607,7 +609,7 @@ class OxenBackend(Backend[OxenSettings]):
             rows=done,
         )
         try:
-            blob = await job.run_task(jobs.write_back, step, progress=False)
+            stored = await job.run_task(jobs.write_back, step, progress=False)
         except tables.TableError as e:
             raise JobFailed(str(e)) from None
         await self.records.update(job.id, commit_started_at=utcnow())
@@ -615,11 +617,12 @@ class OxenBackend(Backend[OxenSettings]):
             commit = await store.commit_files(
                 repo,
                 branch,
-                {target_path: blob},
+                {target_path: stored.blob},
                 self.options.commit_author,
                 self.options.commit_email,
                 req.commit_message,
                 expected_parent=base,
+                types={target_path: stored.type},
             )
         except CommitConflict as e:
             await self.records.update(job.id, conflict_target_branch=branch)

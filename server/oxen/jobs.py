@@ -7,8 +7,9 @@ and replaced, never the API process. Answers are small (a table's shape, one pag
 rows, a blob's key); anything bigger is written to a file and its path returned.
 
 - requests (the request lane, ``BackendContext.task``): :func:`table_info`,
-  :func:`page_rows`, :func:`results_csv`, :func:`store_upload`, :func:`store_texts`,
-  :func:`classify_blobs`, :func:`collect_blobs`, :func:`remove_folders`;
+  :func:`page_rows`, :func:`results_csv`, :func:`store_upload`, :func:`store_texts`
+  (blobs are classified where they are written), :func:`collect_blobs`,
+  :func:`remove_folders`;
 - an evaluation's steps (the job lane, ``Job.run_task``): :func:`render_prompts` and
   :func:`read_prompts` / :func:`write_text_part` around the judge's generations (which
   stay in the API process: they are HTTP calls), :func:`embed_rows` (the embedder lives
@@ -47,8 +48,8 @@ from .filetypes import FileType
 from .prompts import Prompt, compile_prompt
 from .uploads import Upload, parse_upload
 
-# Rows of rendered prompts per part a text evaluation reads back per step: the step's own
-# batch_size, so one part is one step.
+# Beside the results parts: a text evaluation's rendered prompts, one part per step
+# (batch_size rows), read back one step at a time.
 PROMPTS_FOLDER = "prompts"
 
 
@@ -178,21 +179,40 @@ def results_csv(ctx: TaskContext, path: str, folder: str) -> str:
 # -- blobs (requests) ------------------------------------------------------------------
 
 
-def store_upload(ctx: TaskContext, data_dir: str, body: str, content_type: str) -> Upload:
+@dataclass(frozen=True)
+class Stored:
+    """A file stored as a blob, with the type Oxen shows for it (classified from its
+    first 4 KiB where it was written, so the commit reads nothing again)."""
+
+    blob: Blob
+    type: FileType
+
+
+@dataclass(frozen=True)
+class StoredUpload:
+    upload: Upload
+    types: dict[str, FileType]  # by file name (the last of two parts with one name wins)
+
+
+def store_upload(ctx: TaskContext, data_dir: str, body: str, content_type: str) -> StoredUpload:
     """Parse an upload's multipart body (streamed to ``body`` by the pipeline) and store
     each file part as a blob, hashed as it is read (~1 GB/s; memory: one 1 MiB chunk)."""
-    return parse_upload(Path(body), content_type, BlobStore(Path(data_dir)))
-
-
-def store_texts(ctx: TaskContext, data_dir: str, texts: list[str]) -> list[Blob]:
-    """Store each text (UTF-8) as a blob: a new repository's ``files[].contents``."""
     blobs = BlobStore(Path(data_dir))
-    return [blobs.put_bytes(t.encode("utf-8")) for t in texts]
+    upload = parse_upload(Path(body), content_type, blobs)
+    types: dict[str, FileType] = {}
+    for name, blob in upload.files:
+        types.update(blobs.classify({name: blob.key}))
+    return StoredUpload(upload, types)
 
 
-def classify_blobs(ctx: TaskContext, data_dir: str, files: dict[str, str]) -> dict[str, FileType]:
-    """Oxen's file type of each ``{path: blob key}`` from its first 4 KiB."""
-    return BlobStore(Path(data_dir)).classify(files)
+def store_texts(ctx: TaskContext, data_dir: str, files: list[tuple[str, str]]) -> list[Stored]:
+    """Store each (path, text) as a blob (UTF-8): a new repository's ``files[]``."""
+    blobs = BlobStore(Path(data_dir))
+    out = []
+    for path, text in files:
+        blob = blobs.put_bytes(text.encode("utf-8"))
+        out.append(Stored(blob, blobs.classify({path: blob.key})[path]))
+    return out
 
 
 def collect_blobs(ctx: TaskContext, data_dir: str, referenced: list[str], min_age_s: float) -> int:
@@ -379,7 +399,7 @@ class WriteBack:
     base: str
     base_format: str
     base_label: str  # "<path> at <commit>"
-    target_format: str
+    target_path: str
     target_label: str  # "<path> on <branch>"
     column: str
     overwrite: bool
@@ -388,24 +408,26 @@ class WriteBack:
     rows: int
 
 
-def write_back(ctx: TaskContext, step: WriteBack) -> Blob:
+def write_back(ctx: TaskContext, step: WriteBack) -> Stored:
     """The base file with the results column added, written by streaming the base's
     batches beside the parts (8,192 rows a batch) and stored as a blob (fsynced)."""
+    fmt = tables.table_format(step.target_path)
     try:
         base = tables.read_table(Path(step.base), step.base_format)
     except tables.TableError as e:
         raise tables.TableError(f"{step.base_label}: {e}") from None
     values = _results(step.work, step.kind, step.rows)
     blobs = BlobStore(Path(step.data_dir))
-    fd, name = tempfile.mkstemp(dir=blobs.tmp_dir, prefix="eval-", suffix="." + step.target_format)
+    fd, name = tempfile.mkstemp(dir=blobs.tmp_dir, prefix="eval-", suffix="." + fmt)
     os.close(fd)
     tmp = Path(name)
     try:
         try:
             filled = tables.add_column(base, step.column, values, overwrite=step.overwrite)
-            tables.write_table(filled, tmp, step.target_format)
+            tables.write_table(filled, tmp, fmt)
         except tables.TableError as e:
             raise tables.TableError(f"{step.target_label}: {e}") from None
-        return blobs.put_file(tmp)
+        blob = blobs.put_file(tmp)
+        return Stored(blob, blobs.classify({step.target_path: blob.key})[step.target_path])
     finally:
         tmp.unlink(missing_ok=True)

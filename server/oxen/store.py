@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -241,20 +241,10 @@ def page_bounds(page: int, page_size: int) -> tuple[int, int]:
 # -- the store -------------------------------------------------------------------------
 
 
-# Classifies new files ({path: blob key} -> type) before a commit's write transaction:
-# the backend runs BlobStore.classify in a worker (a request-lane task).
-Classify = Callable[[dict[str, str]], Awaitable[dict[str, FileType]]]
-
-
 class OxenStore:
-    def __init__(self, db: Database, data_dir: Path, classify: Classify | None = None) -> None:
+    def __init__(self, db: Database, data_dir: Path) -> None:
         self.db = db
         self.blobs = BlobStore(data_dir)
-        self._classify = classify or self._classify_here
-
-    async def _classify_here(self, files: dict[str, str]) -> dict[str, FileType]:
-        # Without a worker pool (the store's own tests): a few small files, inline.
-        return self.blobs.classify(files)
 
     # repositories
 
@@ -267,17 +257,19 @@ class OxenStore:
         author: str = "",
         email: str = "",
         message: str = INITIAL_MESSAGE,
+        types: Mapping[str, FileType] | None = None,
     ) -> tuple[Repo, Commit | None]:
         """Create a repository; with ``files``, also its first commit on ``main``.
 
         ``files`` maps paths to blobs already in :attr:`blobs` (POST /api/repos with
-        ``files: [{path, contents, user}]``: the provider stores each ``contents`` with
-        ``blobs.put_bytes`` and passes the first ``user``'s name and email).
+        ``files: [{path, contents, user}]``: the backend stores each ``contents`` as a
+        blob and passes the first ``user``'s name and email); ``types`` as for
+        :meth:`commit_files`.
         """
         check_repo_name("namespace", namespace)
         check_repo_name("repository name", name)
         changes = _clean_changes(files or {})
-        types = await self._sniff(changes)
+        types = self._types(changes, types)
         async with self.db.transaction() as conn:
             async with conn.execute(
                 "SELECT 1 FROM oxen_repos WHERE tenant = ? AND namespace = ? AND name = ?",
@@ -589,14 +581,17 @@ class OxenStore:
         email: str,
         message: str,
         expected_parent: str | None = None,
+        types: Mapping[str, FileType] | None = None,
     ) -> Commit:
         """Commit ``files`` (path -> blob, or None to delete the path) on top of ``branch``.
 
         See the module docstring for the rebase rule. The blobs must already be in
         :attr:`blobs` (write them before calling: uploads stay off the write lock).
+        ``types``: each new file's type, from whoever stored it (the backend's tasks
+        classify a file as they write it); a file without one is classified here.
         """
         changes = _clean_changes(files)
-        types = await self._sniff(changes)
+        types = self._types(changes, types)
         for _ in range(_CAS_ATTEMPTS):
             try:
                 return await self._commit_once(
@@ -737,12 +732,21 @@ class OxenStore:
         )
         return Commit(commit_id, parents, message, author, email, timestamp, generation)
 
-    async def _sniff(self, changes: Mapping[str, Blob | None]) -> dict[str, FileType]:
-        """Classify the new files from their first 4 KiB, before the write transaction (a
-        1,000-file upload reads ~4 MB; the write lock is not held meanwhile). Also proves
-        every blob is in the store before anything refers to it."""
-        files = {path: blob.key for path, blob in changes.items() if blob is not None}
-        return await self._classify(files) if files else {}
+    def _types(
+        self, changes: Mapping[str, Blob | None], given: Mapping[str, FileType] | None
+    ) -> dict[str, FileType]:
+        """Each new file's type: as given, else classified here from its first 4 KiB
+        (4 KiB a file: the store's own callers and tests commit a few small files), which
+        also proves the blob is in the store before anything refers to it."""
+        types = {clean_path(path): t for path, t in (given or {}).items()}
+        missing = {
+            path: blob.key
+            for path, blob in changes.items()
+            if blob is not None and path not in types
+        }
+        if missing:
+            types.update(self.blobs.classify(missing))
+        return types
 
     # helpers
 
