@@ -361,7 +361,7 @@ class MarqtuneBackend(Backend[MarqtuneSettings]):
             raise
         await store.dataset_validated(job.id, file_format, stats)
         if (await store.dataset(job.id) or {}).get("deleted_at"):
-            store.remove_files(job.id)  # deleted meanwhile
+            await asyncio.to_thread(store.remove_files, job.id)  # deleted meanwhile
             return
         counts = ", ".join(
             f"{stats[k]} {noun}"

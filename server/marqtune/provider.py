@@ -43,10 +43,7 @@ SIGNED: dict[str, tuple[str, str]] = {
 class MarqtuneProvider(Provider):
     errors: ClassVar[MarqtuneErrors] = MarqtuneErrors()
     options: MarqtuneSettings
-    backend: MarqtuneBackend
-
-    async def reset(self, tenant: str | None) -> None:
-        await self.backend.reset(tenant)
+    backend: MarqtuneBackend  # the core's Provider.reset forwards to it
 
     def max_body_bytes(self, operation: Operation) -> int:
         if operation.operation_id == "upload_dataset_file":
