@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -158,3 +160,14 @@ def test_deleting_a_dataset_while_it_is_read_kills_the_parse(
         assert view is not None and view.status == "cancelled"
         assert not (tmp_path / "data" / "marqtune" / "datasets" / dataset_id).exists()
     assert os.path.isdir(tmp_path / "data" / "marqtune")
+
+
+@pytest.mark.parametrize("module", ["backend", "provider", "cli"])
+def test_the_api_side_of_the_surface_imports_no_model_library(module: str) -> None:
+    """The ranker is built and used only in the workers (jobs.evaluate)."""
+    code = (
+        f"import sys, evaldock.server.marqtune.{module}; "
+        "print(sorted({'torch', 'open_clip', 'PIL'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
