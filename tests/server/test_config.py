@@ -59,3 +59,17 @@ def test_bad_config_file(tmp_path: Path) -> None:
     bad.write_text("[server\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(bad, {}, environ={})
+
+
+def test_jobs_settings_are_typed_with_one_default_each() -> None:
+    from evaldock.server.config import JobsSettings
+
+    s = load_settings(None, {}, environ={"EVALDOCK_JOBS__TASK_MEMORY_MB": "512"})
+    assert s.jobs == JobsSettings(task_memory_mb=512)
+    assert s.tree["jobs"]["workers"] == 0  # `evaldock config` shows the defaults
+    with pytest.raises(ConfigError, match="workerz"):
+        load_settings(None, {"jobs.workerz": 3}, environ={})
+    with pytest.raises(ConfigError, match=r"\[jobs\]"):
+        load_settings(None, {"jobs.task_cpu_seconds": "lots"}, environ={})
+    with pytest.raises(ConfigError, match="request_workers"):
+        load_settings(None, {"jobs.request_workers": 0}, environ={})
