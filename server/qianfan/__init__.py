@@ -3,17 +3,20 @@ locally registered datasets, rule metrics (engines/text_metrics), report and exp
 
 from ..surface import JobKind, SurfaceDeclaration
 from . import cli
-from .provider import QianfanProvider, QianfanSettings
+from .backend import QianfanBackend
+from .provider import QianfanProvider
+from .settings import QianfanSettings
 from .store import EVAL_JOB, EVAL_STATUSES, EXPORT_JOB, EXPORT_STATUSES
 
 SURFACE = SurfaceDeclaration(
     name="qianfan",
     provider=QianfanProvider,
+    backend=QianfanBackend,
     settings=QianfanSettings,
     engines=("judge",),
     jobs={
-        EVAL_JOB: JobKind("run_eval", EVAL_STATUSES),
-        EXPORT_JOB: JobKind("run_export", EXPORT_STATUSES),
+        EVAL_JOB: JobKind(QianfanBackend.run_eval, EVAL_STATUSES),
+        EXPORT_JOB: JobKind(QianfanBackend.run_export, EXPORT_STATUSES),
     },
     cli=cli,
 )

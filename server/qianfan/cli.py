@@ -1,6 +1,8 @@
 """``evaldock qianfan ...``: register evaluation datasets from JSON Lines files.
 
-Registrations go to the data directory's database, so a running server sees them at once.
+Registrations go to the data directory's database, so a running server sees them at once;
+the commands use the surface's backend as the server does (``open_backend``: the
+database opened and migrated, the dataset parsed by the same task, inline).
 
     evaldock qianfan add-dataset cases.jsonl --name demo            # every access key sees it
     evaldock qianfan add-dataset cases.jsonl --name demo --access-key AK
@@ -26,13 +28,12 @@ from typing import Any
 import msgspec
 
 from ..auth import tenant_of
+from ..backend import open_backend
 from ..config import Settings
-from ..db import Database
+from ..surface import declaration_of
 from . import datasets as ds
 from .auth import key_pairs
-from .provider import QianfanSettings
-
-DB_FILE = "evaldock.sqlite3"  # as server.app names it
+from .backend import QianfanBackend
 
 
 def add_subcommand(sub: Any) -> argparse.ArgumentParser:
@@ -77,37 +78,27 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
-    db = Database(settings.data_dir / DB_FILE)
-    await db.open()
-    try:
-        await db.migrate("core", "evaldock.server")
-        await db.migrate("qianfan", "evaldock.server.qianfan")
+    backend: QianfanBackend
+    async with open_backend(declaration_of("qianfan"), settings) as backend:
         if args.qianfan_command == "list-datasets":
-            for row in await db.fetchall("SELECT * FROM qianfan_datasets ORDER BY created_at"):
+            for row in await backend.datasets(None):
                 scope = "shared" if row["tenant"] is None else "one access key"
                 print(f"{row['id']}  {row['name']}  cases={row['case_count']}  ({scope})")
             return 0
-        return await _add(db, args, settings)
-    finally:
-        await db.close()
+        return await _add(backend, args, settings)
 
 
-async def _add(db: Database, args: argparse.Namespace, settings: Settings) -> int:
-    options = msgspec.convert(
-        {**msgspec.to_builtins(QianfanSettings()), **settings.section("qianfan")},
-        QianfanSettings,
-        strict=False,
-    )
+async def _add(backend: QianfanBackend, args: argparse.Namespace, settings: Settings) -> int:
     path = Path(args.file)
-    cases = ds.parse_jsonl(path.read_bytes(), options.max_field_chars, options.max_cases)
     tenant = None
     if args.access_key:
         _, keys = settings.auth_for("qianfan")
         if args.access_key not in key_pairs(keys):
             raise ValueError("that access key is not one of [auth.qianfan] keys")
         tenant = tenant_of("qianfan", args.access_key)
-    async with db.transaction() as tx:
-        view = await ds.insert_dataset(tx, tenant, args.name or path.stem, cases, args.id)
+    view = await backend.register_dataset(
+        tenant, args.name or path.stem, str(path), "jsonl", args.id
+    )
     print(f"registered dataset {view['datasetId']} ({view['name']}): {view['caseCount']} cases")
     print(f'evaluate it with dataset_id="{view["datasetId"]}"')
     return 0

@@ -4,11 +4,12 @@ exports, in SQLite. The task's job id is its ``ame-...`` id; an export's is its 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any
 
 from .. import jsonio
-from ..db import Database, Row, utcnow
+from ..db import Database, Row, Transaction, utcnow
 from ..jobs import JobRunner, StatusMap
 from .datasets import new_id
 
@@ -123,7 +124,10 @@ class QianfanStore:
             (dataset_id, tenant),
         )
 
-    async def datasets(self, tenant: str) -> list[Row]:
+    async def datasets(self, tenant: str | None) -> list[Row]:
+        """A tenant's datasets and the shared ones; every dataset for None (the CLI)."""
+        if tenant is None:
+            return await self.db.fetchall("SELECT * FROM qianfan_datasets ORDER BY created_at, id")
         return await self.db.fetchall(
             "SELECT * FROM qianfan_datasets WHERE tenant IS NULL OR tenant = ?"
             " ORDER BY created_at, id",
@@ -291,11 +295,14 @@ class QianfanStore:
             "UPDATE qianfan_evals SET stop_requested = 1 WHERE id = ?", (eval_id,)
         )
 
-    async def delete_tasks(self, eval_ids: list[str]) -> None:
+    async def delete_tasks(self, eval_ids: list[str]) -> list[str]:
+        """Delete tasks with their exports and jobs; returns the export ids, whose files
+        the caller removes."""
         exports = await self._export_ids(eval_ids)
         async with self.db.transaction() as tx:
             await self.runner.forget(tx, [*eval_ids, *exports])
             await tx.executemany("DELETE FROM qianfan_evals WHERE id = ?", [(i,) for i in eval_ids])
+        return exports
 
     async def _export_ids(self, eval_ids: list[str]) -> list[str]:
         if not eval_ids:
@@ -351,6 +358,126 @@ class QianfanStore:
             [*args, page_size, (page_no - 1) * page_size],
         )
         return rows, int(total_row["n"]) if total_row else 0
+
+    # -- the eval job -----------------------------------------------------------------------
+    async def eval_row(self, eval_id: str) -> Row | None:
+        return await self.db.fetchone("SELECT * FROM qianfan_evals WHERE id = ?", (eval_id,))
+
+    async def dataset_cases(self, dataset_id: str) -> list[Row]:
+        return await self.db.fetchall(
+            "SELECT idx, prompt, reference, prediction FROM qianfan_dataset_cases"
+            " WHERE dataset_id = ? ORDER BY idx",
+            (dataset_id,),
+        )
+
+    async def inferred_keys(self, eval_id: str) -> set[tuple[int, int]]:
+        """(unit, case) of every stored inference, failed ones included."""
+        rows = await self.db.fetchall(
+            "SELECT unit_idx, case_idx FROM qianfan_results WHERE eval_id = ?", (eval_id,)
+        )
+        return {(r["unit_idx"], r["case_idx"]) for r in rows}
+
+    @staticmethod
+    async def save_inferences(tx: Transaction, rows: list[tuple[Any, ...]]) -> None:
+        """(eval_id, unit_idx, case_idx, id, prediction, error) rows."""
+        await tx.executemany(
+            "INSERT OR REPLACE INTO qianfan_results (eval_id, unit_idx, case_idx, id,"
+            " prediction, error) VALUES (?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    async def inference_failures(self, eval_id: str) -> tuple[int, str | None]:
+        """How many inferences failed, and the first reason."""
+        row = await self.db.fetchone(
+            "SELECT COUNT(*) AS n, MIN(error) AS first FROM qianfan_results"
+            " WHERE eval_id = ? AND error IS NOT NULL",
+            (eval_id,),
+        )
+        return (int(row["n"]), row["first"]) if row else (0, None)
+
+    async def units_without_metrics(self, eval_id: str) -> list[int]:
+        """Units whose rule metrics are not stored yet (a resumed task skips the rest)."""
+        rows = await self.db.fetchall(
+            "SELECT idx FROM qianfan_units WHERE eval_id = ? AND metrics IS NULL ORDER BY idx",
+            (eval_id,),
+        )
+        return [int(r["idx"]) for r in rows]
+
+    async def save_case_metrics(
+        self, eval_id: str, unit_idx: int, rows: list[tuple[Any, ...]]
+    ) -> None:
+        """Per-case rule metrics: (case_idx, *values in METRIC_COLUMNS order) rows."""
+        set_columns = ", ".join(f"{c} = ?" for c in METRIC_COLUMNS.values())
+        async with self.db.transaction() as tx:
+            await tx.executemany(
+                f"UPDATE qianfan_results SET {set_columns}"
+                " WHERE eval_id = ? AND unit_idx = ? AND case_idx = ?",
+                [(*values, eval_id, unit_idx, case_idx) for case_idx, *values in rows],
+            )
+
+    async def save_unit_metrics(self, eval_id: str, unit_idx: int, means: dict[str, float]) -> None:
+        await self.db.execute(
+            "UPDATE qianfan_units SET metrics = ? WHERE eval_id = ? AND idx = ?",
+            (jsonio.encode(means), eval_id, unit_idx),
+        )
+
+    async def unjudged(self, eval_id: str) -> list[Row]:
+        """Inferred cases without a judge score yet (NULL: resumable)."""
+        return await self.db.fetchall(
+            "SELECT r.unit_idx, r.case_idx, r.prediction, c.prompt, c.reference"
+            " FROM qianfan_results r JOIN qianfan_evals e ON e.id = r.eval_id"
+            " JOIN qianfan_dataset_cases c ON c.dataset_id = e.dataset_id AND c.idx = r.case_idx"
+            " WHERE r.eval_id = ? AND r.error IS NULL AND r.judge_score IS NULL"
+            " ORDER BY r.unit_idx, r.case_idx",
+            (eval_id,),
+        )
+
+    @staticmethod
+    async def save_judgements(tx: Transaction, rows: list[tuple[Any, ...]]) -> None:
+        """(score, reason, dimensions, eval_id, unit_idx, case_idx) rows."""
+        await tx.executemany(
+            "UPDATE qianfan_results SET judge_score = ?, judge_reason = ?,"
+            " judge_dimensions = ? WHERE eval_id = ? AND unit_idx = ? AND case_idx = ?",
+            rows,
+        )
+
+    # -- report statistics ------------------------------------------------------------------
+    async def judge_scores(self, eval_id: str, unit_idx: int) -> list[int | None]:
+        """The unit's judge scores over its inferred cases (None: not judged or invalid)."""
+        rows = await self.db.fetchall(
+            "SELECT judge_score FROM qianfan_results WHERE eval_id = ? AND unit_idx = ?"
+            " AND error IS NULL",
+            (eval_id, unit_idx),
+        )
+        return [
+            None if r["judge_score"] is None or r["judge_score"] < 0 else int(r["judge_score"])
+            for r in rows
+        ]
+
+    async def manual_scores(
+        self, eval_id: str, unit_idx: int, dimensions: Container[str]
+    ) -> tuple[list[dict[str, int | None]], str]:
+        """Per inferred case of the unit, its scores by dimension (a case nobody scored has
+        none); and the unit's subjective impression ("" when none)."""
+        cases = await self.db.fetchall(
+            "SELECT case_idx FROM qianfan_results WHERE eval_id = ? AND unit_idx = ?"
+            " AND error IS NULL",
+            (eval_id, unit_idx),
+        )
+        scores = await self.db.fetchall(
+            "SELECT case_idx, dimension, score FROM qianfan_manual_scores"
+            " WHERE eval_id = ? AND unit_idx = ?",
+            (eval_id, unit_idx),
+        )
+        by_case: dict[int, dict[str, int | None]] = {r["case_idx"]: {} for r in cases}
+        for s in scores:
+            if s["case_idx"] in by_case and s["dimension"] in dimensions:
+                by_case[s["case_idx"]][s["dimension"]] = s["score"]
+        row = await self.db.fetchone(
+            "SELECT text FROM qianfan_impressions WHERE eval_id = ? AND unit_idx = ?",
+            (eval_id, unit_idx),
+        )
+        return list(by_case.values()), row["text"] if row else ""
 
     # -- exports ----------------------------------------------------------------------------
     async def create_export(self, tenant: str, eval_id: str, content: dict[str, Any]) -> str:

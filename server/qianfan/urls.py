@@ -6,15 +6,10 @@ secret kept in the core ``secrets`` table: URLs survive restarts)."""
 from __future__ import annotations
 
 from ..capability import CapabilitySigner
-from ..capability import load_secret as _load_secret
-from ..db import Database
 
+# The core loads it before any request (server/backend.py: "<surface>.url-signing").
 SECRET_NAME = "qianfan.url-signing"
 PURPOSE = "export"
-
-
-async def load_secret(db: Database) -> bytes:
-    return await _load_secret(db, SECRET_NAME)
 
 
 class UrlSigner(CapabilitySigner):
