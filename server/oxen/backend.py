@@ -291,6 +291,7 @@ class OxenBackend(Backend[OxenSettings]):
             jobs.page_rows,
             str(blob),
             fmt,
+            revision.path,
             page,
             size,
             self.options.max_page_mb,
@@ -323,7 +324,7 @@ class OxenBackend(Backend[OxenSettings]):
         fmt = tables.table_format(revision.path)
         blob = self.store.blobs.path(entry.blob_key)
         table = await self._task(
-            f"{revision.path} could not be read", jobs.table_info, str(blob), fmt
+            f"{revision.path} could not be read", jobs.table_info, str(blob), fmt, revision.path
         )
         compile_prompt(request.prompt, table.columns)  # 400 naming the bad placeholder
         if (
@@ -440,6 +441,7 @@ class OxenBackend(Backend[OxenSettings]):
             jobs.page_rows,
             str(blob),
             "parquet",
+            "the results",
             page,
             size,
             self.options.max_page_mb,
@@ -472,6 +474,7 @@ class OxenBackend(Backend[OxenSettings]):
         source = jobs.PromptSource(
             str(self.store.blobs.path(entry.blob_key)),
             fmt,
+            row["source_path"],
             req.prompt,
             req.sample_count if req.is_sample else None,
         )

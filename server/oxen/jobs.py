@@ -25,6 +25,7 @@ This module imports neither the provider nor the backend.
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import math
 import os
@@ -74,9 +75,24 @@ def _info(table: tables.Table) -> TableInfo:
     return TableInfo(table.columns, table.num_rows, tuple(str(f.type) for f in table.schema))
 
 
-def table_info(ctx: TaskContext, path: str, fmt: str) -> TableInfo:
+@contextlib.contextmanager
+def _named(path: str, label: str) -> Iterator[None]:
+    """A table error as a plain :class:`~.tables.TableError` that names ``label`` (the
+    repository's path), never the blob file the reader opened (a content hash). Plain,
+    so it crosses back to the API process whatever its class holds (a refusal carries
+    the bound's own exception, whose constructor does not take a message)."""
+    try:
+        yield
+    except tables.TableError as e:
+        blob, text = Path(path).name, str(e)
+        text = text.replace(blob, label) if blob in text else f"{label}: {text}"
+        raise tables.TableError(text) from None
+
+
+def table_info(ctx: TaskContext, path: str, fmt: str, label: str) -> TableInfo:
     """Columns and row count of a data file (one streaming pass for text formats)."""
-    return _info(tables.read_table(Path(path), fmt))
+    with _named(path, label):
+        return _info(tables.read_table(Path(path), fmt))
 
 
 class PageTooLarge(tables.TableError):
@@ -96,9 +112,16 @@ class RowsPage:
     rows: list[dict[str, Any]]
 
 
-def page_rows(ctx: TaskContext, path: str, fmt: str, page: int, size: int, max_mb: int) -> RowsPage:
-    """Page ``page`` (1-based) of ``size`` rows, as JSON-ready dicts; refused with
-    :class:`PageTooLarge` once its values pass ``max_mb`` (counted as they are made)."""
+def page_rows(
+    ctx: TaskContext, path: str, fmt: str, label: str, page: int, size: int, max_mb: int
+) -> RowsPage:
+    """Page ``page`` (1-based) of ``size`` rows, as JSON-ready dicts; refused once its
+    values pass ``max_mb`` (counted as they are made)."""
+    with _named(path, label):
+        return _page_rows(path, fmt, page, size, max_mb)
+
+
+def _page_rows(path: str, fmt: str, page: int, size: int, max_mb: int) -> RowsPage:
     table = tables.read_table(Path(path), fmt)
     info = _info(table)
     skip = (page - 1) * size
@@ -158,7 +181,8 @@ class _Budget:
 def results_csv(ctx: TaskContext, path: str, folder: str) -> str:
     """An evaluation's results parquet as CSV (``row`` first), written to a new file in
     ``folder``: the response streams it from disk (500,000 embeddings are ~1.7 GB of CSV)."""
-    table = tables.read_table(Path(path), "parquet")
+    with _named(path, "the results"):
+        table = tables.read_table(Path(path), "parquet")
     fd, name = tempfile.mkstemp(dir=folder, prefix="results-", suffix=".csv")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
@@ -236,8 +260,12 @@ class PromptSource:
 
     path: str
     format: str
+    label: str  # the path in the repository, for errors
     prompt: str
     sample: int | None = None
+
+    def named(self) -> contextlib.AbstractContextManager[None]:
+        return _named(self.path, self.label)
 
     def open(self) -> tuple[tables.Table, Prompt, int]:
         table = tables.read_table(Path(self.path), self.format)
@@ -285,6 +313,11 @@ class Prompts:
 def render_prompts(ctx: TaskContext, source: PromptSource, work: str, batch_size: int) -> Prompts:
     """Resume from the results parts in ``work``, then render the prompts of the rows
     left into ``work/prompts/`` in parts of ``batch_size`` rows (one per step)."""
+    with source.named():
+        return _render_prompts(source, work, batch_size)
+
+
+def _render_prompts(source: PromptSource, work: str, batch_size: int) -> Prompts:
     table, prompt, total = source.open()
     results = tables.ColumnWriter(Path(work), pa.string())
     # Rows done before a restart are kept (each part is whole), with their token counts.
@@ -327,6 +360,18 @@ def embed_rows(
     ``encode`` call of ``batch_size`` texts per forward pass, then one part and the
     progress); the rows done in all."""
     embedder = _embedder(ctx)
+    with source.named():
+        return _embed_rows(ctx, embedder, source, work, chunk_rows, batch_size)
+
+
+def _embed_rows(
+    ctx: TaskContext,
+    embedder: Embedder,
+    source: PromptSource,
+    work: str,
+    chunk_rows: int,
+    batch_size: int,
+) -> int:
     table, prompt, total = source.open()
     # One part file per step: memory holds one step's texts and vectors (4,096 x 384
     # float32 = 6 MB), whatever the row count.
@@ -413,7 +458,8 @@ def write_back(ctx: TaskContext, step: WriteBack) -> Stored:
     batches beside the parts (8,192 rows a batch) and stored as a blob (fsynced)."""
     fmt = tables.table_format(step.target_path)
     try:
-        base = tables.read_table(Path(step.base), step.base_format)
+        with _named(step.base, step.target_path):
+            base = tables.read_table(Path(step.base), step.base_format)
     except tables.TableError as e:
         raise tables.TableError(f"{step.base_label}: {e}") from None
     values = _results(step.work, step.kind, step.rows)
@@ -423,8 +469,9 @@ def write_back(ctx: TaskContext, step: WriteBack) -> Stored:
     tmp = Path(name)
     try:
         try:
-            filled = tables.add_column(base, step.column, values, overwrite=step.overwrite)
-            tables.write_table(filled, tmp, fmt)
+            with _named(step.base, step.target_path):
+                filled = tables.add_column(base, step.column, values, overwrite=step.overwrite)
+                tables.write_table(filled, tmp, fmt)
         except tables.TableError as e:
             raise tables.TableError(f"{step.target_label}: {e}") from None
         blob = blobs.put_file(tmp)

@@ -5,12 +5,15 @@ marked, against a live server (EVALDOCK_TEST_SERVER=1)."""
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from .test_api import AUTH, R, evaluate, finished, make_repo, parquet_bytes, upload
@@ -47,19 +50,44 @@ def _alive(pid: int) -> bool:
         return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def test_a_parquet_bomb_is_a_400_naming_the_memory_limit_while_others_are_answered(
+def _dictionary_bomb(rows: int, megabytes: int) -> bytes:
+    """``rows`` rows that each decode to the same ``megabytes`` MiB string, stored once
+    (dictionary encoding): a footer cannot tell what that decodes to, so the reader's own
+    bounds let it through and the worker's memory limit is what stops it."""
+    value = pa.array(["z" * (megabytes << 20)])
+    column = pa.DictionaryArray.from_arrays(pa.array([0] * rows, pa.int32()), value)
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"text": column}), buf, compression="zstd")
+    return buf.getvalue()
+
+
+def test_a_parquet_bomb_is_a_400_naming_the_readers_bound(client: Any) -> None:
+    make_repo(client)
+    assert upload(client, "bomb.parquet", BOMB.read_bytes()).status_code == 200
+    body = assert_oxen_4xx(client.get(f"{R}/data_frames/main/bomb.parquet", headers=AUTH), 400)
+    # The file named as the repository names it (not the blob it is stored under), and
+    # the footer's bound, before any page is decoded.
+    assert "bomb.parquet" in body["status_description"], body
+    assert "decodes to 300 MiB" in body["status_description"], body
+    body = assert_oxen_4xx(evaluate(client, "main/bomb.parquet", prompt="{text}"), 400)
+    assert "bomb.parquet" in body["status_description"], body
+
+
+def test_a_data_frame_over_the_memory_limit_is_a_400_while_others_are_answered(
     make_client: Any,
 ) -> None:
     # The page bound is lifted: the worker's memory limit is what stops this one.
     client = make_client(**{"jobs.task_memory_mb": 256, "oxen.max_page_mb": 100_000})
     make_repo(client)
-    assert upload(client, "bomb.parquet", BOMB.read_bytes()).status_code == 200
+    bomb = _dictionary_bomb(600, 1)  # a few kB; one page of 600 rows decodes to 600 MiB
+    assert upload(client, "bomb.parquet", bomb).status_code == 200
     pid = _api_pid(client)
     before = _rss_mb(pid)
     answer: dict[str, Any] = {}
 
     def hostile() -> None:
-        answer["r"] = client.get(f"{R}/data_frames/main/bomb.parquet", headers=AUTH)
+        url = f"{R}/data_frames/main/bomb.parquet?page_size=600"
+        answer["r"] = client.get(url, headers=AUTH)
 
     thread = threading.Thread(target=hostile)
     thread.start()
@@ -77,12 +105,12 @@ def test_a_parquet_bomb_is_a_400_naming_the_memory_limit_while_others_are_answer
     assert "bomb.parquet could not be read" in body["status_description"]
     assert "raise [jobs] task_memory_mb" in body["status_description"]
     assert answered_meanwhile >= 1
-    # The 300 MiB cell was decoded in a worker, never here (before: +2.4 GB at 400 MiB).
+    # The rows were decoded in a worker, never here (before: +2.4 GB for a 400 MiB cell).
     assert peak - before < 150, (before, peak)
-    # The surface carries on: the same file's metadata, another page request.
-    assert client.get(f"{R}/meta/main/bomb.parquet", headers=AUTH).status_code == 200
-    r = client.get(f"{R}/data_frames/main/README.md", headers=AUTH)
-    assert_oxen_4xx(r, 400)
+    # The surface carries on: a small page of the same file answers.
+    r = client.get(f"{R}/data_frames/main/bomb.parquet?page_size=2", headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert r.json()["data_frame"]["view"]["size"]["height"] == 600
 
 
 def test_a_page_over_max_page_mb_is_a_400_naming_the_setting(make_client: Any) -> None:
