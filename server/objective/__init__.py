@@ -1,13 +1,16 @@
 """Objective's evaluations surface (LLM-as-a-judge relevance, 0/1/2)."""
 
 from ..surface import JobKind, SurfaceDeclaration
-from .provider import STATUSES, ObjectiveProvider, ObjectiveSettings
-from .store import JOB_KIND
+from .backend import ObjectiveBackend
+from .provider import ObjectiveProvider
+from .settings import ObjectiveSettings
+from .store import JOB_KIND, STATUSES
 
 SURFACE = SurfaceDeclaration(
     name="objective",
     provider=ObjectiveProvider,
+    backend=ObjectiveBackend,
     settings=ObjectiveSettings,
     engines=("judge",),
-    jobs={JOB_KIND: JobKind("run_evaluation", STATUSES)},
+    jobs={JOB_KIND: JobKind(ObjectiveBackend.run_evaluation, STATUSES)},
 )

@@ -1,39 +1,20 @@
-"""Handlers of openapi/objective.yaml, one method per operationId, and the judging job."""
+"""Handlers of openapi/objective.yaml, one method per operationId: each parses the call,
+asks the backend (backend.py: the evaluation lifecycle and the judging job) and renders
+the answer as JSON or CSV; finished evaluations' answers are kept (server/answers.py)."""
 
 from __future__ import annotations
 
 import math
 from typing import Any, ClassVar
 
-import msgspec
 from starlette.responses import Response
 
 from .. import jsonio, negotiation
-from ..jobs import Job, StatusMap
 from ..surface import ApiRequest, Provider
-from .errors import ObjectiveErrors, evaluation_not_found, too_many_items
-from .store import Evaluation, EvaluationStore, judge_evaluation
-
-
-class ObjectiveSettings(msgspec.Struct, kw_only=True):
-    """The ``[objective]`` table."""
-
-    # Pairs one evaluation may hold; more is a 400 naming this setting.
-    max_items: int = 10_000
-    # Judgements in flight per evaluation (a sliding window over the judge engine).
-    concurrency: int = 64
-
-
-# Objective's words for the job states, in order (failed and cancelled both read "error").
-STATUSES = StatusMap(
-    [
-        ("queued", "accepted"),
-        ("running", "processing"),
-        ("completed", "completed"),
-        ("failed", "error"),
-        ("cancelled", "error"),
-    ]
-)
+from .backend import ObjectiveBackend
+from .errors import ObjectiveErrors
+from .settings import ObjectiveSettings
+from .store import STATUSES, Evaluation
 
 # Messages as Objective's documentation words them.
 MESSAGES = {
@@ -71,25 +52,15 @@ def _status(ev: Evaluation, has_item_errors: bool = False) -> str:
 class ObjectiveProvider(Provider):
     errors: ClassVar[ObjectiveErrors] = ObjectiveErrors()
     options: ObjectiveSettings
-
-    @property
-    def store(self) -> EvaluationStore:
-        return EvaluationStore(self.db, self.runner)
-
-    async def run_evaluation(self, job: Job) -> None:
-        await judge_evaluation(job, self.ctx.engine("judge"), in_flight=self.options.concurrency)
+    backend: ObjectiveBackend
 
     async def reset(self, tenant: str | None) -> None:
-        await self.store.reset(tenant)
+        await self.backend.reset(tenant)
 
     # POST /v1/evaluations
     async def create_evaluation(self, req: ApiRequest) -> Response:
-        data = req.body["data"]
-        limit = self.options.max_items
-        if len(data) > limit:
-            raise too_many_items(len(data), limit)
         eval_name = (req.body.get("configuration") or {}).get("eval_name")
-        ev = await self.store.create(req.tenant, eval_name, self.ctx.engine("judge"), data)
+        ev = await self.backend.create(req.tenant, eval_name, req.body["data"])
         return jsonio.JSONResponse(
             {
                 "status": "accepted",
@@ -107,15 +78,13 @@ class ObjectiveProvider(Provider):
         stored = self.answers.get(req.tenant, key)
         if stored is not None:
             return stored
-        ev = await self.store.get(req.tenant, req.path["id"])
-        if ev is None:
-            raise evaluation_not_found(req.path["id"])
+        ev = await self.backend.get(req.tenant, req.path["id"])
         rows: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
         judgements: list[dict[str, Any]] | None = None
         if ev.job_status in ("completed", "failed", "cancelled"):
             judgements = []
-            for it in await self.store.items(ev.id):
+            for it in await self.backend.items(ev.id):
                 item = jsonio.decode(it["item"])
                 verdict = (
                     {"score": it["score"], "label": it["label"], "explanation": it["explanation"]}
@@ -168,7 +137,7 @@ class ObjectiveProvider(Provider):
     # GET /v1/evaluations
     async def list_evaluations(self, req: ApiRequest) -> Response:
         page, limit = int(req.query["page"]), int(req.query["limit"])
-        evaluations, total = await self.store.page(req.tenant, page, limit)
+        evaluations, total = await self.backend.page(req.tenant, page, limit)
         summaries: list[dict[str, Any]] = [
             {"id": ev.id, "status": _status(ev), "metadata": _metadata(ev)} for ev in evaluations
         ]

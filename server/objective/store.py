@@ -1,21 +1,29 @@
-"""Objective evaluations in SQLite, and the job that judges them."""
+"""Objective evaluations and their judged items in SQLite (the SQL of the surface)."""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import string
 from dataclasses import dataclass
 from typing import Any
 
-from evaldock.engines.errors import EngineError
 from evaldock.engines.protocols import RelevanceJudge
 
 from .. import jsonio
-from ..db import Database, utcnow
-from ..jobs import Job, JobRunner, in_batches
+from ..db import Database, Row, Transaction, utcnow
+from ..jobs import JobRunner, StatusMap
 
 JOB_KIND = "objective.evaluation"
+# Objective's words for the job states, in order (failed and cancelled both read "error").
+STATUSES = StatusMap(
+    [
+        ("queued", "accepted"),
+        ("running", "processing"),
+        ("completed", "completed"),
+        ("failed", "error"),
+        ("cancelled", "error"),
+    ]
+)
 _ALPHABET = string.ascii_letters + string.digits + "_-"
 
 
@@ -106,6 +114,30 @@ class EvaluationStore:
         )
         return [dict(r) for r in rows]
 
+    # -- the judging job ----------------------------------------------------------------------
+    async def unjudged(self, evaluation_id: str) -> list[Row]:
+        """Items with neither a judgement nor an error yet (resumable)."""
+        return await self.db.fetchall(
+            "SELECT idx, item FROM objective_items"
+            " WHERE evaluation_id = ? AND score IS NULL AND error IS NULL ORDER BY idx",
+            (evaluation_id,),
+        )
+
+    async def item_count(self, evaluation_id: str) -> int | None:
+        row = await self.db.fetchone(
+            "SELECT item_count FROM objective_evaluations WHERE id = ?", (evaluation_id,)
+        )
+        return int(row["item_count"]) if row else None
+
+    @staticmethod
+    async def save_judgements(tx: Transaction, rows: list[tuple[Any, ...]]) -> None:
+        """(score, label, explanation, error, evaluation_id, idx) rows."""
+        await tx.executemany(
+            "UPDATE objective_items SET score=?, label=?, explanation=?, error=?"
+            " WHERE evaluation_id=? AND idx=?",
+            rows,
+        )
+
     async def reset(self, tenant: str | None) -> None:
         """Delete evaluations (one tenant's or all) with their items and jobs."""
         where, args = ("WHERE tenant = ?", (tenant,)) if tenant else ("", ())
@@ -118,46 +150,3 @@ class EvaluationStore:
             await tx.executemany(
                 "DELETE FROM objective_evaluations WHERE id = ?", [(i,) for i in ids]
             )
-
-
-async def judge_evaluation(
-    job: Job, judge: RelevanceJudge, *, in_flight: int, flush_every: int = 32
-) -> None:
-    """Judge every pair not judged yet, ``in_flight`` at a time (a sliding window, so one
-    slow answer does not hold up the rest); results are committed every ``flush_every``
-    pairs, so a crash costs at most that much work and the job resumes from there."""
-    db = job.db
-    pending = await db.fetchall(
-        "SELECT idx, item FROM objective_items"
-        " WHERE evaluation_id = ? AND score IS NULL AND error IS NULL ORDER BY idx",
-        (job.id,),
-    )
-    total_row = await db.fetchone(
-        "SELECT item_count FROM objective_evaluations WHERE id = ?", (job.id,)
-    )
-    total = int(total_row["item_count"]) if total_row else len(pending)
-    done = total - len(pending)
-    await job.progress(done, total)
-    gate = asyncio.Semaphore(in_flight)
-
-    async def one(idx: int, raw: bytes) -> tuple[Any, ...]:
-        async with gate:
-            item = jsonio.decode(raw)
-            try:
-                verdict = await judge.relevance(str(item["query"]), item.get("object") or {})
-            except EngineError as exc:
-                return (None, None, None, str(exc) or type(exc).__name__, job.id, idx)
-            return (verdict.score, verdict.label, verdict.explanation, None, job.id, idx)
-
-    async def flush(results: list[tuple[Any, ...]]) -> None:
-        nonlocal done
-        async with db.transaction() as conn:
-            await conn.executemany(
-                "UPDATE objective_items SET score=?, label=?, explanation=?, error=?"
-                " WHERE evaluation_id=? AND idx=?",
-                results,
-            )
-            done += len(results)
-            await job.progress(done, conn=conn)
-
-    await in_batches((one(r["idx"], r["item"]) for r in pending), flush, flush_every)
