@@ -249,16 +249,7 @@ class SpiceBackend(Backend[SpiceSettings]):
         )
         await job.progress(0, cases.count)
         scorers = list(dict.fromkeys(spec["scorers"]))
-        builtin = [s for s in scorers if s in BUILTIN]
-        embedding = [s for s in scorers if s not in BUILTIN and s in self.pod.embeddings]
-        judged = [s for s in scorers if s not in {*builtin, *embedding} and s in self.pod.models]
-        for name in scorers:
-            if name not in {*builtin, *embedding, *judged}:
-                raise JobFailed(
-                    f"Failed to load the scorer '{name}' needed for evaluation "
-                    f"'{spec['eval']}': name a built-in scorer ({', '.join(BUILTIN)}) or "
-                    "an embeddings:/models: component of the spicepod"
-                )
+        builtin, embedding, judged = self._scorer_kinds(scorers, spec["eval"])
         served = model not in BUILTIN_MODELS
         judge = self._judge() if served or judged else None
         # A served model and the judge scorers are HTTP calls from here: they need the
@@ -271,7 +262,7 @@ class SpiceBackend(Backend[SpiceSettings]):
             outputs, served_as = await self._answers(judge, model, loaded)
         scored = await self._task(
             job,
-            f"scoring {cases.count} cases",
+            f"scoring {cases.count} case{'' if cases.count == 1 else 's'}",
             jobs.score_cases,
             cases,
             outputs,
@@ -283,16 +274,7 @@ class SpiceBackend(Backend[SpiceSettings]):
         judged_as: dict[str, str] = {}
         if judged:
             assert judge is not None
-            answers = outputs or [c[2] if c[2] is not None else "" for c in loaded]
-            out, ideal = Column.of(answers), Column.of([c[1] for c in loaded])
-            inputs = [c[0] for c in loaded]
-            for name in judged:
-                component = self.pod.models[name]
-                judged_as[name] = served_model(name, component.source, judge.known_models())
-                try:
-                    scores[name] = await judge_scores(judge, judged_as[name], inputs, out, ideal)
-                except (EngineError, LookupError, ValueError) as exc:
-                    raise JobFailed(f"scorer '{name}' failed: {exc}") from None
+            judged_as = await self._judge_scores(judge, judged, loaded, outputs, scores)
         ordered = {name: scores[name] for name in scorers}
         signature = run_signature(
             model,
@@ -314,6 +296,46 @@ class SpiceBackend(Backend[SpiceSettings]):
                 await asyncio.sleep(0)  # reads go on between chunks of a large run
             await self.store.finish_run(tx, job.id, means, signature)
             await job.progress(cases.count, cases.count, conn=tx)
+
+    def _scorer_kinds(
+        self, scorers: list[str], eval_name: str
+    ) -> tuple[list[str], list[str], list[str]]:
+        """(built-in, embedding, judge) scorers, as the runtime resolves a name: a
+        built-in first, then an embeddings: component, then a models: component."""
+        builtin = [s for s in scorers if s in BUILTIN]
+        embedding = [s for s in scorers if s not in BUILTIN and s in self.pod.embeddings]
+        judged = [s for s in scorers if s not in {*builtin, *embedding} and s in self.pod.models]
+        for name in scorers:
+            if name not in {*builtin, *embedding, *judged}:
+                raise JobFailed(
+                    f"Failed to load the scorer '{name}' needed for evaluation "
+                    f"'{eval_name}': name a built-in scorer ({', '.join(BUILTIN)}) or "
+                    "an embeddings:/models: component of the spicepod"
+                )
+        return builtin, embedding, judged
+
+    async def _judge_scores(
+        self,
+        judge: Judge,
+        judged: list[str],
+        cases: list[jobs.Case],
+        outputs: list[Output] | None,
+        scores: dict[str, list[float]],
+    ) -> dict[str, str]:
+        """Scores of the judge scorers ``judged`` into ``scores``; the models they were
+        served as."""
+        out = Column.of(outputs if outputs is not None else [c[2] for c in cases])
+        ideal = Column.of([c[1] for c in cases])
+        inputs = [c[0] for c in cases]
+        served: dict[str, str] = {}
+        for name in judged:
+            component = self.pod.models[name]
+            served[name] = served_model(name, component.source, judge.known_models())
+            try:
+                scores[name] = await judge_scores(judge, served[name], inputs, out, ideal)
+            except (EngineError, LookupError, ValueError) as exc:
+                raise JobFailed(f"scorer '{name}' failed: {exc}") from None
+        return served
 
     async def _task(self, job: Job, step: str, fn: Callable[..., T], *args: Any) -> T:
         """``fn`` in a worker; the run fails with the task's reason, or with the limit it

@@ -214,8 +214,7 @@ def score_cases(
     the built-in model's answers in the cases). Raises :class:`EvalFailed` naming the
     scorer that failed."""
     loaded = cases.load()
-    answers = outputs if outputs is not None else [c[2] if c[2] is not None else "" for c in loaded]
-    out = Column.of(answers)
+    out = Column.of(outputs if outputs is not None else [c[2] for c in loaded])
     ideal = Column.of([c[1] for c in loaded])
     total = len(loaded)
     scores: dict[str, list[float]] = {name: [] for name in builtin}
