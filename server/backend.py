@@ -52,7 +52,7 @@ class BackendContext(Generic[S]):
     # The surface's signing secret (capability URLs), loaded before any request.
     secret: bytes = b""
 
-    def engine(self, kind: str, protocol: type[P]) -> P:
+    def engine(self, kind: str, protocol: Callable[..., P]) -> P:
         """The engine of ``kind`` that lives in the API process (one that talks to a
         server, like the judge), typed as its Protocol. Engines that compute (rankers,
         embedders) live in the worker processes: a task reaches them with

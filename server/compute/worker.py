@@ -49,7 +49,7 @@ class TaskContext:
         """Nothing to check: a cancelled task is killed with its worker. Kept so that
         code written for threads runs unchanged in a worker."""
 
-    def engine(self, kind: str, protocol: type[P]) -> P:
+    def engine(self, kind: str, protocol: Callable[..., P]) -> P:
         """The engine ``kind`` as the server's settings choose it, built once per worker
         and kept, typed as its Protocol (``ctx.engine("ranker", Ranker)``)."""
         if self._settings is None:

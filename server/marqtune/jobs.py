@@ -66,8 +66,7 @@ def evaluate(
     evaluation that needs the model and kept for the next one."""
     ctx.say("Loading the dataset")
     parsed = datasets.load(Path(parsed_path).read_bytes())
-    # mypy refuses a Protocol where TaskContext.engine asks for type[P] (type-abstract).
-    ranker = ctx.engine("ranker", Ranker)  # type: ignore[type-abstract]
+    ranker = ctx.engine("ranker", Ranker)
     with ranker.using(load_model, load_pretrained, say=ctx.say) as loaded:
         ctx.say(f"Ranker: {loaded.signature}")
         result = ranking.evaluate(parsed, params, loaded, ctx.say, ctx.check_cancelled)

@@ -35,9 +35,7 @@ class ObjectiveBackend(Backend[ObjectiveSettings]):
 
     @property
     def judge(self) -> RelevanceJudge:
-        # mypy refuses a Protocol where type[P] is expected (type-abstract); the engine
-        # is typed by it all the same.
-        return self.ctx.engine("judge", RelevanceJudge)  # type: ignore[type-abstract]
+        return self.ctx.engine("judge", RelevanceJudge)
 
     async def reset(self, tenant: str | None) -> None:
         await self.store.reset(tenant)

@@ -133,9 +133,7 @@ class OxenBackend(Backend[OxenSettings]):
             await self.ctx.task(jobs.remove_folders, stale)
 
     def _judge(self) -> Judge:
-        # mypy's type-abstract check refuses a Protocol where ``type[P]`` is declared
-        # (BackendContext.engine's signature): the one place that says so.
-        return self.ctx.engine("judge", Judge)  # type: ignore[type-abstract]
+        return self.ctx.engine("judge", Judge)
 
     async def _task(self, failure: str, fn: Callable[..., T], *args: Any) -> T:
         """``fn`` in the request lane; a task stopped over a limit (or whose worker died)

@@ -125,9 +125,7 @@ class QianfanBackend(Backend[QianfanSettings]):
 
     @property
     def judge(self) -> Judge:
-        # mypy refuses a Protocol where type[P] is expected (type-abstract); the engine
-        # is typed by it all the same.
-        return self.ctx.engine("judge", Judge)  # type: ignore[type-abstract]
+        return self.ctx.engine("judge", Judge)
 
     @property
     def metrics_signature(self) -> str:

@@ -92,7 +92,7 @@ class SpiceBackend(Backend[SpiceSettings]):
 
     def _judge(self) -> Judge:
         """The judge engine (API process: it talks to a model server)."""
-        return self.ctx.engine("judge", Judge)  # type: ignore[type-abstract]
+        return self.ctx.engine("judge", Judge)
 
     def _file(self, run_id: str, kind: str) -> Path:
         return self.runs_dir / f"{run_id}.{kind}"

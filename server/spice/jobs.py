@@ -229,7 +229,7 @@ def score_cases(
         ctx.progress(end, total)
     engines: dict[str, str] = {}
     if embedding:
-        embedder = ctx.engine("embedder", Embedder)  # type: ignore[type-abstract]
+        embedder = ctx.engine("embedder", Embedder)
         try:
             values = embedding_scores(embedder, out, ideal)
         except (EngineError, LookupError, ValueError) as exc:
