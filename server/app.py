@@ -24,7 +24,7 @@ from evaldock.engines.errors import EngineUnavailable
 
 from .backend import backend_context, prepare
 from .compute import TaskLimits, WorkerPool
-from .compute.engines import build_engines
+from .compute.engines import build_engines, check_engine, placed
 from .config import Settings
 from .control import ControlPlane
 from .control.provider import ControlProvider
@@ -45,7 +45,9 @@ def spec_of(decl: SurfaceDeclaration) -> Spec:
 
 
 def create_engines(settings: Settings, kinds: Sequence[str]) -> dict[str, Any]:
-    return build_engines(settings, kinds)
+    """The engines that live in the API process (clients of a server, like the judge);
+    those that compute are built in the worker processes."""
+    return build_engines(settings, placed(kinds, "api"))
 
 
 async def check_engines(engines: dict[str, Any]) -> None:
@@ -101,8 +103,12 @@ def create_app(
         pool=pool,
     )
     ctx = AppContext(settings, db, runner, engines if engines is not None else {}, pool)
+    kinds = [k for d in decls for k in d.engines]
+    # Real engines that compute load in a worker at start-up, so a missing library or
+    # model still stops the server with its fix (mock ones cannot fail).
+    worker_checks = placed(kinds, "worker") if engines is None and settings.mode == "real" else []
     if engines is None:
-        ctx.engines.update(create_engines(settings, [k for d in decls for k in d.engines]))
+        ctx.engines.update(create_engines(settings, kinds))
     upload_dir = settings.data_dir / "tmp"
     public_url = str(settings.section("server").get("public_url") or "")
     plane = ControlPlane(settings, ctx, decls)
@@ -130,8 +136,11 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
             await check_engines(ctx.engines)
+            for kind in worker_checks:
+                await pool.run(check_engine, kind, lane="request")
         except EngineUnavailable as exc:
             log.error("cannot start: %s", exc)
+            await pool.close()
             raise
         await db.open()
         await db.migrate("core", "evaldock.server")

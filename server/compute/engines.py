@@ -1,6 +1,6 @@
 """Building an engine from the server's settings: the same in the API process (engines
 that only talk to a server, like the OpenAI-compatible judge) and in a worker process
-(engines that compute: rankers, embedders)."""
+(engines that compute: rankers, embedders; their kind declares ``PROCESS = "worker"``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..config import Settings
+from .worker import TaskContext
 
 
 def engine_options(settings: Settings, kind: str) -> tuple[str, dict[str, Any]]:
@@ -28,3 +29,22 @@ def build_engine(settings: Settings, kind: str) -> Any:
 
 def build_engines(settings: Settings, kinds: Sequence[str]) -> dict[str, Any]:
     return {kind: build_engine(settings, kind) for kind in dict.fromkeys(kinds)}
+
+
+def placed(kinds: Sequence[str], where: str) -> list[str]:
+    """The kinds among ``kinds`` whose engines live in ``where`` ("api" or "worker")."""
+    from evaldock.engines import registry
+
+    return [k for k in dict.fromkeys(kinds) if registry.process(k) == where]
+
+
+def check_engine(ctx: TaskContext, kind: str) -> str:
+    """A task: build ``kind``'s engine in this worker and let it prove it can serve (a
+    model loads); the engine stays loaded for the jobs this worker runs next."""
+    import asyncio
+
+    from evaldock.engines.protocols import Engine
+
+    engine = ctx.engine(kind, Engine)
+    asyncio.run(engine.check())
+    return engine.signature

@@ -253,3 +253,30 @@ def test_wait_answers_at_the_timeout_for_a_job_still_running(tmp_path: Path) -> 
         await db.close()
 
     asyncio.run(main())
+
+
+def test_real_engines_that_compute_are_checked_in_a_worker_not_built_here(
+    tmp_path: Path,
+) -> None:
+    from starlette.testclient import TestClient
+
+    from evaldock.engines.errors import EngineUnavailable
+    from evaldock.server.app import create_app
+
+    flags = {
+        "server.data": str(tmp_path),
+        "server.mode": "real",
+        "server.surfaces": ["spice"],
+        "judge.impl": "mock",
+    }
+    # A real embedder that cannot be built stops the start-up with its fix, from the worker.
+    broken = load_settings(None, {**flags, "engines.embedder.impl": "nope"}, {})
+    app = create_app(broken)
+    with pytest.raises(EngineUnavailable, match="unknown embedder engine 'nope'"):
+        TestClient(app).__enter__()
+    # The API process holds the judge only: embedders live in the workers.
+    ok = load_settings(None, {**flags, "engines.embedder.impl": "mock"}, {})
+    app = create_app(ok)
+    with TestClient(app) as client:
+        assert set(app.state.ctx.engines) == {"judge"}
+        assert client.get("/_evaldock/health").status_code == 200
