@@ -8,8 +8,9 @@ Three measurements, each on a fresh ``evaldock serve`` process (``--surfaces oxe
 2. text: a ``type: text`` evaluation of ``--text-rows`` rows against the loopback
    OpenAI-compatible fake (tests/fakes/openai_server.py), against bare httpx posting the
    same prompts at the same concurrency (target >= 0.8x);
-3. memory: the server's peak RSS (VmHWM) through an embeddings evaluation with the mock
-   embedder at each of ``--memory-rows`` (target: flat in the row count).
+3. memory: the peak RSS (VmHWM) of the API process and of its worker processes (which
+   read, embed and write the files) through an embeddings evaluation with the mock
+   embedder at each of ``--memory-rows`` (target: both flat in the row count).
 
 Run ``python scripts/bench_oxen.py`` (small defaults, ~2 minutes on 2 cores) or, for the
 issue's sizes, ``--rows 50000 --text-rows 2000 --memory-rows 50000,500000``.
@@ -69,6 +70,16 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def workers_peak_mb(pid: int) -> float:
+    """The largest peak RSS among the server's worker processes (its children)."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        children += [int(c) for c in text]
+    peaks = [peak_rss_mb(c) for c in children if Path(f"/proc/{c}").exists()]
+    return max(peaks, default=float("nan"))
 
 
 def wait(c: httpx.Client, eval_id: str) -> dict[str, Any]:
@@ -134,11 +145,14 @@ def bench_embeddings(rows: int, tmp: Path) -> None:
         "auto_commit": True,
     }
     with ServerProcess(tmp / "emb", mode="real", extra_args=["--surfaces", "oxen"]) as server:
+        assert server.proc is not None
         took = run_evaluation(server, data, body, warm=True)
-        peak = peak_rss_mb(server.proc.pid) if server.proc else float("nan")
+        peak = peak_rss_mb(server.proc.pid)
+        workers = workers_peak_mb(server.proc.pid)
     print(
         f"embeddings {rows:>7} rows: evaldock {took:7.2f}s ({rows / took:7.0f}/s), bare encode"
-        f" {bare:7.2f}s ({rows / bare:7.0f}/s): {bare / took:.2f}x; server peak {peak:.0f} MB"
+        f" {bare:7.2f}s ({rows / bare:7.0f}/s): {bare / took:.2f}x; API peak {peak:.0f} MB,"
+        f" workers peak {workers:.0f} MB"
     )
 
 
@@ -216,9 +230,10 @@ def bench_memory(sizes: list[int], tmp: Path) -> None:
             idle = peak_rss_mb(s.proc.pid)
             took = run_evaluation(s, texts(n), body)
             peak = peak_rss_mb(s.proc.pid)
+            workers = workers_peak_mb(s.proc.pid)
         print(
-            f"memory     {n:>7} rows (mock embedder): peak {peak:6.0f} MB (idle {idle:.0f} MB),"
-            f" {took:.1f}s"
+            f"memory     {n:>7} rows (mock embedder): API peak {peak:6.0f} MB (idle {idle:.0f}"
+            f" MB), workers peak {workers:6.0f} MB, {took:.1f}s"
         )
 
 

@@ -132,9 +132,6 @@ class OxenBackend(Backend[OxenSettings]):
         if stale:
             await self.ctx.task(jobs.remove_folders, stale)
 
-    def _judge(self) -> Judge:
-        return self.ctx.engine("judge", Judge)
-
     async def _task(self, failure: str, fn: Callable[..., T], *args: Any) -> T:
         """``fn`` in the request lane; a task stopped over a limit (or whose worker died)
         is a 400 that says what could not be done and which setting to raise."""
@@ -356,7 +353,7 @@ class OxenBackend(Backend[OxenSettings]):
     async def _check_model(self, request: EvalRequest) -> tuple[str, str]:
         """(the model that will really run, its engine signature), or a 400 listing the
         known models; a text model without a served generator names EVALDOCK_JUDGE_URLS."""
-        judge = self._judge()
+        judge = self.ctx.engine("judge", Judge)
         try:
             embedder: tuple[str, str] | None = await self._embedder_identity()
         except EngineUnavailable as e:
@@ -522,7 +519,7 @@ class OxenBackend(Backend[OxenSettings]):
     ) -> tuple[int, tuple[int, int]]:
         """Generate the rows left, one step (``batch_size`` rows) at a time; the rows
         done and the (prompt, completion) tokens of all of them."""
-        judge = self._judge()
+        judge = self.ctx.engine("judge", Judge)
         limit = asyncio.Semaphore(max(1, self.options.concurrency))
         plan = await job.run_task(
             jobs.render_prompts, source, str(work), req.batch_size, progress=False

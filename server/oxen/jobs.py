@@ -359,7 +359,7 @@ def embed_rows(
     """Embed the rows not yet in ``work``'s parts, ``chunk_rows`` per step (one
     ``encode`` call of ``batch_size`` texts per forward pass, then one part and the
     progress); the rows done in all."""
-    embedder = _embedder(ctx)
+    embedder = ctx.engine("embedder", Embedder)
     with source.named():
         return _embed_rows(ctx, embedder, source, work, chunk_rows, batch_size)
 
@@ -386,14 +386,10 @@ def _embed_rows(
     return done
 
 
-def _embedder(ctx: TaskContext) -> Embedder:
-    return ctx.engine("embedder", Embedder)
-
-
 def embedder_identity(ctx: TaskContext) -> tuple[str, str]:
     """(model, signature) of the embedder this worker builds from the settings: what an
     embeddings evaluation records as ``model_ran``. Building one loads no model."""
-    embedder = _embedder(ctx)
+    embedder = ctx.engine("embedder", Embedder)
     return embedder.model, embedder.signature
 
 
