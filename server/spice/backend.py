@@ -57,6 +57,9 @@ class SpiceBackend(Backend[SpiceSettings]):
         super().__init__(ctx)
         self.pod = Spicepod(folder=Path("."))
         self.store = SpiceStore(self.db, self.runner)
+        # Queries in flight: all but one of the request lane's workers, which the other
+        # surfaces share (24 runaway queries held both for 65 s, each to its 5 s limit).
+        self._sql_slots = asyncio.Semaphore(max(1, ctx.settings.jobs.request_workers - 1))
 
     # -- lifecycle ----------------------------------------------------------------------
     @property
@@ -385,8 +388,16 @@ class SpiceBackend(Backend[SpiceSettings]):
     async def query(self, tenant: str, text: str) -> tuple[list[str], list[dict[str, Any]]]:
         """(columns, rows) of a read-only query over the tenant's eval.runs and
         eval.results, run in a worker of the request lane; a 400 with the reason when
-        it is refused or stopped."""
+        it is refused, stopped, or found no free slot within ``[spice] sql_timeout``."""
         o = self.options
+        try:
+            async with asyncio.timeout(o.sql_timeout):
+                await self._sql_slots.acquire()
+        except TimeoutError:
+            raise bad_request(
+                f"other queries kept every query slot busy for {o.sql_timeout:g} s "
+                "(setting [spice] sql_timeout); try again"
+            ) from None
         try:
             return await self.ctx.task(
                 jobs.run_sql,
@@ -402,6 +413,8 @@ class SpiceBackend(Backend[SpiceSettings]):
             raise bad_request(str(exc)) from None
         except TaskFailed as exc:
             raise bad_request(f"the query could not finish: {exc.message}") from None
+        finally:
+            self._sql_slots.release()
 
     def _sql_limits(self) -> TaskLimits:
         jobs_table = self.ctx.settings.jobs

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -156,18 +157,46 @@ def _busy_worker(pids: list[int]) -> int:
     raise AssertionError("no worker process is scoring")
 
 
+# ~17 s inside one SQLite instruction (a naive substring search of a 200,000-character
+# needle through 2,000,000 characters): the progress handler never runs.
+SLOW_SQL = "SELECT instr(printf('%.*c', 2000000, 'a'), printf('%.*c', 200000, 'a') || 'b')"
+
+
 def test_sql_a_function_call_the_progress_handler_cannot_stop(make_client) -> None:
-    """instr() over a 1M-character text runs ~4 s inside one SQLite instruction: the
-    progress handler never runs; the task's wall-time limit stops it."""
+    """The task's wall-time limit stops what the query's progress handler cannot."""
     client = make_client(**{"spice.sql_timeout": 0.3})
-    sql = "SELECT instr(printf('%.*c', 2000000, 'a'), printf('%.*c', 200000, 'a') || 'b')"
     start = time.monotonic()
-    r = client.post("/v1/sql", content=sql, headers=TEXT)
+    r = client.post("/v1/sql", content=SLOW_SQL, headers=TEXT)
     assert r.status_code == 400, r.text
     assert r.headers["content-type"].startswith("text/plain")
     assert "wall-time" in r.text and "raise [spice] sql_timeout" in r.text, r.text
     assert time.monotonic() - start < 10  # 0.3 s + the grace, not the ~17 s it needs
     assert sql_rows(client, "SELECT count(*) AS n FROM eval.runs") == [{"n": 0}]
+
+
+def test_sql_queries_wait_a_bounded_time_for_a_query_slot(make_client) -> None:
+    """Spice's queries take all request workers but one (the other surfaces share them;
+    with the default two: one query at a time); a query that finds no slot free within
+    [spice] sql_timeout is refused saying so."""
+    client = make_client(**{"spice.sql_timeout": 0.5})
+    answers: dict[int, Any] = {}
+
+    def ask(i: int) -> None:
+        answers[i] = client.post("/v1/sql", content=SLOW_SQL, headers=TEXT)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(3)]
+    start = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert time.monotonic() - start < 15
+    texts = [r.text for r in answers.values()]
+    assert all(r.status_code == 400 for r in answers.values()), texts
+    assert all("[spice] sql_timeout" in t for t in texts), texts
+    assert sum("wall-time" in t for t in texts) == 1, texts
+    assert sum("every query slot busy" in t for t in texts) == 2, texts
+    assert sql_rows(client, "SELECT 1 AS one") == [{"one": 1}]
 
 
 def test_sql_a_recursive_query_stops_at_its_timeout(make_client) -> None:
