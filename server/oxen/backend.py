@@ -90,6 +90,8 @@ class OxenBackend(Backend[OxenSettings]):
         self.root = str(ctx.settings.data_dir)
         self.store = OxenStore(self.db, ctx.settings.data_dir)
         self.records = EvaluationRecords(self.db)
+        # One folder per running (or interrupted) evaluation: its results in parts.
+        self.work_root = ctx.data_dir / "work"
         # (model, signature) of the embedder the workers build: asked once, it is fixed
         # by the settings.
         self._embedder: tuple[str, str] | None = None
@@ -116,12 +118,12 @@ class OxenBackend(Backend[OxenSettings]):
 
     def work_dir(self, job_id: str) -> Path:
         """Where an evaluation's results column is written in parts (one per step)."""
-        return self.ctx.data_dir / "work" / job_id
+        return self.work_root / job_id
 
     async def _sweep_work(self) -> None:
         """Remove the results parts of evaluations that are over (a cancelled or killed
         run leaves its parts for a requeue; once the job is done nobody reads them)."""
-        root = self.work_dir("x").parent
+        root = self.work_root
         if not root.is_dir():
             return
         live = await self.db.fetchall(
