@@ -620,3 +620,28 @@ async def in_batches(
     finally:
         for task in tasks:
             task.cancel()
+
+
+async def commit_in_batches(
+    job: Job,
+    calls: Iterable[Coroutine[Any, Any, T]],
+    save: Callable[[Transaction, list[T]], Awaitable[None]],
+    *,
+    done: int,
+    total: int | None = None,
+    every: int = 32,
+) -> int:
+    """Run ``calls`` together (each bounds its own concurrency) and commit their results
+    ``every`` at a time: ``save(tx, batch)`` and the job's progress in one transaction, so
+    a crash costs at most one batch and the job resumes from what was committed. Returns
+    the progress reached. (32 a commit: each commit is an fsync, ~1-3 ms here.)"""
+
+    async def flush(batch: list[T]) -> None:
+        nonlocal done
+        async with job.db.transaction() as tx:
+            await save(tx, batch)
+            done += len(batch)
+            await job.progress(done, total, conn=tx)
+
+    await in_batches(calls, flush, every)
+    return done

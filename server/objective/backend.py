@@ -20,7 +20,7 @@ from evaldock.engines.protocols import RelevanceJudge
 
 from .. import jsonio
 from ..backend import Backend
-from ..jobs import Job, in_batches
+from ..jobs import Job, commit_in_batches
 from .errors import evaluation_not_found, too_many_items
 from .settings import ObjectiveSettings
 from .store import Evaluation, EvaluationStore
@@ -85,13 +85,7 @@ class ObjectiveBackend(Backend[ObjectiveSettings]):
                     return (None, None, None, str(exc) or type(exc).__name__, job.id, idx)
                 return (verdict.score, verdict.label, verdict.explanation, None, job.id, idx)
 
-        # The same results flush as Qianfan's commit_in_batches; one shared helper belongs
-        # beside in_batches in server/jobs.py (a surface may not import another's).
-        async def flush(results: list[tuple[Any, ...]]) -> None:
-            nonlocal done
-            async with self.db.transaction() as tx:
-                await self.store.save_judgements(tx, results)
-                done += len(results)
-                await job.progress(done, conn=tx)
-
-        await in_batches((one(r["idx"], r["item"]) for r in pending), flush, FLUSH_EVERY)
+        calls = (one(r["idx"], r["item"]) for r in pending)
+        await commit_in_batches(
+            job, calls, self.store.save_judgements, done=done, every=FLUSH_EVERY
+        )

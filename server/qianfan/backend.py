@@ -27,7 +27,7 @@ An export's job (:meth:`QianfanBackend.run_export`) builds its zip in a worker
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -41,8 +41,8 @@ from evaldock.engines.text_metrics.stats import JudgeStats, judge_stats, manual_
 
 from .. import jsonio
 from ..backend import Backend, TaskFailed
-from ..db import Row, Transaction
-from ..jobs import Job, JobFailed, in_batches
+from ..db import Row
+from ..jobs import Job, JobFailed, commit_in_batches
 from . import datasets as ds
 from . import jobs
 from .errors import evaluation_not_found, param_invalid
@@ -63,32 +63,6 @@ EVAL_MODES = ("rule", "model", "manual")
 FINISHED = ("Done", "PartlyDone")
 # A task waiting for manual scores already has its automatic parts' report and results.
 REPORTABLE = (*FINISHED, "DoingWithManualBegin")
-
-
-async def commit_in_batches(
-    job: Job,
-    calls: Iterable[Coroutine[Any, Any, T]],
-    save: Callable[[Transaction, list[T]], Awaitable[None]],
-    *,
-    done: int,
-    total: int | None = None,
-    every: int = FLUSH_EVERY,
-) -> int:
-    """Run ``calls`` together (each bounds its own concurrency) and commit their results
-    ``every`` at a time: ``save(tx, batch)`` and the job's progress in one transaction, so
-    a crash costs at most one batch and the job resumes from what was committed. Returns
-    the progress reached. (The one results-flush of inference and judging; it belongs
-    beside ``in_batches`` in server/jobs.py, where Objective's could use it too.)"""
-
-    async def flush(batch: list[T]) -> None:
-        nonlocal done
-        async with job.db.transaction() as tx:
-            await save(tx, batch)
-            done += len(batch)
-            await job.progress(done, total, conn=tx)
-
-    await in_batches(calls, flush, every)
-    return done
 
 
 @dataclass(frozen=True)

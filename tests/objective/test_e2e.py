@@ -37,7 +37,9 @@ def test_lifecycle_and_restart(server: ServerProcess) -> None:
 
 
 def test_status_moves_through_processing(tmp_path: Path) -> None:
-    env = {"EVALDOCK_ENGINES__JUDGE__DELAY_MS": "150"}
+    # 64 pairs, 4 at a time, 150 ms each: ~2.4 s of processing, long enough to be seen
+    # by a poller on a loaded machine (64 at a time finished within one 150 ms step).
+    env = {"EVALDOCK_ENGINES__JUDGE__DELAY_MS": "150", "EVALDOCK_OBJECTIVE__CONCURRENCY": "4"}
     with ServerProcess(tmp_path / "data", env=env) as server:
         created = httpx.post(f"{server.url}/v1/evaluations", json=_pairs(64), headers=AUTH).json()
         seen = []

@@ -7,7 +7,6 @@ last, inference and judging commit through one batched flush, and the CLI goes t
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from pathlib import Path
@@ -18,9 +17,6 @@ from starlette.testclient import TestClient
 
 from evaldock.engines.signature import Signature, evaldock_version
 from evaldock.server.app import create_app
-from evaldock.server.db import Database
-from evaldock.server.jobs import Job, JobRunner
-from evaldock.server.qianfan import backend as qianfan_backend
 from evaldock.server.qianfan import cli
 
 from .helpers import DATASET, EVAL, add_dataset, call, create_eval, ok, wait_state
@@ -129,53 +125,6 @@ def test_judge_signature_keeps_the_version_last(client: Any) -> None:
     changed = Signature.parse(again["judgeSignature"])
     assert changed.get("referee") != referee
     assert changed.without("referee") == signature.without("referee")
-
-
-def test_inference_and_judging_commit_in_batches_with_the_progress(tmp_path: Path) -> None:
-    """commit_in_batches: rows and progress in one transaction per batch; a failure
-    keeps what was committed (the job resumes from it)."""
-
-    async def main() -> None:
-        db = Database(tmp_path / "db.sqlite3")
-        await db.open()
-        await db.migrate("core", "evaldock.server")
-        await db.execute("CREATE TABLE seen (n INTEGER)")
-        runner = JobRunner(db)
-        async with db.transaction() as tx:
-            await runner.submit(tx, "j1", "k", "t", 70)
-        job = Job("j1", "k", "t", 1, runner)
-        commits: list[tuple[int, int]] = []
-
-        async def save(tx: Any, batch: list[tuple[int]]) -> None:
-            await tx.executemany("INSERT INTO seen VALUES (?)", batch)
-
-        async def one(n: int) -> tuple[int]:
-            await asyncio.sleep(0)
-            if n == 50:
-                raise RuntimeError("the judge went away")
-            return (n,)
-
-        async def record(done: int, total: int | None = None, *, conn: Any = None) -> None:
-            await Job.progress(job, done, total, conn=conn)
-            rows = await conn.fetchone("SELECT COUNT(*) AS n FROM seen")
-            commits.append((done, rows["n"]))
-
-        job.progress = record  # type: ignore[method-assign]
-        reached = await qianfan_backend.commit_in_batches(
-            job, (one(n) for n in range(40)), save, done=0, total=70, every=16
-        )
-        assert reached == 40 and commits == [(16, 16), (32, 32), (40, 40)]
-        with pytest.raises(RuntimeError):
-            await qianfan_backend.commit_in_batches(
-                job, (one(n) for n in range(40, 70)), save, done=40, total=70, every=16
-            )
-        view = await runner.view("j1")
-        seen = await db.fetchone("SELECT COUNT(*) AS n FROM seen")
-        assert view is not None and seen is not None
-        assert view.processed == seen["n"] == 40  # the failed batch left nothing behind
-        await db.close()
-
-    asyncio.run(main())
 
 
 def _cli(settings: Any, *argv: str) -> int:

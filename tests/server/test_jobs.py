@@ -3,9 +3,12 @@
 import asyncio
 import dataclasses
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from evaldock.server.db import Database
-from evaldock.server.jobs import Job, JobFailed, JobRunner
+from evaldock.server.jobs import Job, JobFailed, JobRunner, commit_in_batches
 
 
 async def _runner(tmp_path: Path, **kw) -> JobRunner:
@@ -185,5 +188,52 @@ def test_idle_workers_take_no_write_lock(tmp_path: Path) -> None:
         finally:
             await runner.stop()
             await db.close()
+
+    asyncio.run(main())
+
+
+def test_commit_in_batches_commits_rows_with_the_progress(tmp_path: Path) -> None:
+    """commit_in_batches: rows and progress in one transaction per batch; a failure
+    keeps what was committed (the job resumes from it)."""
+
+    async def main() -> None:
+        db = Database(tmp_path / "db.sqlite3")
+        await db.open()
+        await db.migrate("core", "evaldock.server")
+        await db.execute("CREATE TABLE seen (n INTEGER)")
+        runner = JobRunner(db)
+        async with db.transaction() as tx:
+            await runner.submit(tx, "j1", "k", "t", 70)
+        job = Job("j1", "k", "t", 1, runner)
+        commits: list[tuple[int, int]] = []
+
+        async def save(tx: Any, batch: list[tuple[int]]) -> None:
+            await tx.executemany("INSERT INTO seen VALUES (?)", batch)
+
+        async def one(n: int) -> tuple[int]:
+            await asyncio.sleep(0)
+            if n == 50:
+                raise RuntimeError("the judge went away")
+            return (n,)
+
+        async def record(done: int, total: int | None = None, *, conn: Any = None) -> None:
+            await Job.progress(job, done, total, conn=conn)
+            rows = await conn.fetchone("SELECT COUNT(*) AS n FROM seen")
+            commits.append((done, rows["n"]))
+
+        job.progress = record  # type: ignore[method-assign]
+        reached = await commit_in_batches(
+            job, (one(n) for n in range(40)), save, done=0, total=70, every=16
+        )
+        assert reached == 40 and commits == [(16, 16), (32, 32), (40, 40)]
+        with pytest.raises(RuntimeError):
+            await commit_in_batches(
+                job, (one(n) for n in range(40, 70)), save, done=40, total=70, every=16
+            )
+        view = await runner.view("j1")
+        seen = await db.fetchone("SELECT COUNT(*) AS n FROM seen")
+        assert view is not None and seen is not None
+        assert view.processed == seen["n"] == 40  # the failed batch left nothing behind
+        await db.close()
 
     asyncio.run(main())
