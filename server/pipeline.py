@@ -3,7 +3,8 @@
 In this order, so that no unauthenticated byte is buffered and the control plane's
 journal and faults plug in once:
 
-1. ``declared_size``  — refuse on Content-Length alone, before reading anything;
+1. ``declared_size``  — refuse on Content-Length alone, before reading anything, over the
+   operation's limit (``body_limit``);
 2. ``authenticate``   — API key, bearer token, bce signature or signed URL, from the
    headers and the URL only (none of the vendors signs the body);
 3. hooks ``before``   — the journal records the call, faults may answer instead;
@@ -88,6 +89,18 @@ class RequestHook(Protocol):
 
 class _BodyTooLarge(Exception):
     pass
+
+
+def body_limit(op: Operation, provider: Provider) -> int:
+    """The largest body ``op`` takes: its spec's ``x-max-body-bytes`` where it declares one;
+    else, for a body read into memory (decoded and validated on the event loop),
+    ``[server] max_json_body_bytes``; for an upload (streamed to a file), the provider's
+    say. Never above the provider's say: ``[server] max_body_bytes``, or a surface's upload
+    setting for its upload operation."""
+    ceiling = provider.max_body_bytes(op)
+    if op.max_body_bytes is not None:
+        return min(ceiling, op.max_body_bytes)
+    return ceiling if op.streamed else min(ceiling, provider.settings.max_json_body_bytes)
 
 
 def declared_size(request: Request, limit: int) -> None:
@@ -200,6 +213,8 @@ class SurfacePipeline:
         self.hooks = list(hooks)
         self.upload_dir = upload_dir
         self.public_url = public_url
+        for op in spec.operations:
+            validation.prepare(op)
 
     def render(self, err: ApiError) -> Response:
         return self.errors.render(err)
@@ -226,7 +241,7 @@ class SurfacePipeline:
         return response
 
     async def _handle(self, op: Operation, request: Request, call: Call) -> Response:
-        limit = self.provider.max_body_bytes(op)
+        limit = body_limit(op, self.provider)
         # 1. size, from the header alone
         try:
             declared_size(request, limit)

@@ -9,7 +9,9 @@ top-level ``x-evaldock`` table says how the surface is mounted:
       claims: [/v1/evaluations] # root paths whose unknown routes this vendor answers
 
 An operation may set ``x-evaldock-route`` when Starlette needs a richer path template
-than OpenAPI can say (``{resource:path}`` for a path that spans slashes).
+than OpenAPI can say (``{resource:path}`` for a path that spans slashes), and
+``x-max-body-bytes`` when its body needs another limit than the server's default for a
+body read into memory (``[server] max_json_body_bytes``); see ``Operation.max_body_bytes``.
 """
 
 from __future__ import annotations
@@ -59,6 +61,11 @@ class Operation:
     raw: dict[str, Any] = field(repr=False)
     # The body streams to a temporary file (an upload), instead of being read into memory.
     streamed: bool = False
+    # ``x-max-body-bytes``: the largest body this operation takes, where the default for
+    # its kind does not fit (None: ``[server] max_json_body_bytes`` for a body read into
+    # memory, ``[server] max_body_bytes`` for an upload). Never above the provider's
+    # ``max_body_bytes(op)``: see ``pipeline.body_limit``.
+    max_body_bytes: int | None = None
 
     @property
     def catch_all(self) -> bool:
@@ -148,9 +155,22 @@ def _compile(surface: str, doc: dict[str, Any]) -> list[Operation]:
                         op.get("x-evaldock-stream")
                         or ("application/json" not in content and set(content) & STREAMED_MEDIA)
                     ),
+                    max_body_bytes=_byte_limit(surface, op),
                 )
             )
     return operations
+
+
+def _byte_limit(surface: str, op: dict[str, Any]) -> int | None:
+    limit = op.get("x-max-body-bytes")
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(
+            f"spec of {surface}, operation {op.get('operationId')}: x-max-body-bytes must be "
+            f"a positive whole number of bytes, not {limit!r}"
+        )
+    return limit
 
 
 @functools.cache
