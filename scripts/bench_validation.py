@@ -3,7 +3,8 @@
     .venv/bin/python scripts/bench_validation.py [--quick] [--repeat 3]
 
 Builds bodies the way clients send them (a Spice ``PUT /v1/evals/{name}`` of ~10 and
-~45 MB, an Objective ``POST /v1/evaluations`` of 10,000 pairs, ~12 MB) and, for each, one
+~45 MB and one of the spec's 100,000 cases, short ones; an Objective
+``POST /v1/evaluations`` of 10,000 pairs, ~12 MB) and, for each, one
 invalid copy whose only error is deep near the end (the worst case for finding it). Both
 paths are timed in the same run on the same bytes:
 
@@ -60,6 +61,12 @@ def spice_body(megabytes: float) -> bytes:
     return jsonio.encode({"dataset": "capitals", "scorers": ["match", "includes"], "data": cases})
 
 
+def spice_short_cases(cases: int = 100_000) -> bytes:
+    """The spec's most cases, each short: the most nodes a Spice eval has per MB."""
+    data = [{"input": f"q{i}", "ideal": f"a{i}", "output": f"a{i}"} for i in range(cases)]
+    return jsonio.encode({"dataset": "d", "scorers": ["match"], "data": data})
+
+
 def objective_body(pairs: int = 10_000) -> bytes:
     """Objective pairs: a query and the search result it judges (a product record)."""
     data = [
@@ -103,25 +110,30 @@ def new_path(op: Operation, raw: bytes) -> str | None:
     return None
 
 
+# CPU seconds of this process: what a request costs the event loop, and steadier than the
+# wall clock on a shared machine.
+clock = time.process_time
+
+
 def timed(fn: Callable[[], str | None], repeat: int) -> tuple[float, str | None]:
     best, answer = float("inf"), None
     for _ in range(repeat):
-        start = time.perf_counter()
+        start = clock()
         answer = fn()
-        best = min(best, time.perf_counter() - start)
+        best = min(best, clock() - start)
     return best, answer
 
 
 def parts(raw: bytes, op: Operation) -> str:
     """Where the new path's time goes, valid bodies: decode, depth bound, validate."""
-    start = time.perf_counter()
-    value = jsonio.decode(raw)
-    decoded = time.perf_counter()
+    start = clock()
+    value = validation.decode(raw)
+    decoded = clock()
     validation.too_deep(value)
-    nested = time.perf_counter()
+    nested = clock()
     assert op.body_schema is not None
     validation.check(op.body_schema, value)
-    done = time.perf_counter()
+    done = clock()
     mb = len(raw) / 1e6
     return (
         f"decode {mb / (decoded - start):,.0f} MB/s, depth {mb / (nested - decoded):,.0f} MB/s,"
@@ -138,11 +150,14 @@ def main() -> None:
     put_eval = _operation("spice", "put_eval")
     create = _operation("objective", "create_evaluation")
     spice10, spice45, objective = spice_body(10), spice_body(45), objective_body()
+    short = spice_short_cases()
     bodies = [
         ("spice PUT eval 10 MB", put_eval, spice10, True),
         ("spice PUT eval 10 MB, invalid", put_eval, broken(spice10, "data", "ideal"), True),
         ("spice PUT eval 45 MB", put_eval, spice45, not args.quick),
         ("spice PUT eval 45 MB, invalid", put_eval, broken(spice45, "data", "ideal"), False),
+        ("spice PUT eval 100,000 short cases", put_eval, short, True),
+        ("spice short cases, invalid", put_eval, broken(short, "data", "ideal"), True),
         ("objective POST 10,000 pairs", create, objective, True),
         ("objective POST, invalid", create, broken(objective, "data", "query"), True),
     ]
