@@ -109,6 +109,12 @@ def create_app(
     worker_checks = placed(kinds, "worker") if engines is None and settings.mode == "real" else []
     if engines is None:
         ctx.engines.update(create_engines(settings, kinds))
+    for engine in ctx.engines.values():
+        # An engine of the API process with model work of its own (the similarity judge's
+        # encoder) hands that work to the worker processes.
+        offload_to = getattr(engine, "offload_to", None)
+        if offload_to is not None:
+            offload_to(pool.run)
     upload_dir = settings.data_dir / "tmp"
     public_url = str(settings.section("server").get("public_url") or "")
     plane = ControlPlane(settings, ctx, decls)

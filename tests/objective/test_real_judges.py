@@ -63,6 +63,10 @@ def test_similarity_judge_is_the_offline_default(tmp_path: Path) -> None:
     pytest.importorskip("sentence_transformers")
     with ServerProcess(tmp_path / "data", mode="real", env={"EVALDOCK_JUDGE_URLS": ""}) as srv:
         final = _evaluate(srv)
+        # The model ran in a worker process: the API process never mapped torch.
+        assert srv.proc is not None
+        maps = Path(f"/proc/{srv.proc.pid}/maps").read_text()
+        assert "libtorch" not in maps and "sentence_transformers" not in maps
     assert final["metadata"]["judge"] == "evaldock-similarity-minilm-l6-v2"
     assert final["judgements"][0]["judgement"]["label"] == "GREAT"
     assert final["judgements"][0]["judgement"]["explanation"].startswith("Similarity judgement")
