@@ -3,8 +3,10 @@
 - :mod:`.values`: how Spice holds an answer (text, or a chat-completion choice list) and
   reads dataset cells into it; :class:`Column` is a batch parsed once for every scorer.
 - :mod:`.exact`: the five built-ins (``match``, ``json_match``, ``includes``,
-  ``fuzzy_match``, ``levenshtein``), pair and batch forms; :mod:`.fuzzy`: fuzzy_match's
-  normalisation with Rust's ``\\b`` and whitespace.
+  ``fuzzy_match``, ``levenshtein``), pair and batch forms (``levenshtein``'s work is
+  bounded per pair: :class:`PairTooLong` for a pair it cannot score exactly within
+  :data:`LEVENSHTEIN_MAX_CELLS`); :mod:`.fuzzy`: fuzzy_match's normalisation with Rust's
+  ``\\b`` and whitespace.
 - :mod:`.model`: embedding-distance and LLM-judge scorers (async; they take an embedder
   or judge engine).
 - :mod:`.registry`: the names a spicepod may use (:class:`Scorers`,
@@ -13,6 +15,7 @@
 Not an engine kind: nothing to mock, no model of its own. Importing it imports no torch.
 """
 
+from evaldock.engines.scorers.exact import LEVENSHTEIN_MAX_CELLS, PairTooLong
 from evaldock.engines.scorers.registry import (
     BUILTIN,
     Scorers,
@@ -38,12 +41,14 @@ from evaldock.engines.scorers.values import (
 
 __all__ = [
     "BUILTIN",
+    "LEVENSHTEIN_MAX_CELLS",
     "Choice",
     "Choices",
     "Column",
     "InvalidValue",
     "Message",
     "Output",
+    "PairTooLong",
     "ScorerUnknown",
     "Scorers",
     "Value",

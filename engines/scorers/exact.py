@@ -17,7 +17,11 @@ Texts and choice lists (see :mod:`.values`):
 - ``levenshtein``: ``1 - distance / max(len)`` over Unicode scalar values (Rust ``chars``,
   which is what Python ``str`` indexes), 1.0 when both are empty; the texts are each
   side's text (first choice's content for a choice list). This is exactly rapidfuzz's
-  ``Levenshtein.normalized_similarity`` (uniform weights), which computes it.
+  ``Levenshtein.normalized_similarity`` (uniform weights), which computes it. Spice
+  (crates/util/src/levenshtein.rs ``similarity``) runs the full two-row DP with no bound
+  on the lengths; here a pair's work is bounded (:data:`LEVENSHTEIN_MAX_CELLS`, see
+  :func:`levenshtein_similarity`): every pair gets Spice's exact number or
+  :class:`PairTooLong`, never an approximation.
 
 Batches (:func:`score_batch`) take two :class:`.values.Column`\\ s (or plain sequences,
 converted once) and run in C where the rows are all text: ``match``/``includes`` are two
@@ -43,6 +47,14 @@ from evaldock.engines.scorers import fuzzy
 from evaldock.engines.scorers.values import Choices, Column, Output, Value
 
 _similarity = Levenshtein.normalized_similarity
+_distance = Levenshtein.distance
+# The most DP cells one pair's edit distance may cost: 2^33 cells is ~0.3 s of rapidfuzz's
+# bit-parallel DP on one core here (3.5e-11 s a cell: 100k x 100k chars took 0.4 s; two
+# 1M-char texts, 10^12 cells, took 27-32 s before this bound). Pairs within it (texts up
+# to ~92k chars each, or any length against a short one) are computed in full; longer
+# pairs in a band of +-k around the diagonal with k = cells / (2 x longer length), exact
+# whenever the distance is at most k (rapidfuzz's score_cutoff), else refused.
+LEVENSHTEIN_MAX_CELLS = 1 << 33
 _SERDE_MAX_DEPTH = 127  # serde_json's recursion limit: 128 nested arrays/objects fail
 _LONE_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -160,8 +172,42 @@ def json_match(output: Output, ideal: Output) -> float:
     return _all_pairs(output, ideal, lambda a, b: json_equal(parse_json(a), parse_json(b)))
 
 
+class PairTooLong(ValueError):
+    """A ``levenshtein`` pair whose distance cannot be had within the work bound: texts
+    so long that only distances up to ``cutoff`` are computed, and this one is larger."""
+
+    def __init__(self, output_chars: int, ideal_chars: int, cutoff: int, max_cells: int) -> None:
+        self.output_chars, self.ideal_chars, self.cutoff = output_chars, ideal_chars, cutoff
+        self.hint = "shorten the texts, or score these cases with fuzzy_match or includes (linear)"
+        super().__init__(
+            f"levenshtein: an output of {output_chars:,} characters and an ideal of "
+            f"{ideal_chars:,} differ by more than {cutoff:,} edits, the most computed for "
+            f"texts this long (an edit distance costs at most {max_cells:,} DP cells, "
+            f"about 0.3 s, evaldock.engines.scorers.exact.LEVENSHTEIN_MAX_CELLS); {self.hint}"
+        )
+
+
+def levenshtein_similarity(a: str, b: str, max_cells: int = LEVENSHTEIN_MAX_CELLS) -> float:
+    """Spice's ``1 - distance / max(len)`` for one pair, in at most ``max_cells`` DP cells.
+
+    ``len(a) * len(b) <= max_cells``: the full distance. Longer: the distance in a band,
+    exact when it is at most ``k = max_cells // (2 * longer)`` (rapidfuzz strips a common
+    prefix and suffix first, so long texts that differ in a few places are cheap); a
+    larger distance raises :class:`PairTooLong`.
+    """
+    m, n = len(a), len(b)
+    if m * n <= max_cells:
+        return float(_similarity(a, b))
+    longest = max(m, n)
+    cutoff = max_cells // (2 * longest)
+    distance = _distance(a, b, score_cutoff=cutoff)
+    if distance > cutoff:
+        raise PairTooLong(m, n, cutoff, max_cells)
+    return 1.0 - distance / longest  # rapidfuzz's own normalisation, bit for bit
+
+
 def levenshtein(output: Output, ideal: Output) -> float:
-    return float(_similarity(_text(output), _text(ideal)))
+    return levenshtein_similarity(_text(output), _text(ideal))
 
 
 PAIR: dict[str, Callable[[Output, Output], float]] = {
@@ -196,8 +242,13 @@ def _texts_includes(a: Sequence[str], b: Sequence[str]) -> list[float]:
     return list(map(float, map(operator.contains, a, b)))  # contains(a, b): b in a
 
 
-def _texts_levenshtein(a: Sequence[str], b: Sequence[str]) -> list[float]:
-    return list(map(_similarity, a, b))
+def _texts_levenshtein(
+    a: Sequence[str], b: Sequence[str], max_cells: int = LEVENSHTEIN_MAX_CELLS
+) -> list[float]:
+    # Short pairs (every batch but a hostile one): one C-level map, as before the bound.
+    if max(map(operator.mul, map(len, a), map(len, b)), default=0) <= max_cells:
+        return list(map(_similarity, a, b))
+    return [levenshtein_similarity(x, y, max_cells) for x, y in zip(a, b, strict=True)]
 
 
 def _texts_fuzzy(a: Sequence[str], b: Sequence[str]) -> list[float]:
@@ -221,19 +272,23 @@ NAMES: tuple[str, ...] = tuple(PAIR)
 
 
 def score_batch(
-    name: str, outputs: Column | Iterable[Value], ideals: Column | Iterable[Value]
+    name: str,
+    outputs: Column | Iterable[Value],
+    ideals: Column | Iterable[Value],
+    levenshtein_max_cells: int = LEVENSHTEIN_MAX_CELLS,
 ) -> list[float]:
     """Scores of one built-in scorer, one per (output, ideal) row, in row order.
 
     Raises ``KeyError`` for a name that is not built in (the registry in
-    :mod:`.registry` turns spicepod names into :class:`ScorerUnknown`).
+    :mod:`.registry` turns spicepod names into :class:`ScorerUnknown`), and
+    :class:`PairTooLong` for a ``levenshtein`` pair past ``levenshtein_max_cells``.
     """
     texts_fn, pair_fn = _TEXTS[name], PAIR[name]
     out, ideal = Column.of(outputs), Column.of(ideals)
     if len(out) != len(ideal):
         raise ValueError(f"{len(out)} outputs but {len(ideal)} ideals: they pair row by row")
     if name == "levenshtein":  # reads only the texts, choice rows included
-        return _texts_levenshtein(out.texts, ideal.texts)
+        return _texts_levenshtein(out.texts, ideal.texts, levenshtein_max_cells)
     scores = texts_fn(out.texts, ideal.texts)
     for i in out.choice_rows | ideal.choice_rows:
         scores[i] = pair_fn(out.values[i], ideal.values[i])

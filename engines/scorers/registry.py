@@ -97,12 +97,17 @@ class Scorers:
 
 
 def score_batch(
-    name: str, outputs: Column | Iterable[Value], ideals: Column | Iterable[Value]
+    name: str,
+    outputs: Column | Iterable[Value],
+    ideals: Column | Iterable[Value],
+    levenshtein_max_cells: int = exact.LEVENSHTEIN_MAX_CELLS,
 ) -> list[float]:
-    """A built-in scorer over a batch; :class:`ScorerUnknown` for any other name."""
+    """A built-in scorer over a batch; :class:`ScorerUnknown` for any other name, and
+    :class:`~.exact.PairTooLong` for a ``levenshtein`` pair past ``levenshtein_max_cells``
+    (the work bound of one pair's edit distance)."""
     if name not in BUILTIN:
         raise ScorerUnknown(name, BUILTIN)
-    return exact.score_batch(name, outputs, ideals)
+    return exact.score_batch(name, outputs, ideals, levenshtein_max_cells)
 
 
 def mean(scores: Sequence[float]) -> float:

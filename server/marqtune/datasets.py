@@ -14,7 +14,12 @@ thread reads the upload from disk (:func:`parse_file`), a tar archive member by 
 calling ``check_cancelled`` every :data:`CHECK_EVERY` rows so a deleted dataset's thread
 stops. :class:`Limits` bounds what one upload may cost: the header's width (a 9.9 MB
 header of 1,000,000 columns took hours under the old quadratic duplicate check) and what
-an archive may decompress to (a 1 MB tar.gz expanded to 1.15 GiB in memory).
+an archive may decompress to (a 1 MB tar.gz expanded to 1.15 GiB in memory). CSV is
+read through :class:`evaldock.server.tabular.CsvScanner`: a quote that never closes is
+an error naming the line it opened on (the csv module alone takes the rest of the file as
+one last cell, and a row of the right width passed), and a cell is bounded by
+:data:`~evaldock.server.tabular.CELL_LIMIT` (16 MiB), the same bound as every surface's.
+A ``documents.jsonl`` line nested too deep for Python's JSON reader is named, too.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from urllib.parse import quote
 
 import msgspec
 
+from ..tabular import CELL_LIMIT, JSON_ERRORS, CsvScanner, TabularInvalid, json_reason
+
 TEXT, IMAGE, SCORE, DOC_ID = "text", "image_pointer", "score", "doc_id"
 FIELD_TYPES = (TEXT, IMAGE)
 QUERIES_FILE, DOCUMENTS_FILE = "queries.csv", "documents.jsonl"
@@ -53,6 +60,9 @@ _CHECK_BYTES = 1 << 20
 RATIO_FLOOR = 1 << 20
 # Names listed in an error message at most (a header may have max_columns of them).
 _LISTED = 50
+# The csv module's own cell limit (a process-wide setting, 128 KiB by default): one past
+# the scanner's CELL_LIMIT, so the scanner refuses first, naming the line and the bound.
+_CSV_FIELD_LIMIT = CELL_LIMIT + 1
 
 
 class DatasetInvalid(ValueError):
@@ -344,7 +354,8 @@ def _read_csv(
     check_cancelled: Callable[[], None],
 ) -> Iterator[tuple[int, dict[str, str]]]:
     """(line, row) of every non-blank row; the header is checked before the first."""
-    reader = csv.reader(_text(handle))
+    csv.field_size_limit(_CSV_FIELD_LIMIT)
+    reader = csv.reader(CsvScanner(",").lines(_text(handle)))
 
     def not_utf8() -> DatasetInvalid:
         return DatasetInvalid(
@@ -358,6 +369,8 @@ def _read_csv(
     except UnicodeDecodeError:
         raise not_utf8() from None
     except csv.Error as exc:
+        raise DatasetInvalid(f"{where} is not valid CSV: {exc}") from None
+    except TabularInvalid as exc:
         raise DatasetInvalid(f"{where} is not valid CSV: {exc}") from None
     if len(header) > limits.max_columns:
         raise DatasetInvalid(
@@ -406,6 +419,8 @@ def _csv_rows(
         raise DatasetInvalid(
             f"{where} is not valid CSV near line {reader.line_num}: {exc}"
         ) from None
+    except TabularInvalid as exc:
+        raise DatasetInvalid(f"{where} is not valid CSV: {exc}") from None
     if not count:
         raise DatasetInvalid(f"{where} has a header but no rows")
 
@@ -584,9 +599,9 @@ def _read_documents(
                 continue
             try:
                 obj = json.loads(raw)
-            except json.JSONDecodeError as exc:
+            except JSON_ERRORS as exc:
                 raise DatasetInvalid(
-                    f"{DOCUMENTS_FILE} line {number} is not JSON: {exc.msg}"
+                    f"{DOCUMENTS_FILE} line {number} is not JSON: {json_reason(exc)}"
                 ) from None
             if not isinstance(obj, dict):
                 raise DatasetInvalid(f"{DOCUMENTS_FILE} line {number} is not a JSON object")

@@ -17,6 +17,14 @@ Formats (by extension, as Oxen decides ``tabular``): CSV, TSV, parquet, JSON Lin
 Embeddings are ``list<float32>`` in parquet and JSON arrays in JSON Lines; in CSV/TSV they
 are one cell holding a JSON array string.
 
+Bounds (:mod:`evaldock.server.tabular`, shared with the other surfaces), checked by
+:func:`read_table` before any row is served: a CSV is scanned once for its quoting (an
+unterminated quote is :class:`TableRefused` naming the line it opened on; a cell over 16
+MiB or a record over 64 MiB likewise) and read with an Arrow block as large as its largest
+record (a 3.7 MB quoted cell reads back exactly); a parquet file's footer is checked for
+what its row groups and column chunks decode to and how far they expand; a JSON Lines
+line nested too deep for Python's reader is named, not a RecursionError.
+
 Memory: reading the column names and row count streams the file. :func:`iter_batches`
 yields ``batch_size`` rows at a time. Writes stream the source in batches (parquet: 8k-row
 record batches; CSV/TSV/JSONL: line by line). An added column is either an Arrow array in
@@ -35,13 +43,15 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
+
+from ..tabular import JSON_ERRORS, CsvScanner, TabularInvalid, check_parquet, json_reason
 
 FORMATS = ("csv", "tsv", "parquet", "jsonl")
 _EXTENSIONS = {
@@ -53,6 +63,8 @@ _EXTENSIONS = {
 }
 DEFAULT_BATCH = 10_000
 # Arrow's reader block: 1 MiB blocks keep ~1 MiB of text plus its parsed form per step.
+# A file with a longer record is read with blocks as long as that record (Arrow cannot
+# parse a record that spans more than two blocks).
 _CSV_BLOCK = 1 << 20
 # Rows per record batch (and parquet row group) of a write-back: 8,192 rows of 384-float
 # embeddings are 12.5 MB a batch; 64k rows were 100 MB plus the encoder's copy of it.
@@ -71,6 +83,18 @@ class NotATable(TableError):
             " Lines (.jsonl) file with a header row / one object per line"
         )
         self.reason = reason
+
+
+class TableRefused(TableError):
+    """A table whose content passes a bound of :mod:`evaldock.server.tabular` (an
+    unterminated quote, a cell, record or parquet chunk too large, JSON nested too deep);
+    ``cause`` is the tabular error, whose message names the line or column and the bound."""
+
+    def __init__(self, path: Path | str, cause: TabularInvalid) -> None:
+        # The caller names the file: ``path`` is often a blob, named by its hash.
+        super().__init__(str(cause))
+        self.path = Path(path)
+        self.cause = cause
 
 
 class ColumnExists(TableError):
@@ -201,6 +225,8 @@ class Table:
     added: tuple[tuple[str, pa.Array | ColumnFile], ...] = ()
     # CSV/TSV only: "\t" or ","
     delimiter: str = ","
+    # CSV/TSV only: Arrow's read block, at least the file's longest record
+    csv_block: int = _CSV_BLOCK
 
     def column_names(self) -> list[str]:
         return column_names(self)
@@ -225,13 +251,15 @@ def read_table(path: Path, format: str | None = None) -> Table:
             meta = pq.ParquetFile(path)
             schema = meta.schema_arrow
             _check_unique(path, schema.names)
+            check_parquet(meta.metadata)  # before any page is decoded
             return Table(path, fmt, tuple(schema.names), meta.metadata.num_rows, schema)
         if fmt in ("csv", "tsv"):
             delim = "\t" if fmt == "tsv" else ","
-            names = _csv_header(path, delim)
+            names, block = _csv_scan(path, delim)
             schema = pa.schema([(n, pa.string()) for n in names])
-            rows = sum(b.num_rows for b in _csv_reader(path, delim, names, names[:1]))
-            return Table(path, fmt, tuple(names), rows, schema, delimiter=delim)
+            batches = _csv_reader(path, delim, names, names[:1], block)
+            rows = sum(b.num_rows for b in batches)
+            return Table(path, fmt, tuple(names), rows, schema, delimiter=delim, csv_block=block)
         if fmt == "jsonl":
             keys: dict[str, None] = {}
             rows = 0
@@ -240,6 +268,8 @@ def read_table(path: Path, format: str | None = None) -> Table:
                 rows += 1
             schema = pa.schema([(k, pa.null()) for k in keys])
             return Table(path, fmt, tuple(keys), rows, schema)
+    except TabularInvalid as e:
+        raise TableRefused(path, e) from None
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as e:
         raise NotATable(path, str(e).splitlines()[0]) from None
     raise NotATable(path, f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -287,27 +317,39 @@ def _source_batches(
         # Only added columns asked for: count rows without reading the file.
         yield from ({} for _ in range(0, table.num_rows, batch_size))
         return
-    if table.format == "parquet":
-        pf = pq.ParquetFile(table.path)
-        for rb in pf.iter_batches(batch_size=batch_size, columns=list(columns)):
-            yield {c: rb.column(c).to_pylist() for c in columns}
-    elif table.format in ("csv", "tsv"):
-        buffered = _Rebatcher(batch_size)
-        for rb in _csv_reader(table.path, table.delimiter, list(table.columns), columns):
-            yield from buffered.feed(rb)
-        yield from buffered.flush()
-    else:
-        chunk: dict[str, list[Any]] = {c: [] for c in columns}
-        count = 0
-        for obj in _jsonl_objects(table.path):
-            for c in columns:
-                chunk[c].append(obj.get(c))
-            count += 1
-            if count == batch_size:
-                yield chunk
-                chunk, count = {c: [] for c in columns}, 0
-        if count:
+    try:
+        if table.format == "parquet":
+            pf = pq.ParquetFile(table.path)
+            for rb in pf.iter_batches(batch_size=batch_size, columns=list(columns)):
+                yield {c: rb.column(c).to_pylist() for c in columns}
+        elif table.format in ("csv", "tsv"):
+            buffered = _Rebatcher(batch_size)
+            names = list(table.columns)
+            for rb in _csv_reader(table.path, table.delimiter, names, columns, table.csv_block):
+                yield from buffered.feed(rb)
+            yield from buffered.flush()
+        else:
+            yield from _jsonl_batches(table.path, columns, batch_size)
+    except pa.ArrowInvalid as e:
+        # read_table read the whole file once; this is a file changed since, or a value
+        # Arrow cannot convert: the caller's data, not a server fault.
+        raise NotATable(table.path, str(e).splitlines()[0]) from None
+
+
+def _jsonl_batches(
+    path: Path, columns: Sequence[str], batch_size: int
+) -> Iterator[dict[str, list[Any]]]:
+    chunk: dict[str, list[Any]] = {c: [] for c in columns}
+    count = 0
+    for obj in _jsonl_objects(path):
+        for c in columns:
+            chunk[c].append(obj.get(c))
+        count += 1
+        if count == batch_size:
             yield chunk
+            chunk, count = {c: [] for c in columns}, 0
+    if count:
+        yield chunk
 
 
 class _Rebatcher:
@@ -333,9 +375,16 @@ class _Rebatcher:
         self.pending, self.rows = [], 0
 
 
-def _csv_header(path: Path, delim: str) -> list[str]:
+def _csv_scan(path: Path, delim: str) -> tuple[list[str], int]:
+    """The header's column names and the Arrow block size to read the file with, from one
+    linear pass that checks the quoting and the cell and record bounds (raises a
+    :class:`~evaldock.server.tabular.TabularInvalid` for the first thing out of bounds)."""
+    scanner = CsvScanner(delim.encode())
     with path.open("rb") as f:
-        first = next(_raw_records(f, delim.encode()), None)
+        records = scanner.records(f)
+        first = next(records, None)
+        for _ in records:
+            pass
     if first is None:
         raise NotATable(path, "the file is empty (a header row is needed)")
     text = first.decode("utf-8-sig")
@@ -343,7 +392,7 @@ def _csv_header(path: Path, delim: str) -> list[str]:
     if not names or names == [""]:
         raise NotATable(path, "the header row is empty")
     _check_unique(path, names)
-    return names
+    return names, max(_CSV_BLOCK, scanner.largest_record + 1)
 
 
 def _check_unique(path: Path, names: Sequence[str]) -> None:
@@ -355,11 +404,11 @@ def _check_unique(path: Path, names: Sequence[str]) -> None:
 
 
 def _csv_reader(
-    path: Path, delim: str, names: Sequence[str], include: Sequence[str]
+    path: Path, delim: str, names: Sequence[str], include: Sequence[str], block: int
 ) -> Iterator[pa.RecordBatch]:
     reader = pacsv.open_csv(
         path,
-        read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK),
+        read_options=pacsv.ReadOptions(block_size=block),
         parse_options=pacsv.ParseOptions(delimiter=delim, newlines_in_values=True),
         # Every column a string, never null: a cell reads back exactly as written.
         convert_options=pacsv.ConvertOptions(
@@ -379,57 +428,11 @@ def _jsonl_objects(path: Path) -> Iterator[dict[str, Any]]:
                 continue
             try:
                 obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise NotATable(path, f"line {lineno} is not JSON ({e.msg})") from None
+            except JSON_ERRORS as e:
+                raise NotATable(path, f"line {lineno} is not JSON ({json_reason(e)})") from None
             if not isinstance(obj, dict):
                 raise NotATable(path, f"line {lineno} is not a JSON object")
             yield obj
-
-
-def _raw_records(f: BinaryIO, delim: bytes = b",") -> Iterator[bytes]:
-    """Split CSV bytes into records, each with its own line ending.
-
-    A record spans lines while a quoted cell is open. As in Arrow's parser, a '"' opens a
-    quoted cell only at the start of a cell (``5" screen`` is a literal quote) and ``""``
-    inside one is an escaped quote. Lines without any '"' take the fast path (one
-    ``in`` test). Blank lines come out as themselves (Arrow skips them; so do the writers).
-    """
-    pending = b""
-    in_quotes = False
-    for line in f:
-        if not in_quotes and b'"' not in line:
-            yield line
-            continue
-        in_quotes = _scan_quotes(line, in_quotes, delim)
-        pending += line
-        if not in_quotes:
-            yield pending
-            pending = b""
-    if pending:
-        yield pending
-
-
-def _scan_quotes(line: bytes, in_quotes: bool, delim: bytes) -> bool:
-    """Whether a quoted cell is still open at the end of ``line``."""
-    i, n = 0, len(line)
-    at_cell_start = not in_quotes
-    while i < n:
-        if in_quotes:
-            j = line.find(b'"', i)
-            if j < 0:
-                return True
-            if line[j + 1 : j + 2] == b'"':
-                i = j + 2
-                continue
-            in_quotes, at_cell_start, i = False, False, j + 1
-        elif at_cell_start and line[i : i + 1] == b'"':
-            in_quotes, i = True, i + 1
-        else:
-            k = line.find(delim, i)
-            if k < 0:
-                return False
-            at_cell_start, i = True, k + 1
-    return in_quotes
 
 
 # -- adding a column -------------------------------------------------------------------
@@ -515,7 +518,8 @@ def _splice_csv(table: Table, path: Path) -> None:
     names = [n for n, _ in table.added]
     values = [_iter_values(a) for _, a in table.added]
     with table.path.open("rb") as src, path.open("wb") as out:
-        records = _raw_records(src, delim)
+        # Records as read_table scanned them (bounds checked there): one linear pass.
+        records = CsvScanner(delim).records(src)
         header = next(records)
         out.write(_append_cells(header, delim, [_csv_cell(n, table.delimiter) for n in names]))
         row = 0
@@ -618,7 +622,7 @@ def _record_batches(table: Table) -> Iterator[pa.RecordBatch]:
         )
     elif table.format in ("csv", "tsv"):
         names = list(table.columns)
-        source = _csv_reader(table.path, table.delimiter, names, names)
+        source = _csv_reader(table.path, table.delimiter, names, names, table.csv_block)
     else:
         # pyarrow's JSON reader needs the whole file (noted in the module docstring).
         source = pajson.read_json(table.path).to_batches(max_chunksize=_PARQUET_WRITE_BATCH)

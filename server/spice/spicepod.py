@@ -16,14 +16,19 @@ Only what evals use is read (crates/spicepod/src/component/{eval,dataset,model}.
 
 Built-in models, so evals run with no language model: ``mock`` (deterministic text) and
 ``replay`` (the case's ``output`` column).
+
+Dataset files are read within the bounds of :mod:`evaldock.server.tabular`: a CSV is
+streamed through its quote scanner (an unterminated quote is an error naming the line it
+opened on, not the rest of the file swallowed into one cell; cells up to 16 MiB), a
+parquet file's footer is checked (row count, decoded sizes, compression ratio) before a
+page is decoded, and JSON nested past Python's reader is an error naming the line.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -31,12 +36,15 @@ from typing import Any
 
 import yaml
 
+from ..tabular import CELL_LIMIT, JSON_ERRORS, CsvScanner, check_parquet, json_reason
+
 BUILTIN_MODELS = ("mock", "replay")
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
 FORMATS[".parquet"] = "parquet"
 # A CSV cell of a dataset may hold a whole chat transcript; the csv module's 128 KiB
-# default is too small for some, 16 MiB bounds a runaway quote.
-CSV_FIELD_LIMIT = 16 * 1024 * 1024
+# default is too small for some. The scanner refuses a cell past CELL_LIMIT (a runaway
+# quote) first, naming the line; this is the csv module's own limit, one past it.
+CSV_FIELD_LIMIT = CELL_LIMIT + 1
 
 
 class SpicepodError(ValueError):
@@ -150,9 +158,12 @@ def read_rows(path: Path, max_cases: int) -> list[dict[str, Any]]:
     try:
         if kind == "parquet":
             rows = _parquet(path, max_cases)
+        elif kind == "csv":
+            # As read_text decodes it (universal newlines), but a line at a time.
+            with path.open(encoding="utf-8") as stream:
+                rows = _csv(CsvScanner(",").lines(stream), max_cases)
         else:
-            text = path.read_text(encoding="utf-8")
-            rows = _csv(text, max_cases) if kind == "csv" else _json(text, max_cases)
+            rows = _json(path.read_text(encoding="utf-8"), max_cases)
     except SpicepodError:
         raise
     except (OSError, UnicodeDecodeError, ValueError, csv.Error) as exc:
@@ -178,9 +189,10 @@ def check_rows(rows: list[Any], where: str, max_cases: int) -> list[dict[str, An
     return out
 
 
-def _csv(text: str, max_cases: int) -> list[dict[str, Any]]:
+def _csv(lines: Iterable[str], max_cases: int) -> list[dict[str, Any]]:
+    """Rows of CSV lines (from :meth:`CsvScanner.lines`), at most one past ``max_cases``."""
     csv.field_size_limit(CSV_FIELD_LIMIT)
-    reader = csv.DictReader(io.StringIO(text))
+    reader = csv.DictReader(lines)
     rows: list[dict[str, Any]] = []
     for row in reader:
         rows.append(dict(row))
@@ -192,7 +204,10 @@ def _csv(text: str, max_cases: int) -> list[dict[str, Any]]:
 def _json(text: str, max_cases: int) -> list[Any]:
     stripped = text.lstrip()
     if stripped.startswith("["):
-        value = json.loads(stripped)
+        try:
+            value = json.loads(stripped)
+        except RecursionError as exc:
+            raise SpicepodError(f"the JSON array is not readable: {json_reason(exc)}") from None
         if not isinstance(value, list):
             raise SpicepodError("a JSON dataset must be an array of objects")
         return value
@@ -202,8 +217,8 @@ def _json(text: str, max_cases: int) -> list[Any]:
             continue
         try:
             rows.append(json.loads(line))
-        except ValueError as exc:
-            raise SpicepodError(f"line {number} is not JSON: {exc}") from None
+        except JSON_ERRORS as exc:
+            raise SpicepodError(f"line {number} is not JSON: {json_reason(exc)}") from None
         if len(rows) > max_cases:
             break
     return rows
@@ -212,15 +227,19 @@ def _json(text: str, max_cases: int) -> list[Any]:
 def _parquet(path: Path, max_cases: int) -> list[dict[str, Any]]:
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
-    if table.num_rows > max_cases:
+    # The footer first: the row count, the columns and what they decode to, before any
+    # page is (a 13 kB file may hold a 400 MiB cell).
+    parquet = pq.ParquetFile(path)
+    names = parquet.schema_arrow.names
+    if parquet.metadata.num_rows > max_cases:
         raise SpicepodError(
             f"{path.name} has more than {max_cases} cases (setting [spice] max_cases)"
         )
-    columns = [c for c in ("input", "ideal", "output") if c in table.column_names]
-    rows: list[dict[str, Any]] = table.select(columns).to_pylist()
-    if "ideal" not in columns or "input" not in columns:
+    if "ideal" not in names or "input" not in names:
         raise SpicepodError(
-            f"{path.name} needs input and ideal columns (it has {', '.join(table.column_names)})"
+            f"{path.name} needs input and ideal columns (it has {', '.join(names)})"
         )
+    columns = [c for c in ("input", "ideal", "output") if c in names]
+    check_parquet(parquet.metadata, columns=columns)
+    rows: list[dict[str, Any]] = parquet.read(columns=columns).to_pylist()
     return rows

@@ -374,6 +374,72 @@ def test_levenshtein_is_the_rust_definition_and_rapidfuzz() -> None:
     assert ours == [rust_similarity(a, b) for a, b in pairs]  # bit for bit
 
 
+def test_levenshtein_banded_equals_the_plain_distance_where_both_are_feasible() -> None:
+    # A small cell bound sends pairs of 40-200 chars through the banded path: each gets
+    # the plain answer bit for bit, or PairTooLong when its distance is over the cutoff.
+    rng = random.Random(11)
+    banded = refused = 0
+    for _ in range(600):
+        a = "".join(rng.choices("abcé", k=rng.randint(40, 200)))
+        edits = rng.randint(0, 60)
+        b = list(a)
+        for _ in range(edits):
+            i = rng.randrange(len(b) + 1)
+            op = rng.randrange(3)
+            if op == 0 or not b:
+                b.insert(i, rng.choice("abxé"))
+            elif op == 1:
+                del b[min(i, len(b) - 1)]
+            else:
+                b[min(i, len(b) - 1)] = rng.choice("abxé")
+        b_text = "".join(b)
+        max_cells = 4000
+        longest = max(len(a), len(b_text))
+        cutoff = max_cells // (2 * longest)
+        plain = Levenshtein.normalized_similarity(a, b_text)
+        if len(a) * len(b_text) <= max_cells:
+            continue
+        if Levenshtein.distance(a, b_text) <= cutoff:
+            banded += 1
+            assert exact.levenshtein_similarity(a, b_text, max_cells) == plain
+            assert score_batch("levenshtein", [a], [b_text], levenshtein_max_cells=max_cells) == [
+                plain
+            ]
+        else:
+            refused += 1
+            with pytest.raises(exact.PairTooLong) as e:
+                exact.levenshtein_similarity(a, b_text, max_cells)
+            assert e.value.cutoff == cutoff
+    assert banded > 50 and refused > 50  # both paths taken
+
+
+def test_levenshtein_of_two_million_char_texts_is_refused_naming_the_bound() -> None:
+    # 27 s and a number before the bound (10^12 DP cells); now ~0.1 s and a reason.
+    rng = random.Random(3)
+    a, b = ("".join(rng.choices("abcd", k=1_000_000)) for _ in range(2))
+    with pytest.raises(exact.PairTooLong) as e:
+        score_batch("levenshtein", ["short", a], ["shirt", b])
+    message = str(e.value)
+    assert "1,000,000 characters" in message and "LEVENSHTEIN_MAX_CELLS" in message
+    assert isinstance(e.value, ValueError)  # a run fails with the reason, not a 500
+    assert e.value.hint in message
+
+
+def test_long_texts_a_few_edits_apart_score_exactly() -> None:
+    # Ten characters no text holds, at known places: the distance is exactly 10, and a
+    # million-character pair is scored within the bound (rapidfuzz's band).
+    rng = random.Random(4)
+    a = "".join(rng.choices("abcd", k=1_000_000))
+    b = list(a)
+    for i in range(10):
+        b[i * 99_991 + 7] = "Z"
+    score = score_batch("levenshtein", [a, "kitten"], ["".join(b), "sitting"])
+    assert score == [1.0 - 10 / 1_000_000, 1.0 - 3.0 / 7.0]
+    # Unequal lengths: the longer one counts, as in the plain definition.
+    assert one("levenshtein", a + "xyz", a) == 1.0 - 3 / 1_000_003
+    assert one("levenshtein", "", a) == 0.0
+
+
 # -- batches and the registry ---------------------------------------------------------
 def test_batches_equal_pairs_on_mixed_columns() -> None:
     outputs: list[Any] = ["Hello", None, choices('{"a": 1}'), "The cat", "x", choices("a", "b")]

@@ -263,3 +263,62 @@ def test_unknown_json_fields_and_wrong_types(repo: Any) -> None:
     )
     assert_oxen_4xx(r, 400)
     assert snapshot(repo) == before
+
+
+# -- work bounded before it starts (issue 17): a 400 naming the line or the bound ----------
+def _bomb() -> bytes:
+    # One 32 MiB cell of "a" in ~1 kB: past the 16 MiB a value may decode to (a 400 MiB
+    # cell took a data_frames read from 96 to 2,489 MB).
+    import io
+
+    import pyarrow as pa  # type: ignore[import-untyped]
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"text": ["a" * (32 << 20)]}), buf, compression="zstd")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "name, data, needle",
+    [
+        (
+            "quote.csv",
+            b'text,label\n"opened here,0\n' + b"some words, more words,1\n" * 80_000,
+            "the quoted cell that opens on line 2 never closes",
+        ),
+        (
+            "header.csv",
+            b'"text,label\n' + b"some words, more words,1\n" * 80_000,
+            "opens on line 1 never closes",
+        ),
+        ("bomb.parquet", _bomb(), "the most one value may decode to is 16 MiB"),
+        (
+            "deep.jsonl",
+            b'{"text": "a"}\n{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
+            "line 2 is not JSON",
+        ),
+    ],
+    ids=["quote-in-a-row", "quote-in-the-header", "parquet-bomb", "deep-jsonl"],
+)
+def test_a_hostile_table_is_a_400_naming_its_line_or_bound(
+    repo: Any, name: str, data: bytes, needle: str
+) -> None:
+    assert upload(repo, name, data).status_code == 200  # any file may be stored
+    before = snapshot(repo)
+    body = assert_oxen_4xx(repo.get(f"{R}/data_frames/main/{name}", headers=AUTH), 400)
+    assert needle in body["status_description"], body
+    body = assert_oxen_4xx(evaluate(repo, f"main/{name}", prompt="{text}"), 400)
+    assert needle in body["status_description"], body
+    assert snapshot(repo) == before
+
+
+def test_a_3_7_mb_quoted_cell_is_served_whole(repo: Any) -> None:
+    # Arrow's 1 MiB block cut this record ("straddles two block boundaries", a 400).
+    cell = ("x" * 58 + '"' + "\n") * (3_700_000 // 60) + "end, with a comma"
+    data = b'text,label\nshort,0\n"' + cell.replace('"', '""').encode() + b'",1\nafter,2\n'
+    assert upload(repo, "big.csv", data).status_code == 200
+    r = repo.get(f"{R}/data_frames/main/big.csv", headers=AUTH)
+    assert r.status_code == 200, r.text[:500]
+    rows = r.json()["data_frame"]["view"]["data"]
+    assert [row["text"] for row in rows] == ["short", cell, "after"]

@@ -17,6 +17,8 @@ from evaldock.server.oxen.tables import (
     ColumnNotFound,
     ColumnWriter,
     NotATable,
+    TableError,
+    TableRefused,
     add_column,
     column_names,
     iter_batches,
@@ -267,3 +269,65 @@ def test_column_writer_resume_keeps_whole_parts_only(tmp_path: Path) -> None:
         "part-000000000000.arrow",
         "part-000000000005.arrow",
     ]
+
+
+# -- bounded before they start (issue 17) -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("head", "line"),
+    [
+        (b'text,label\n"opened here,0\n', 2),  # in a row: Arrow said "straddles" in 0.3 s
+        (b'"text,label\n', 1),  # in the header: quadratic, minutes for 7.6 MB
+    ],
+)
+def test_an_unterminated_quote_is_refused_naming_its_line(
+    tmp_path: Path, head: bytes, line: int
+) -> None:
+    src = tmp_path / "d.csv"
+    src.write_bytes(head + b"some words, more words,1\n" * 40_000)  # 1 MB after the quote
+    with pytest.raises(TableRefused) as e:
+        read_table(src)
+    assert isinstance(e.value, TableError)
+    assert f"opens on line {line} never closes" in str(e.value)
+
+
+def test_a_3_7_mb_quoted_cell_reads_back_exactly(tmp_path: Path) -> None:
+    cell = ("x" * 58 + '"' + "\n") * (3_700_000 // 60) + "with, a comma"
+    src = tmp_path / "d.csv"
+    body = b'text,label\nshort,0\n"' + cell.replace('"', '""').encode() + b'",1\nafter,2\n'
+    src.write_bytes(body)
+    t = read_table(src)
+    assert t.num_rows == 3
+    assert next(iter_column(t, "text")) == ["short", cell, "after"]
+    # The write-back splices the same records: the big one byte for byte.
+    out = tmp_path / "o.csv"
+    write_table(add_column(t, "p", ["a", "b", "c"]), out)
+    big = b'"' + cell.replace('"', '""').encode() + b'"'
+    assert out.read_bytes() == b"text,label,p\nshort,0,a\n" + big + b",1,b\nafter,2,c\n"
+
+
+def test_a_cell_over_16_mib_is_refused_naming_the_bound(tmp_path: Path) -> None:
+    src = tmp_path / "d.csv"
+    src.write_bytes(b'a,b\n1,"' + b"y" * (16 * 1024 * 1024 + 1) + b'"\n')
+    with pytest.raises(TableRefused, match="opens on line 2 is longer than 16 MiB"):
+        read_table(src)
+
+
+def test_a_parquet_bomb_is_refused_by_its_footer(tmp_path: Path) -> None:
+    # One 32 MiB cell of "a" stored in ~1 kB: refused before any page is decoded (a 400
+    # MiB cell took a page read from 96 to 2,489 MB).
+    src = tmp_path / "bomb.parquet"
+    pq.write_table(pa.table({"text": ["a" * (32 << 20)]}), src, compression="zstd")
+    assert src.stat().st_size < 100_000
+    with pytest.raises(TableRefused) as e:
+        read_table(src)
+    assert "column 'text' of row group 0" in str(e.value)
+    assert "the most one value may decode to is 16 MiB" in str(e.value)
+
+
+def test_json_lines_nested_too_deep_name_the_line(tmp_path: Path) -> None:
+    src = tmp_path / "d.jsonl"
+    src.write_text('{"a": 1}\n{"a": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    with pytest.raises(NotATable, match=r"line 2 is not JSON .*nest deeper"):
+        read_table(src)
