@@ -162,7 +162,7 @@ def main() -> None:
         ("objective POST, invalid", create, broken(objective, "data", "query"), True),
     ]
     print(
-        f"{'body':32} {'MB':>6} {'old MB/s':>9} {'new MB/s':>9} {'ratio':>7} {'ms/MB':>6}  answer"
+        f"{'body':36} {'MB':>6} {'old MB/s':>9} {'new MB/s':>9} {'ratio':>7} {'ms/MB':>6}  answer"
     )
     for name, op, raw, run_old in bodies:
         mb = len(raw) / 1e6
@@ -175,12 +175,12 @@ def main() -> None:
             old_cell, ratio, same = f"{'-':>9}", f"{'-':>7}", "(old path not run)"
         answer = "valid" if new_answer is None else new_answer[:60]
         print(
-            f"{name:32} {mb:6.1f} {old_cell} {mb / new_s:9.1f} {ratio} {new_s * 1e3 / mb:6.1f}"
+            f"{name:36} {mb:6.1f} {old_cell} {mb / new_s:9.1f} {ratio} {new_s * 1e3 / mb:6.1f}"
             f"  {answer} [{same}]"
         )
     print()
     for name, op, raw, _ in bodies[::2]:
-        print(f"{name:32} {parts(raw, op)}")
+        print(f"{name:36} {parts(raw, op)}")
 
 
 if __name__ == "__main__":
