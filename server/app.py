@@ -84,14 +84,20 @@ def create_app(
     decls = declarations(settings.surfaces or None, extra_surfaces)
     db = Database(settings.data_dir / "evaldock.sqlite3", readers=settings.db_readers)
     jobs = settings.jobs
+    task_limits = TaskLimits(
+        wall_seconds=jobs.task_wall_seconds,
+        cpu_seconds=jobs.task_cpu_seconds,
+        memory_mb=jobs.task_memory_mb,
+    )
     pool = WorkerPool(
         settings,
         workers=jobs.workers,
         request_workers=jobs.request_workers,
-        limits=TaskLimits(
-            wall_seconds=jobs.task_wall_seconds,
-            cpu_seconds=jobs.task_cpu_seconds,
-            memory_mb=jobs.task_memory_mb,
+        limits=task_limits,
+        request_limits=task_limits.tighter(
+            "[jobs] request_task_seconds",
+            wall_seconds=jobs.request_task_seconds,
+            cpu_seconds=jobs.request_task_seconds,
         ),
         recycle_mb=jobs.worker_recycle_mb,
     )

@@ -59,6 +59,11 @@ class BackendContext(Generic[S]):
         ``TaskContext.engine``."""
         return cast(P, self.engines[kind])
 
+    def limits(self, lane: str = "request") -> TaskLimits:
+        """The default limits of a lane's tasks, to tighten with a surface's own setting
+        (``ctx.limits().tighter("[spice] sql_timeout", wall_seconds=5)``)."""
+        return self.pool.limits_for(lane) if self.pool is not None else TaskLimits()
+
     async def task(
         self,
         fn: Callable[..., T],

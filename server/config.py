@@ -41,6 +41,9 @@ class JobsSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     task_wall_seconds: float = 3600.0
     task_cpu_seconds: float = 3600.0
     task_memory_mb: int = 4096
+    # Wall and CPU seconds of a task a request waits for (a SQL query, a page of a data
+    # file, hashing an upload): its client is waiting, and most clients give up sooner.
+    request_task_seconds: float = 120.0
     # A worker still holding more than this after a task is replaced by a fresh one (a
     # task that decoded a large file leaves nothing behind); a loaded CLIP ViT-B-32 with
     # torch is ~1 GB.
@@ -289,8 +292,6 @@ def load_settings(
     _merge(tree, all_defaults(enabled))
     _merge(tree, user)
     # A plain copy: os.environ does not pickle, and worker processes get the settings.
-    settings = Settings(
-        tree=tree, config_file=Path(path) if path else None, environ=dict(environ)
-    )
+    settings = Settings(tree=tree, config_file=Path(path) if path else None, environ=dict(environ))
     settings.validate()
     return settings

@@ -93,13 +93,14 @@ class VendorErrors:
     def injected(self, status: int, message: str, code: int | None = None) -> Response:
         """An error the control plane injects, in this vendor's envelope. ``code`` is a
         business error code for vendors that send one (Qianfan: at HTTP 200)."""
-        return self.render(ApiError(status, message, code=_code_for(status)))
+        return self.render(ApiError(status, message, code=code_for(status)))
 
     def internal(self) -> ApiError:
         return ApiError(500, "Internal server error", code=ErrorCode.INTERNAL)
 
 
-def _code_for(status: int) -> ErrorCode:
+def code_for(status: int) -> ErrorCode:
+    """The core's error code of an HTTP status (surfaces map it to their own words)."""
     return {
         400: ErrorCode.INVALID_REQUEST,
         401: ErrorCode.UNAUTHORIZED,

@@ -114,12 +114,14 @@ class WorkerPool:
         workers: int = 0,
         request_workers: int = 2,
         limits: TaskLimits | None = None,
+        request_limits: TaskLimits | None = None,
         recycle_mb: int = 2048,
     ) -> None:
         self.settings = settings
         self.workers = workers or os.cpu_count() or 1
         self.request_workers = max(1, request_workers)
         self.limits = limits or TaskLimits()
+        self.request_limits = request_limits or self.limits
         self.recycle_mb = recycle_mb
         self._lanes = {
             "job": asyncio.Semaphore(self.workers),
@@ -204,6 +206,10 @@ class WorkerPool:
         return [w.pid for w in [*self._idle, *self._busy] if not w.dead]
 
     # -- running a task -----------------------------------------------------------------
+    def limits_for(self, lane: str) -> TaskLimits:
+        """The default limits of a lane's tasks (a caller may pass tighter ones)."""
+        return self.request_limits if lane == "request" else self.limits
+
     async def run(
         self,
         fn: Callable[..., Any],
@@ -222,7 +228,7 @@ class WorkerPool:
             worker = await self._acquire()
             try:
                 kind, value, text = await self._execute(
-                    worker, fn, args, limits or self.limits, on_say, on_progress
+                    worker, fn, args, limits or self.limits_for(lane), on_say, on_progress
                 )
             finally:
                 self._release(worker)

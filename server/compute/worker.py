@@ -138,10 +138,12 @@ def unpack_error(packed: tuple[str, str, tuple[Any, ...], dict[str, Any]]) -> Ba
 
 
 def _picklable(value: Any) -> bool:
+    """Pickles *and* unpickles: an exception whose __init__ takes other arguments than
+    its message pickles but fails to load on the other side."""
     import pickle
 
     try:
-        pickle.dumps(value)
+        pickle.loads(pickle.dumps(value))
     except Exception:
         return False
     return True

@@ -16,11 +16,9 @@ from collections.abc import Sequence
 
 from starlette.responses import Response
 
-# The core's status -> ErrorCode table (_code_for), not a copy of it: a copy had drifted
-# (403, 405, 415, 422 and 503 fell through to invalid_request or internal_error). It is
-# private in the core, which should export it.
-from ..errors import ApiError, VendorErrors
-from ..errors import _code_for as code_for
+# The core's status -> ErrorCode table (code_for), not a copy of it: a copy had drifted
+# (403, 405, 415, 422 and 503 fell through to invalid_request or internal_error).
+from ..errors import ApiError, VendorErrors, code_for
 from ..jsonio import JSONResponse
 
 NOT_FOUND = "resource_not_found"

@@ -417,12 +417,10 @@ class SpiceBackend(Backend[SpiceSettings]):
             self._sql_slots.release()
 
     def _sql_limits(self) -> TaskLimits:
-        jobs_table = self.ctx.settings.jobs
-        limits = TaskLimits(
-            wall_seconds=jobs_table.task_wall_seconds,
-            cpu_seconds=jobs_table.task_cpu_seconds,
-            memory_mb=jobs_table.task_memory_mb,
+        return (
+            self.ctx.limits("request")
+            .tighter(
+                "[spice] sql_timeout", wall_seconds=self.options.sql_timeout + SQL_GRACE_SECONDS
+            )
+            .tighter("[spice] sql_memory_mb", memory_mb=self.options.sql_memory_mb)
         )
-        return limits.tighter(
-            "[spice] sql_timeout", wall_seconds=self.options.sql_timeout + SQL_GRACE_SECONDS
-        ).tighter("[spice] sql_memory_mb", memory_mb=self.options.sql_memory_mb)

@@ -70,3 +70,13 @@ def engine_name(ctx: TaskContext, kind: str) -> Any:
 
     engine = ctx.engine(kind, Engine)
     return engine.name, id(engine), os.getpid()
+
+
+class Wrapped(ValueError):
+    def __init__(self, cause: Refused) -> None:
+        super().__init__(f"outer: {cause}")
+        self.cause = cause
+
+
+def wrap(ctx: TaskContext) -> None:
+    raise Wrapped(Refused("cell", 16))

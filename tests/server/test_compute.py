@@ -280,3 +280,24 @@ def test_real_engines_that_compute_are_checked_in_a_worker_not_built_here(
     with TestClient(app) as client:
         assert set(app.state.ctx.engines) == {"judge"}
         assert client.get("/_evaldock/health").status_code == 200
+
+
+def test_an_attribute_that_does_not_unpickle_is_left_behind() -> None:
+    async def body(pool: WorkerPool) -> None:
+        with pytest.raises(tasks.Wrapped) as caught:
+            await pool.run(tasks.wrap)
+        assert str(caught.value) == "outer: cell is over 16"
+        assert not hasattr(caught.value, "cause")  # it would not load here
+
+    _run(body)
+
+
+def test_the_request_lane_has_limits_of_its_own() -> None:
+    request = TaskLimits().tighter("[jobs] request_task_seconds", wall_seconds=0.3)
+
+    async def body(pool: WorkerPool) -> None:
+        with pytest.raises(LimitExceeded, match=r"raise \[jobs\] request_task_seconds"):
+            await pool.run(tasks.sleep, 30, lane="request")
+        assert await pool.run(tasks.sleep, 0.5) != os.getpid()  # the job lane's are looser
+
+    _run(body, request_limits=request)
