@@ -571,7 +571,14 @@ class _Verdicts:
 def _words(keyword: str, validator: Any, value: Any, instance: Any, schema: Any) -> str:
     """The message jsonschema's ``keyword`` function gives first."""
     first = next(iter(_BASE[keyword](validator, value, instance, schema) or ()), None)
-    return first.message if first is not None else f"{instance!r} is not valid"
+    if first is not None:
+        return first.message
+    # Python's keyword lets pass what the compiled one refuses: a pattern read as ECMA-262
+    # reads it (``$`` ends the text, where Python's ``re`` also matches before a final
+    # newline; ``\d`` and ``\w`` are ASCII). The words jsonschema would have used.
+    if keyword == "pattern":
+        return f"{instance!r} does not match {value!r}"
+    return f"{instance!r} is not valid under {{{keyword!r}: {value!r}}}"
 
 
 def _lazily(keyword: str) -> Callable[..., Iterator[ValidationError]]:

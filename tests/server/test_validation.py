@@ -244,6 +244,26 @@ def test_parameters_keep_their_prefix() -> None:
     )
 
 
+def test_a_final_newline_no_longer_passes_a_pattern_ending_in_dollar() -> None:
+    """jsonschema-rs reads patterns as ECMA-262 does, where ``$`` ends the text: Python's
+    ``re`` let "abc\\n" pass ``^[a-z]+$``. It is refused, in jsonschema's words."""
+    schema = {"type": "string", "pattern": "^[a-z]+$"}
+    assert validation.python_message(schema, "abc\n") is None
+    assert _check_message(schema, "abc\n", "name") == "name: 'abc\\n' does not match '^[a-z]+$'"
+
+
+def test_a_schema_the_search_does_not_follow_still_gets_its_message() -> None:
+    """unevaluatedProperties: the Python validator explains a small value, the compiled
+    one a large value (here in the same words)."""
+    schema = {
+        "type": "object",
+        "properties": {"a": {"type": "integer"}},
+        "unevaluatedProperties": False,
+    }
+    for value in ({"a": "x"}, {"a": 1, "pad": "p"}, {"a": 1, "pad": "p" * 100_000}):
+        assert _check_message(schema, value) == validation.python_message(schema, value)
+
+
 def _random_schema(rng: random.Random, depth: int = 0) -> Any:
     """A schema of the keywords the search follows (none unevaluated*, no $ref)."""
     keys = ["a", "b", "10", "9"]
