@@ -22,9 +22,9 @@ from starlette.routing import BaseRoute, Route
 
 from evaldock.engines.errors import EngineUnavailable
 
-from .backend import backend_context, prepare
 from .compute import TaskLimits, WorkerPool
-from .compute.engines import build_engines, check_engine, placed
+from .compute.engines import build_engines, placed
+from .compute.worker import check_engine
 from .config import Settings
 from .control import ControlPlane
 from .control.provider import ControlProvider
@@ -35,7 +35,7 @@ from .pipeline import RequestHook, SurfacePipeline, SurfaceRuntime
 from .readgate import ReadGate
 from .routing import OperationRoute, RouteIndex, fallback_routes, operation_routes, share_templates
 from .spec import Spec, json_spec, load_spec, load_spec_file
-from .surface import AppContext, SurfaceDeclaration, declarations
+from .surface import AppContext, SurfaceDeclaration, backend_context, declarations, prepare
 
 log = logging.getLogger("evaldock")
 

@@ -11,16 +11,16 @@ the heavy part to a worker process as a plain function of picklable inputs
 The context is the only way in: typed settings, the database, the job runner, the worker
 pool, the surface's data folder, its engines as the Protocols of
 :mod:`evaldock.engines.protocols`, and its signing secret, loaded before any request.
-The CLI builds the same backend with :func:`open_backend`.
+The core builds it with :func:`evaldock.server.surface.backend_context`; a CLI command
+gets the same backend from :func:`evaldock.server.surface.open_backend`.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 import msgspec
 
@@ -28,9 +28,6 @@ from .compute import TaskFailed, TaskLimits, WorkerPool
 from .config import Settings
 from .db import Database
 from .jobs import JobRunner
-
-if TYPE_CHECKING:
-    from .surface import SurfaceDeclaration
 
 S = TypeVar("S", bound=msgspec.Struct)
 P = TypeVar("P")
@@ -105,57 +102,4 @@ class Backend(Generic[S]):
         """Delete this surface's rows and files (one tenant's, or all)."""
 
 
-def backend_context(
-    decl: SurfaceDeclaration,
-    settings: Settings,
-    db: Database,
-    runner: JobRunner,
-    pool: WorkerPool | None,
-    engines: Mapping[str, Any],
-) -> BackendContext[Any]:
-    options = msgspec.convert(
-        {**decl.defaults(), **settings.section(decl.name)}, decl.settings, strict=False
-    )
-    folder = settings.data_dir / decl.name
-    return BackendContext(
-        name=decl.name,
-        options=options,
-        settings=settings,
-        db=db,
-        runner=runner,
-        pool=pool,
-        data_dir=folder,
-        engines={k: engines[k] for k in decl.engines if k in engines},
-    )
-
-
-async def prepare(ctx: BackendContext[Any]) -> None:
-    """Before any request: the surface's data folder (0700) and signing secret."""
-    from .capability import load_secret
-
-    ctx.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    ctx.secret = await load_secret(ctx.db, f"{ctx.name}.url-signing")
-
-
-@contextlib.asynccontextmanager
-async def open_backend(decl: SurfaceDeclaration, settings: Settings) -> AsyncIterator[Any]:
-    """The surface's backend over the server's data folder, for a CLI command: the
-    database opened and migrated, no jobs run, no worker processes (tasks run inline)."""
-    if decl.backend is None:
-        raise TypeError(f"surface {decl.name!r} declares no backend")
-    db = Database(settings.data_dir / "evaldock.sqlite3", readers=1)
-    await db.open()
-    try:
-        await db.migrate("core", "evaldock.server")
-        await db.migrate(decl.name, decl.package)
-        runner = JobRunner(db)
-        ctx = backend_context(decl, settings, db, runner, None, {})
-        await prepare(ctx)
-        backend = decl.backend(ctx)
-        await backend.startup()
-        yield backend
-    finally:
-        await db.close()
-
-
-__all__ = ["Backend", "BackendContext", "TaskFailed", "open_backend"]
+__all__ = ["Backend", "BackendContext", "TaskFailed"]

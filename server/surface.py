@@ -10,8 +10,9 @@ adding a surface touches no core file.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -22,7 +23,7 @@ from starlette.requests import Request
 
 from .answers import AnswerCache
 from .auth import Authenticator, OpenAuthenticator, from_spec
-from .backend import Backend
+from .backend import Backend, BackendContext
 from .compute import WorkerPool
 from .config import Settings
 from .db import Database
@@ -262,3 +263,59 @@ def all_defaults(enabled: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
     known = set(builtin_names())
     names = [n for n in enabled if n in known] or ([] if enabled else sorted(known))
     return {d.name: d.defaults() for d in map(declaration_of, names)}
+
+
+# -- backends -----------------------------------------------------------------------------
+
+
+def backend_context(
+    decl: SurfaceDeclaration,
+    settings: Settings,
+    db: Database,
+    runner: JobRunner,
+    pool: WorkerPool | None,
+    engines: Mapping[str, Any],
+) -> BackendContext[Any]:
+    options = msgspec.convert(
+        {**decl.defaults(), **settings.section(decl.name)}, decl.settings, strict=False
+    )
+    folder = settings.data_dir / decl.name
+    return BackendContext(
+        name=decl.name,
+        options=options,
+        settings=settings,
+        db=db,
+        runner=runner,
+        pool=pool,
+        data_dir=folder,
+        engines={k: engines[k] for k in decl.engines if k in engines},
+    )
+
+
+async def prepare(ctx: BackendContext[Any]) -> None:
+    """Before any request: the surface's data folder (0700) and signing secret."""
+    from .capability import load_secret
+
+    ctx.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ctx.secret = await load_secret(ctx.db, f"{ctx.name}.url-signing")
+
+
+@contextlib.asynccontextmanager
+async def open_backend(decl: SurfaceDeclaration, settings: Settings) -> AsyncIterator[Any]:
+    """The surface's backend over the server's data folder, for a CLI command: the
+    database opened and migrated, no jobs run, no worker processes (tasks run inline)."""
+    if decl.backend is None:
+        raise TypeError(f"surface {decl.name!r} declares no backend")
+    db = Database(settings.data_dir / "evaldock.sqlite3", readers=1)
+    await db.open()
+    try:
+        await db.migrate("core", "evaldock.server")
+        await db.migrate(decl.name, decl.package)
+        runner = JobRunner(db)
+        ctx = backend_context(decl, settings, db, runner, None, {})
+        await prepare(ctx)
+        backend = decl.backend(ctx)
+        await backend.startup()
+        yield backend
+    finally:
+        await db.close()

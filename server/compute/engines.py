@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..config import Settings
-from .worker import TaskContext
 
 
 def engine_options(settings: Settings, kind: str) -> tuple[str, dict[str, Any]]:
@@ -36,15 +35,3 @@ def placed(kinds: Sequence[str], where: str) -> list[str]:
     from evaldock.engines import registry
 
     return [k for k in dict.fromkeys(kinds) if registry.process(k) == where]
-
-
-def check_engine(ctx: TaskContext, kind: str) -> str:
-    """A task: build ``kind``'s engine in this worker and let it prove it can serve (a
-    model loads); the engine stays loaded for the jobs this worker runs next."""
-    import asyncio
-
-    from evaldock.engines.protocols import Engine
-
-    engine = ctx.engine(kind, Engine)
-    asyncio.run(engine.check())
-    return engine.signature

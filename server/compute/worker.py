@@ -24,6 +24,7 @@ from multiprocessing.connection import Connection
 from typing import Any, TypeVar, cast
 
 from ..config import Settings
+from .engines import build_engine
 
 P = TypeVar("P")
 
@@ -63,8 +64,6 @@ _ENGINES: dict[str, Any] = {}
 def engine_for(settings: Settings, kind: str) -> Any:
     found = _ENGINES.get(kind)
     if found is None:
-        from .engines import build_engine
-
         found = _ENGINES[kind] = build_engine(settings, kind)
     return found
 
@@ -147,3 +146,15 @@ def _picklable(value: Any) -> bool:
     except Exception:
         return False
     return True
+
+
+def check_engine(ctx: TaskContext, kind: str) -> str:
+    """A task: build ``kind``'s engine in this worker and let it prove it can serve (a
+    model loads); the engine stays loaded for the jobs this worker runs next."""
+    import asyncio
+
+    from evaldock.engines.protocols import Engine
+
+    engine = ctx.engine(kind, Engine)
+    asyncio.run(engine.check())
+    return engine.signature

@@ -76,8 +76,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
     # Imported here: the surface's package imports this module for its declaration.
-    from ..backend import open_backend
-    from ..surface import declaration_of
+    from ..surface import declaration_of, open_backend
 
     backend: MarqtuneBackend
     async with open_backend(declaration_of("marqtune"), settings) as backend:

@@ -28,9 +28,8 @@ from typing import Any
 import msgspec
 
 from ..auth import tenant_of
-from ..backend import open_backend
 from ..config import Settings
-from ..surface import declaration_of
+from ..surface import declaration_of, open_backend
 from . import datasets as ds
 from .auth import key_pairs
 from .backend import QianfanBackend
