@@ -76,10 +76,10 @@ class VendorErrors:
     def invalid_request(self, message: str) -> ApiError:
         return ApiError(400, message, code=ErrorCode.INVALID_REQUEST)
 
-    def body_too_large(self, limit: int) -> ApiError:
+    def body_too_large(self, limit: int, setting: str = "[server] max_body_bytes") -> ApiError:
         return ApiError(
             413,
-            f"Request body is larger than {limit} bytes (setting [server] max_body_bytes)",
+            f"Request body is larger than {limit} bytes (setting {setting})",
             code=ErrorCode.TOO_LARGE,
         )
 

@@ -91,16 +91,21 @@ class _BodyTooLarge(Exception):
     pass
 
 
-def body_limit(op: Operation, provider: Provider) -> int:
-    """The largest body ``op`` takes: its spec's ``x-max-body-bytes`` where it declares one;
-    else, for a body read into memory (decoded and validated on the event loop),
-    ``[server] max_json_body_bytes``; for an upload (streamed to a file), the provider's
-    say. Never above the provider's say: ``[server] max_body_bytes``, or a surface's upload
-    setting for its upload operation."""
+def body_limit(op: Operation, provider: Provider) -> tuple[int, str]:
+    """The largest body ``op`` takes, and what sets it: its spec's ``x-max-body-bytes``
+    where it declares one; else, for a body read into memory (decoded and validated on
+    the event loop), ``[server] max_json_body_bytes``; for an upload (streamed to a file),
+    the provider's say. Never above the provider's say: ``[server] max_body_bytes``, or a
+    surface's upload setting for its upload operation."""
     ceiling = provider.max_body_bytes(op)
-    if op.max_body_bytes is not None:
-        return min(ceiling, op.max_body_bytes)
-    return ceiling if op.streamed else min(ceiling, provider.settings.max_json_body_bytes)
+    if op.max_body_bytes is not None and op.max_body_bytes < ceiling:
+        return op.max_body_bytes, f"x-max-body-bytes of {op.operation_id} in its OpenAPI spec"
+    if op.streamed or op.max_body_bytes is not None:
+        return ceiling, "[server] max_body_bytes"
+    json_limit = provider.settings.max_json_body_bytes
+    if json_limit < ceiling:
+        return json_limit, "[server] max_json_body_bytes"
+    return ceiling, "[server] max_body_bytes"
 
 
 def declared_size(request: Request, limit: int) -> None:
@@ -241,12 +246,12 @@ class SurfacePipeline:
         return response
 
     async def _handle(self, op: Operation, request: Request, call: Call) -> Response:
-        limit = body_limit(op, self.provider)
+        limit, setting = body_limit(op, self.provider)
         # 1. size, from the header alone
         try:
             declared_size(request, limit)
         except _BodyTooLarge:
-            raise self.errors.body_too_large(limit) from None
+            raise self.errors.body_too_large(limit, setting) from None
         # 2. authentication, from headers and URL alone
         tenant = ""
         if op.secured:
@@ -279,7 +284,7 @@ class SurfacePipeline:
                 raw = await read_body(request, limit, call)
                 size = len(raw)
         except _BodyTooLarge:
-            raise self.errors.body_too_large(limit) from None
+            raise self.errors.body_too_large(limit, setting) from None
         # 5. validation
         try:
             params = validation.parameters(

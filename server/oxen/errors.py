@@ -261,11 +261,15 @@ class OxenErrors(VendorErrors):
             return not_implemented(f"{method} .../{parts[4]}")
         return not_found(f"no route for {method} {path}; see /oxen/openapi.yaml for the routes")
 
-    def body_too_large(self, limit: int) -> ApiError:
+    def body_too_large(self, limit: int, setting: str = "[server] max_body_bytes") -> ApiError:
+        where = (
+            "setting [oxen] max_upload_bytes for uploads, [server] max_body_bytes otherwise"
+            if setting == "[server] max_body_bytes"
+            else setting
+        )
         return OxenApiError(
             413,
-            f"request body is larger than {limit} bytes (setting [oxen] max_upload_bytes for"
-            " uploads, [server] max_body_bytes otherwise)",
+            f"request body is larger than {limit} bytes ({where})",
             "payload_too_large",
             "Payload too large",
         )

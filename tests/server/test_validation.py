@@ -430,6 +430,7 @@ def test_a_json_body_over_its_limit_is_413_by_content_length(small: TestClient) 
     assert r.status_code == 413, r.text
     assert r.json()["error"]["code"] == "too_large"
     assert str(JSON_LIMIT) in r.json()["error"]["message"]
+    assert "[server] max_json_body_bytes" in r.json()["error"]["message"]  # the one to raise
 
 
 def test_a_chunked_json_body_over_its_limit_is_413(small: TestClient) -> None:
@@ -449,6 +450,7 @@ def test_an_upload_keeps_max_body_bytes(small: TestClient) -> None:
     assert r.status_code == 200, r.text
     r = small.put("/echo-v1/blobs/b.bin", content=b"x" * 8001, headers=headers)
     assert r.status_code == 413
+    assert "[server] max_body_bytes" in r.json()["error"]["message"]
 
 
 def _create_item() -> Operation:
@@ -464,7 +466,9 @@ def test_x_max_body_bytes_is_honoured(
     """An operation's declared limit wins over [server] max_json_body_bytes, more or less."""
     monkeypatch.setattr(_create_item(), "max_body_bytes", declared)
     assert _post(small, _item(declared)).status_code != 413
-    assert _post(small, _item(declared + 1)).status_code == 413
+    r = _post(small, _item(declared + 1))
+    assert r.status_code == 413
+    assert "x-max-body-bytes of create_item" in r.json()["error"]["message"]
 
 
 def test_x_max_body_bytes_stays_under_max_body_bytes(
