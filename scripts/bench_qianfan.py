@@ -28,7 +28,7 @@ from starlette.testclient import TestClient
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evaldock.server.app import create_app
-from evaldock.server.config import load_settings
+from evaldock.server.load import load_settings
 from tests.qianfan.helpers import EVAL, add_dataset, create_eval, ok
 
 VOCAB = ["北京", "中国", "the", "answer", "is", "hello", "world", "首都", "模型", "评估", "天气"]

@@ -77,7 +77,7 @@ def render(name: str) -> dict[str, str]:
         "from starlette.testclient import TestClient\n",
         "from starlette.testclient import TestClient\n\n"
         "from evaldock.server.app import create_app\n"
-        "from evaldock.server.config import load_settings\n",
+        "from evaldock.server.load import load_settings\n",
     )
     tail = tail.replace("poll_item(client, ", f"poll_{name}(client, ")
     test_api = rename(head, name) + FIXTURE.format(name=name) + rename(tail, name)

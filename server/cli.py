@@ -10,7 +10,8 @@ from typing import Any
 
 from evaldock.engines.errors import EngineUnavailable
 
-from .config import DEV_KEY, MODES, ConfigError, Settings, load_settings
+from .config import DEV_KEY, MODES, ConfigError, Settings
+from .load import load_settings
 from .surface import SurfaceDeclaration, declarations
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

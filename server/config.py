@@ -1,4 +1,5 @@
-"""Configuration: built-in defaults < TOML file < ``EVALDOCK_*`` environment < CLI flags.
+"""Configuration: built-in defaults < TOML file < ``EVALDOCK_*`` environment < CLI flags
+(read by :func:`evaldock.server.load.load_settings`, which adds the surfaces' defaults).
 
 Settings stay a nested mapping (surfaces and engines each read their own table), with
 typed accessors for what the core needs. Environment variables address any key with
@@ -8,7 +9,6 @@ double underscores: ``EVALDOCK_JOBS__CONCURRENCY=8`` sets ``[jobs] concurrency``
 from __future__ import annotations
 
 import copy
-import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -134,16 +134,16 @@ class ConfigError(ValueError):
     """The configuration cannot be used; the message says which setting and why."""
 
 
-def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+def merge_tables(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in over.items():
         if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
+            merge_tables(base[key], value)
         else:
             base[key] = copy.deepcopy(value)
     return base
 
 
-def _set(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+def set_dotted(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     node = tree
     for part in path[:-1]:
         node = node.setdefault(part, {})
@@ -164,10 +164,10 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     for name, raw in environ.items():
         if name in ENV_ALIASES:
-            _set(tree, ENV_ALIASES[name], _parse_env_value(raw))
+            set_dotted(tree, ENV_ALIASES[name], _parse_env_value(raw))
         elif name.startswith("EVALDOCK_") and "__" in name:
             path = tuple(p.lower() for p in name[len("EVALDOCK_") :].split("__"))
-            _set(tree, path, _parse_env_value(raw))
+            set_dotted(tree, path, _parse_env_value(raw))
     return tree
 
 
@@ -258,40 +258,3 @@ class Settings:
             raise ConfigError("jobs.concurrency must be at least 1")
         if jobs.workers < 0 or jobs.request_workers < 1:
             raise ConfigError("jobs.workers must be >= 0 (0: one per core), request_workers >= 1")
-
-
-def load_settings(
-    config_file: str | os.PathLike[str] | None = None,
-    flags: Mapping[str, Any] | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> Settings:
-    """Build settings with the documented precedence: flags > env > TOML > defaults."""
-    environ = os.environ if environ is None else environ
-    # What the user set, first: it says which surfaces are enabled, and only their
-    # declarations are imported for their defaults.
-    tree: dict[str, Any] = {}
-    path = config_file or environ.get("EVALDOCK_CONFIG")
-    if path:
-        file = Path(path).expanduser()
-        try:
-            with file.open("rb") as fh:
-                _merge(tree, tomllib.load(fh))
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {file}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
-    _merge(tree, env_overrides(environ))
-    for dotted, value in (flags or {}).items():
-        if value is not None:
-            _set(tree, tuple(dotted.split(".")), value)
-    from .surface import all_defaults  # the surfaces' own defaults (lazy: no cycle)
-
-    user = tree
-    tree = copy.deepcopy(DEFAULTS)
-    enabled = Settings(tree=_merge(copy.deepcopy(DEFAULTS), user)).surfaces
-    _merge(tree, all_defaults(enabled))
-    _merge(tree, user)
-    # A plain copy: os.environ does not pickle, and worker processes get the settings.
-    settings = Settings(tree=tree, config_file=Path(path) if path else None, environ=dict(environ))
-    settings.validate()
-    return settings

@@ -9,7 +9,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from evaldock.server.app import create_app
-from evaldock.server.config import load_settings
+from evaldock.server.load import load_settings
 from tests.live import LIVE, live_clients
 from tests.serverproc import ServerProcess
 

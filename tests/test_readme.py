@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from evaldock.server.config import load_settings
+from evaldock.server.load import load_settings
 from evaldock.server.surface import declarations
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..auth import tenant_of
-from ..config import ConfigError, Settings, load_settings
+from ..config import ConfigError, Settings
+from ..load import load_settings
 from .registry import ModelConfigError, checkpoints_from
 
 if TYPE_CHECKING:

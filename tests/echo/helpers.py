@@ -10,7 +10,8 @@ from typing import Any
 from starlette.testclient import TestClient
 
 from evaldock.server.app import create_app
-from evaldock.server.config import Settings, load_settings
+from evaldock.server.config import Settings
+from evaldock.server.load import load_settings
 
 from . import SURFACE
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from evaldock.server.compute import LimitExceeded, TaskLimits, WorkerCrashed, WorkerPool
-from evaldock.server.config import load_settings
 from evaldock.server.db import Database
 from evaldock.server.jobs import Job, JobRunner
+from evaldock.server.load import load_settings
 from tests.server import compute_tasks as tasks
 
 CPU_SETTING = "[jobs] task_cpu_seconds"

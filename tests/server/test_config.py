@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from evaldock.server.config import ConfigError, load_settings
+from evaldock.server.config import ConfigError
+from evaldock.server.load import load_settings
 
 
 def test_defaults() -> None:

@@ -69,7 +69,7 @@ def test_overrides_convert_to_the_declared_type(tmp_path: Path, flags: dict, env
 
 
 def test_config_file_table(tmp_path: Path) -> None:
-    from evaldock.server.config import load_settings
+    from evaldock.server.load import load_settings
 
     cfg = tmp_path / "evaldock.toml"
     cfg.write_text('[echo]\ngreeting = "hi"\n')

@@ -23,7 +23,7 @@ from evaldock.engines.scorers import Column
 from evaldock.engines.scorers.model import embedding_scores
 from evaldock.engines.signature import Signature, evaldock_version
 from evaldock.server.compute import run_inline
-from evaldock.server.config import load_settings
+from evaldock.server.load import load_settings
 from evaldock.server.spice import jobs
 from evaldock.server.spice.store import SpiceStore
 
