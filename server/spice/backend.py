@@ -193,7 +193,8 @@ class SpiceBackend(Backend[SpiceSettings]):
         job's end, not by polling)."""
         await self.runner.wait(run_id, max(0.0, timeout))
         run = await self.store.run(run_id)
-        assert run is not None
+        if run is None:  # a reset deleted it meanwhile
+            raise not_found("run", run_id)
         return run
 
     async def run(self, tenant: str, name: str, run_id: str) -> Run | None:

@@ -387,6 +387,36 @@ def test_post_waits_for_its_run_without_polling(
     assert len(reads) <= 3, reads
 
 
+def test_a_post_waiting_for_a_run_that_a_reset_deleted_answers_404(
+    make_client, tmp_path: Path
+) -> None:
+    from .helpers import write_pod
+
+    client = make_client(
+        **{
+            "spice.spicepod": str(write_pod(tmp_path / "pod", 20)),
+            "spice.concurrency": 1,
+            "engines.judge.delay_ms": 200,  # 20 model calls one at a time: ~4 s
+            "control.key": KEY,
+        }
+    )
+    answer: dict[str, Any] = {}
+    waiting = threading.Thread(
+        target=lambda: answer.update(r=client.post("/v1/evals/exact", json={"model": "chat"}))
+    )
+    waiting.start()
+    deadline = time.monotonic() + 30
+    while not client.get("/_evaldock/jobs?surface=spice", headers=CTRL).json()["jobs"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    start = time.monotonic()
+    assert client.post("/_evaldock/reset", json={"surface": "spice"}, headers=CTRL).is_success
+    waiting.join(30)
+    assert time.monotonic() - start < 3  # woken by the job's end, not the 300 s timeout
+    r = answer["r"]
+    assert r.status_code == 404 and r.text.startswith("run '") and "not found" in r.text
+
+
 def test_control_reset_by_key_on_open_spice_removes_the_public_tenants_evals(
     make_client,
 ) -> None:
