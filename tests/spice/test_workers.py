@@ -406,8 +406,11 @@ def test_a_post_waiting_for_a_run_that_a_reset_deleted_answers_404(
     )
     waiting.start()
     deadline = time.monotonic() + 30
-    while not client.get("/_evaldock/jobs?surface=spice", headers=CTRL).json()["jobs"]:
-        assert time.monotonic() < deadline
+    while True:  # running: a reset cancels its handler, whose end wakes the POST
+        listed = client.get("/_evaldock/jobs?surface=spice", headers=CTRL).json()["jobs"]
+        if listed and listed[0]["status"] == "running":
+            break
+        assert time.monotonic() < deadline, listed
         time.sleep(0.05)
     start = time.monotonic()
     assert client.post("/_evaldock/reset", json={"surface": "spice"}, headers=CTRL).is_success
