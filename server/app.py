@@ -122,7 +122,7 @@ def create_app(
         if offload_to is not None:
             offload_to(pool.run)
     upload_dir = settings.data_dir / "tmp"
-    public_url = str(settings.section("server").get("public_url") or "")
+    public_url = settings.server.public_url
     plane = ControlPlane(settings, ctx, decls)
     all_hooks = [*plane.hooks(), *hooks]
     runtimes = []
@@ -200,7 +200,7 @@ def create_app(
     for rt, surface_routes in zip(runtimes, per_surface, strict=True):
         routes.extend(fallback_routes(rt.pipeline, surface_routes))
     # Reads start a few per loop turn, before routing: the turns stay short.
-    per_turn = int(settings.section("server").get("reads_per_turn") or 0)
+    per_turn = settings.server.reads_per_turn
     app = Starlette(
         # One lookup on the first path segment instead of ~200 regexes in order.
         routes=[RouteIndex(routes)],

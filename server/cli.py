@@ -135,7 +135,7 @@ def serve(settings: Settings) -> int:
     from .http import uvicorn_config
 
     logging.basicConfig(
-        level=settings.tree["server"]["log_level"].upper(),
+        level=settings.server.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     log = logging.getLogger("evaldock")
@@ -160,16 +160,16 @@ def serve(settings: Settings) -> int:
     for line in text.splitlines():
         if "WARNING" in line:
             log.warning("%s", line.strip())
-    server = settings.section("server")
+    server = settings.server
     try:
         config = uvicorn_config(
             app,
-            settings.host,
-            settings.port,
-            log_level=str(server["log_level"]),
-            header_timeout=float(server["header_timeout"]),
-            body_timeout=float(server["body_timeout"]),
-            max_connections=int(server["max_connections"]),
+            server.host,
+            server.port,
+            log_level=server.log_level,
+            header_timeout=server.header_timeout,
+            body_timeout=server.body_timeout,
+            max_connections=server.max_connections,
         )
     except ValueError as exc:
         print(f"evaldock: {exc}", file=sys.stderr)
@@ -185,7 +185,7 @@ def show_jobs(args: argparse.Namespace, settings: Settings) -> int:
 
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     url = args.url or f"http://{host}:{settings.port}"
-    key = str(settings.section("control").get("key") or "")
+    key = settings.control.key
     if not key:
         path = settings.data_dir / "control.key"
         if not path.is_file():

@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -50,72 +50,89 @@ class JobsSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     worker_recycle_mb: int = 2048
 
 
-def jobs_settings(table: Mapping[str, Any]) -> JobsSettings:
+T = TypeVar("T", bound=msgspec.Struct)
+
+
+def typed_table(name: str, table: Mapping[str, Any], cls: type[T]) -> T:
+    """A core table as its typed settings; a wrong or unknown key is a ConfigError naming
+    the table and the key (values from the environment arrive as text: converted)."""
     try:
-        return msgspec.convert(dict(table), JobsSettings, strict=False)
+        return msgspec.convert(dict(table), cls, strict=False)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"[jobs]: {exc}") from None
+        raise ConfigError(f"[{name}]: {exc}") from None
 
 
 MODES = ("mock", "real")
 DEV_KEY = "test"  # LocalStack-style development credential, documented in README
 
+
+class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``[server]``: where and how the API process serves."""
+
+    host: str = "127.0.0.1"
+    port: int = 8700
+    data: str = "./evaldock-data"
+    mode: str = "real"
+    log_level: str = "info"
+    # Largest request body accepted, in bytes; larger ones get the vendor's 413.
+    max_body_bytes: int = 64 * 1024 * 1024
+    # Largest body read into memory (a JSON body, or the text one an operation takes)
+    # unless its operation declares x-max-body-bytes in its spec; uploads stream to a
+    # file under max_body_bytes. It is decoded and validated on the event loop: 1.5-15
+    # ms a MB (the most for many tiny objects), so 8 MiB holds it 120 ms at worst. The
+    # largest body the surfaces' tests and client walks send is 3.9 MB; the operations
+    # that carry a dataset inline declare 32 MiB.
+    max_json_body_bytes: int = 8 * 1024 * 1024
+    # Which surfaces to serve (empty: all). Real mode builds only their engines.
+    surfaces: list[str] | str = []
+    # The URL clients reach this server by, for the URLs it hands out (upload,
+    # results, downloads); empty: the request's Host when well formed.
+    public_url: str = ""
+    # Reader threads beside the one writer, for reads too long for the event loop
+    # (polls' point lookups run on the loop itself: a thread hop cost more than them).
+    db_readers: int = 4
+    # Memory for rendered answers of finished resources (a completed evaluation is
+    # polled again and again and cannot change); 0 turns the cache off.
+    answer_cache_mb: float = 64.0
+    # GET/HEAD requests started per event-loop turn (0: no limit). Hundreds of tight
+    # polling loops would otherwise fill every turn, and each step of a write or a
+    # job would wait behind all of them.
+    reads_per_turn: int = 16
+    # A request's headers must arrive within header_timeout seconds of its start and
+    # its body within body_timeout (slow clients otherwise hold connections forever);
+    # past max_connections new connections get a 503 (keep it >= 1,000: 200 keep-alive
+    # pollers must never see one).
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    max_connections: int = 2000
+
+
+class ControlSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``[control]``: the control plane (server/control), guarded by a key in
+    ``<data>/control.key``."""
+
+    enabled: bool = True
+    # Open: no key asked (a throwaway test server); key: a fixed key instead of the file's.
+    open: bool = False
+    key: str = ""
+    # Requests kept by the journal, and bytes of each body it keeps.
+    journal_size: int = 1000
+    journal_body_bytes: int = 64 * 1024
+    journal_file: str = ""
+    access_log_json: bool = False
+    # Job timing per surface/kind (``{"objective": "hold"}``): free-form, read by timing.py.
+    timing: dict[str, Any] = {}
+
+
 DEFAULTS: dict[str, Any] = {
-    "server": {
-        "host": "127.0.0.1",
-        "port": 8700,
-        "data": "./evaldock-data",
-        "mode": "real",
-        "log_level": "info",
-        # Largest request body accepted, in bytes; larger ones get the vendor's 413.
-        "max_body_bytes": 64 * 1024 * 1024,
-        # Largest body read into memory (a JSON body, or the text one an operation takes)
-        # unless its operation declares x-max-body-bytes in its spec; uploads stream to a
-        # file under max_body_bytes. It is decoded and validated on the event loop: 1.5-15
-        # ms a MB (the most for many tiny objects), so 8 MiB holds it 120 ms at worst. The
-        # largest body the surfaces' tests and client walks send is 3.9 MB; the operations
-        # that carry a dataset inline declare 32 MiB.
-        "max_json_body_bytes": 8 * 1024 * 1024,
-        # Which surfaces to serve (empty: all). Real mode builds only their engines.
-        "surfaces": [],
-        # The URL clients reach this server by, for the URLs it hands out (upload,
-        # results, downloads); empty: the request's Host when well formed.
-        "public_url": "",
-        # Reader threads beside the one writer, for reads too long for the event loop
-        # (polls' point lookups run on the loop itself: a thread hop cost more than them).
-        "db_readers": 4,
-        # Memory for rendered answers of finished resources (a completed evaluation is
-        # polled again and again and cannot change); 0 turns the cache off.
-        "answer_cache_mb": 64,
-        # GET/HEAD requests started per event-loop turn (0: no limit). Hundreds of tight
-        # polling loops would otherwise fill every turn, and each step of a write or a
-        # job would wait behind all of them.
-        "reads_per_turn": 16,
-        # A request's headers must arrive within header_timeout seconds of its start and
-        # its body within body_timeout (slow clients otherwise hold connections forever);
-        # past max_connections new connections get a 503 (keep it >= 1,000: 200 keep-alive
-        # pollers must never see one).
-        "header_timeout": 10.0,
-        "body_timeout": 60.0,
-        "max_connections": 2000,
-    },
-    # [jobs]: the defaults are JobsSettings' (one default, one place).
+    # The core's tables: their defaults are their typed settings' (one default, one place).
+    "server": msgspec.to_builtins(ServerSettings()),
     "jobs": msgspec.to_builtins(JobsSettings()),
     # Per-surface credentials; a surface whose vendor has no auth may set enabled = false.
     "auth": {},
     # [engines.<kind>] impl = "<name>" plus options for that implementation.
     "engines": {},
-    # The control plane (server/control): guarded by a key in <data>/control.key.
-    "control": {
-        "enabled": True,
-        "open": False,
-        "key": "",
-        "journal_size": 1000,
-        "journal_body_bytes": 64 * 1024,
-        "journal_file": "",
-        "access_log_json": False,
-        "timing": {},
-    },
+    "control": msgspec.to_builtins(ControlSettings()),
     # Each surface's own table ([objective], [marqtune], …) takes its defaults from the
     # surface's declaration (server/<vendor>/__init__.py), merged in by load_settings.
 }
@@ -212,11 +229,19 @@ class Settings:
 
     @property
     def db_readers(self) -> int:
-        return int(self.tree["server"].get("db_readers") or 4)
+        return int(self.tree["server"]["db_readers"])
+
+    @property
+    def server(self) -> ServerSettings:
+        return typed_table("server", self.section("server"), ServerSettings)
 
     @property
     def jobs(self) -> JobsSettings:
-        return jobs_settings(self.section("jobs"))
+        return typed_table("jobs", self.section("jobs"), JobsSettings)
+
+    @property
+    def control(self) -> ControlSettings:
+        return typed_table("control", self.section("control"), ControlSettings)
 
     def section(self, *path: str) -> dict[str, Any]:
         node: Any = self.tree
@@ -249,6 +274,8 @@ class Settings:
         return str(table.get("impl", real_default(kind))), options
 
     def validate(self) -> None:
+        self.server  # noqa: B018 - typed: a wrong or unknown key stops here
+        self.control  # noqa: B018
         if self.mode not in MODES:
             raise ConfigError(f"server.mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if not 0 < self.port < 65536:

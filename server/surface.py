@@ -153,7 +153,7 @@ class Provider:
         )
         # Finished resources' rendered answers (server/answers.py); the core drops a
         # tenant's on reset, a surface that deletes a resource drops the resource's.
-        megabytes = float(ctx.settings.section("server").get("answer_cache_mb") or 0)
+        megabytes = ctx.settings.server.answer_cache_mb
         self.answers = AnswerCache(int(megabytes * 1024 * 1024))
 
     @property

@@ -30,25 +30,23 @@ class ControlPlane:
     def __init__(
         self, settings: Settings, ctx: AppContext, decls: Sequence[SurfaceDeclaration]
     ) -> None:
-        table = settings.section("control")
-        self.enabled = bool(table.get("enabled", True))
-        self.open = bool(table.get("open", False))
-        self.key: str | None = (
-            None if self.open else control_key(settings.data_dir, str(table.get("key") or ""))
-        )
+        table = settings.control
+        self.enabled = table.enabled
+        self.open = table.open
+        self.key: str | None = None if self.open else control_key(settings.data_dir, table.key)
         self.kinds: dict[str, tuple[str, StatusMap]] = {
             kind: (d.name, job.statuses) for d in decls for kind, job in d.jobs.items()
         }
         self.kind_surfaces = {kind: surface for kind, (surface, _) in self.kinds.items()}
         self.surface_names = {d.name for d in decls}
-        file = str(table.get("journal_file") or "")
-        self.journal = Journal(int(table.get("journal_size", 1000)), Path(file) if file else None)
-        self.body_cap = int(table.get("journal_body_bytes", 64 * 1024))
+        file = table.journal_file
+        self.journal = Journal(table.journal_size, Path(file) if file else None)
+        self.body_cap = table.journal_body_bytes
         self.faults = Faults()
         self.metrics = Metrics()
-        self.timing = JobTiming(ctx.runner, self.kinds, table.get("timing") or {})
+        self.timing = JobTiming(ctx.runner, self.kinds, table.timing)
         self.runtimes: list[SurfaceRuntime] = []
-        self.json_log = bool(table.get("access_log_json", False))
+        self.json_log = table.access_log_json
 
     def hooks(self) -> list[RequestHook]:
         """The pipeline hooks of every vendor surface, in order (observability first so

@@ -74,3 +74,15 @@ def test_jobs_settings_are_typed_with_one_default_each() -> None:
         load_settings(None, {"jobs.task_cpu_seconds": "lots"}, environ={})
     with pytest.raises(ConfigError, match="request_workers"):
         load_settings(None, {"jobs.request_workers": 0}, environ={})
+
+
+def test_server_and_control_tables_are_typed() -> None:
+    s = load_settings(
+        None, {"server.reads_per_turn": 4}, environ={"EVALDOCK_CONTROL__OPEN": "true"}
+    )
+    assert s.server.reads_per_turn == 4 and s.control.open is True
+    assert s.control.journal_size == 1000  # the default lives in ControlSettings alone
+    with pytest.raises(ConfigError, match=r"\[server\].*max_conections"):
+        load_settings(None, {"server.max_conections": 5}, environ={})
+    with pytest.raises(ConfigError, match=r"\[control\]"):
+        load_settings(None, {"control.journal_size": "many"}, environ={})
