@@ -100,9 +100,6 @@ class AppContext:
     engines: dict[str, Any] = field(default_factory=dict)
     pool: WorkerPool | None = None
 
-    def engine(self, kind: str) -> Any:
-        return self.engines[kind]
-
 
 @dataclass
 class ApiRequest:

@@ -319,7 +319,7 @@ def test_not_a_table_and_missing_file(repo: Any) -> None:
 def test_generation_error_fails_naming_the_row(repo: Any, monkeypatch: Any) -> None:
     from evaldock.engines.errors import EngineError
 
-    judge = repo.app.state.ctx.engine("judge")
+    judge = repo.app.state.ctx.engines["judge"]
     real = judge.generate
 
     async def flaky(messages: Any, **kw: Any) -> Any:

@@ -132,7 +132,7 @@ def test_inference_by_the_mock_model_and_partly_done(client: Any) -> None:
 def test_failed_inference_is_partly_done(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from evaldock.engines.errors import EngineError
 
-    judge = client.app.state.ctx.engine("judge")
+    judge = client.app.state.ctx.engines["judge"]
     original = judge.generate
 
     async def flaky(messages: list[dict[str, Any]], **kw: Any) -> Any:
