@@ -411,6 +411,9 @@ class JobRunner:
             if task is not None:
                 task.cancel()
         await tx.executemany("DELETE FROM jobs WHERE id = ?", [(j,) for j in job_ids])
+        # Whoever waits for one of them (JobRunner.wait) learns it is gone at the commit.
+        forgotten = list(job_ids)
+        tx.on_commit(lambda: [self._ended_now(j) for j in forgotten])
 
     # -- lifecycle ------------------------------------------------------------------------
     async def recover(self) -> dict[str, int]:

@@ -301,3 +301,22 @@ def test_the_request_lane_has_limits_of_its_own() -> None:
         assert await pool.run(tasks.sleep, 0.5) != os.getpid()  # the job lane's are looser
 
     _run(body, request_limits=request)
+
+
+def test_wait_learns_at_once_that_a_queued_job_was_forgotten(tmp_path: Path) -> None:
+    async def main() -> None:
+        db = Database(tmp_path / "jobs.sqlite3")
+        await db.open()
+        await db.migrate("core", "evaldock.server")
+        runner = JobRunner(db)
+        async with db.transaction() as tx:
+            await runner.submit(tx, "j1", "never-claimed", "t")
+        waiting = asyncio.create_task(runner.wait("j1", timeout=60))
+        await asyncio.sleep(0.05)
+        async with db.transaction() as tx:
+            await runner.forget(tx, ["j1"])
+        async with asyncio.timeout(5):  # not the 60 s of its timeout
+            assert await waiting is None
+        await db.close()
+
+    asyncio.run(main())
