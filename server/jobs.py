@@ -413,7 +413,12 @@ class JobRunner:
         await tx.executemany("DELETE FROM jobs WHERE id = ?", [(j,) for j in job_ids])
         # Whoever waits for one of them (JobRunner.wait) learns it is gone at the commit.
         forgotten = list(job_ids)
-        tx.on_commit(lambda: [self._ended_now(j) for j in forgotten])
+
+        def wake() -> None:
+            for job_id in forgotten:
+                self._ended_now(job_id)
+
+        tx.on_commit(wake)
 
     # -- lifecycle ------------------------------------------------------------------------
     async def recover(self) -> dict[str, int]:

@@ -25,9 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from evaldock.engines.embedder.base import Embedder
 from evaldock.engines.errors import EngineError
-from evaldock.engines.protocols import Judge
+from evaldock.engines.protocols import Embedder, Judge
 from evaldock.engines.scorers.values import Column, Value, as_output, parse_input, to_json
 
 # What Spice sends the judge model: its prompt lives in the model's configuration.
@@ -47,13 +46,16 @@ def l2_scores(a: np.ndarray, b: np.ndarray) -> list[float]:
     return scores
 
 
-async def embedding_scores(
+def embedding_scores_now(
     embedder: Embedder,
     outputs: Column | Iterable[Value],
     ideals: Column | Iterable[Value],
     *,
     batch_size: int = 64,
 ) -> list[float]:
+    """``1 / (1 + L2)`` per case in f32, as Spice computes it: every distinct text of both
+    columns embedded once, in one ``encode`` call. Blocking: call it where CPU work may
+    run (a worker process), or through :func:`embedding_scores`."""
     out, ideal = Column.of(outputs), Column.of(ideals)
     if len(out) != len(ideal):
         raise ValueError(f"{len(out)} outputs but {len(ideal)} ideals: they pair row by row")
@@ -61,12 +63,11 @@ async def embedding_scores(
         return []
     unique = list(dict.fromkeys([*out.texts, *ideal.texts]))
     try:
-        vectors = await asyncio.to_thread(embedder.encode, unique, batch_size=batch_size)
+        vectors = np.asarray(embedder.encode(unique, batch_size=batch_size))
     except EngineError:
         raise
     except Exception as exc:
         raise EngineError(f"embedding scorer: {embedder.model} failed: {exc}") from exc
-    vectors = np.asarray(vectors)
     if vectors.ndim != 2 or vectors.shape[0] != len(unique):
         raise EngineError(
             f"embedding scorer: {embedder.model} returned shape {vectors.shape} "
@@ -74,6 +75,19 @@ async def embedding_scores(
         )
     row = {text: i for i, text in enumerate(unique)}
     return l2_scores(vectors[[row[t] for t in out.texts]], vectors[[row[t] for t in ideal.texts]])
+
+
+async def embedding_scores(
+    embedder: Embedder,
+    outputs: Column | Iterable[Value],
+    ideals: Column | Iterable[Value],
+    *,
+    batch_size: int = 64,
+) -> list[float]:
+    """:func:`embedding_scores_now` in a thread (for an async caller)."""
+    return await asyncio.to_thread(
+        embedding_scores_now, embedder, outputs, ideals, batch_size=batch_size
+    )
 
 
 def judge_metadata(input_cell: Any, output: Value, ideal: Value) -> dict[str, Any]:

@@ -28,12 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeAlias, TypeVar
 
-import numpy as np
-
 from evaldock.engines.errors import EngineError
 from evaldock.engines.protocols import Embedder
 from evaldock.engines.scorers import Column, InvalidValue, Output, parse_cell, score_batch
-from evaldock.engines.scorers.model import l2_scores
+from evaldock.engines.scorers.model import embedding_scores_now
 from evaldock.engines.scorers.values import to_json
 
 from .. import jsonio
@@ -231,7 +229,7 @@ def score_cases(
     if embedding:
         embedder = ctx.engine("embedder", Embedder)
         try:
-            values = embedding_scores(embedder, out, ideal)
+            values = embedding_scores_now(embedder, out, ideal)
         except (EngineError, LookupError, ValueError) as exc:
             raise EvalFailed(f"scorer '{embedding[0]}' failed: {exc}") from None
         scores.update((name, values) for name in embedding)
@@ -241,32 +239,6 @@ def score_cases(
         for c, o, i in zip(loaded, out.values, ideal.values, strict=True)
     ]
     return Scored(scores, spill(texts, Path(texts_path)), engines)
-
-
-def embedding_scores(
-    embedder: Embedder, out: Column, ideal: Column, *, batch_size: int = 64
-) -> list[float]:
-    """``engines/scorers/model.embedding_scores`` in the worker, without its thread hop:
-    every distinct text of both columns embedded once, in one ``encode`` call, then
-    ``1 / (1 + L2)`` per case in f32 as Spice computes it."""
-    if len(out) != len(ideal):
-        raise ValueError(f"{len(out)} outputs but {len(ideal)} ideals: they pair row by row")
-    if not len(out):
-        return []
-    unique = list(dict.fromkeys([*out.texts, *ideal.texts]))
-    try:
-        vectors = np.asarray(embedder.encode(unique, batch_size=batch_size))
-    except EngineError:
-        raise
-    except Exception as exc:
-        raise EngineError(f"embedding scorer: {embedder.model} failed: {exc}") from exc
-    if vectors.ndim != 2 or vectors.shape[0] != len(unique):
-        raise EngineError(
-            f"embedding scorer: {embedder.model} returned shape {vectors.shape} "
-            f"for {len(unique)} texts"
-        )
-    row = {text: i for i, text in enumerate(unique)}
-    return l2_scores(vectors[[row[t] for t in out.texts]], vectors[[row[t] for t in ideal.texts]])
 
 
 # -- SQL ------------------------------------------------------------------------------------

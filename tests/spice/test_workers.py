@@ -20,7 +20,7 @@ import pytest
 from rapidfuzz.distance import Levenshtein
 
 from evaldock.engines.scorers import Column
-from evaldock.engines.scorers.model import embedding_scores
+from evaldock.engines.scorers.model import embedding_scores, embedding_scores_now
 from evaldock.engines.signature import Signature, evaldock_version
 from evaldock.server.compute import run_inline
 from evaldock.server.load import load_settings
@@ -290,7 +290,7 @@ def test_spill_keeps_small_lists_inline_and_large_ones_in_bounded_chunks(
 
 
 def test_embedding_scores_in_the_worker_equal_the_engines(settings_factory) -> None:
-    """jobs.embedding_scores (sync, in a worker) gives exactly what the engines' async
+    """embedding_scores_now (sync, what a worker calls) gives exactly what the async
     embedding_scores gives, on the same embedder."""
     from evaldock.server.compute.engines import build_engine
 
@@ -298,7 +298,7 @@ def test_embedding_scores_in_the_worker_equal_the_engines(settings_factory) -> N
     out = Column.of(["Paris", "the capital is Paris", "", "Tokyo"])
     ideal = Column.of(["Paris", "Paris", "x", "Kyoto"])
     want = asyncio.run(embedding_scores(embedder, out, ideal))
-    assert jobs.embedding_scores(embedder, out, ideal) == want
+    assert embedding_scores_now(embedder, out, ideal) == want
     assert want[0] == pytest.approx(1.0)
 
 
