@@ -38,8 +38,10 @@ change from JSON Lines, which holds the whole source (pyarrow's JSON reader).
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -378,13 +380,31 @@ class _Rebatcher:
 def _csv_scan(path: Path, delim: str) -> tuple[list[str], int]:
     """The header's column names and the Arrow block size to read the file with, from one
     linear pass that checks the quoting and the cell and record bounds (raises a
-    :class:`~evaldock.server.tabular.TabularInvalid` for the first thing out of bounds)."""
+    :class:`~evaldock.server.tabular.TabularInvalid` for the first thing out of bounds).
+
+    The pass runs at ~140 MB/s (Arrow's own count at ~800 MB/s on 2 cores), so its
+    answer is kept per file version: every page of a data_frames walk reads the table
+    again. Blobs never change; any other file is told apart by its size, mtime, inode and
+    a checksum of its first and last 64 KiB.
+    """
+    st = path.stat()
+    with path.open("rb") as f:
+        head = f.read(1 << 16)
+        f.seek(max(st.st_size - (1 << 16), 0))
+        check = zlib.crc32(f.read(1 << 16), zlib.crc32(head))
+    key = (str(path), delim, st.st_size, st.st_mtime_ns, st.st_ino, check)
+    names, block = _csv_scan_cached(*key)
+    return list(names), block
+
+
+@functools.lru_cache(maxsize=64)
+def _csv_scan_cached(
+    path_text: str, delim: str, size: int, mtime_ns: int, inode: int, check: int
+) -> tuple[tuple[str, ...], int]:
+    path = Path(path_text)
     scanner = CsvScanner(delim.encode())
     with path.open("rb") as f:
-        records = scanner.records(f)
-        first = next(records, None)
-        for _ in records:
-            pass
+        first = scanner.scan(f)
     if first is None:
         raise NotATable(path, "the file is empty (a header row is needed)")
     text = first.decode("utf-8-sig")
@@ -392,7 +412,7 @@ def _csv_scan(path: Path, delim: str) -> tuple[list[str], int]:
     if not names or names == [""]:
         raise NotATable(path, "the header row is empty")
     _check_unique(path, names)
-    return names, max(_CSV_BLOCK, scanner.largest_record + 1)
+    return tuple(names), max(_CSV_BLOCK, scanner.largest_record + 1)
 
 
 def _check_unique(path: Path, names: Sequence[str]) -> None:

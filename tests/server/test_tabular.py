@@ -11,6 +11,7 @@ import json
 import pickle
 import random
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.csv as pacsv  # type: ignore[import-untyped]
@@ -73,6 +74,45 @@ def test_records_are_arrows_rows() -> None:
         for i, rec in enumerate(rows):
             cells = next(csv.reader(io.StringIO(rec.decode(), newline="")))
             assert [table.column(c)[i].as_py() for c in ("h1", "h2", "h3")] == cells
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 1 << 20])
+def test_scan_is_records_at_c_speed(block: int) -> None:
+    # The same first record, line count and largest record as feeding every line; the
+    # same error (type and line) on broken files, whatever the block boundaries.
+    rng = random.Random(block)
+    texts = [_random_csv(rng, rng.randint(0, 12)) for _ in range(150)]
+    texts += [
+        'a,b\n1,"open\n' + "x\n" * 50,  # never closes
+        '"a,b\n1,2\n',  # in the header
+        "a,b\n1,2",  # no final newline
+        'a,b\n"x""y",2\r\n3,"z\r\nw"\r\n',
+        "",
+        "a\n" + "y" * 120 + "\n1\n",  # a cell over the bound below
+        'a\n"' + "y\n" * 80 + '"\n',  # a quoted one, across lines
+    ]
+    for text in texts:
+        assert _outcome(text, "records", block) == _outcome(text, "scan", block), text
+        raw = text.encode()
+        assert _outcome(raw, "records", block) == _outcome(raw, "scan", block), text
+
+
+def _outcome(data: str | bytes, way: str, block: int) -> tuple[object, ...]:
+    scanner: CsvScanner[Any]
+    if isinstance(data, bytes):
+        scanner, stream = CsvScanner(b",", 100, 500), io.BytesIO(data)
+    else:
+        # Lines end at "\n" only, as in a binary read (scan() splits there).
+        scanner, stream = CsvScanner(",", 100, 500), io.StringIO(data, newline="\n")
+    try:
+        if way == "records":
+            got = list(scanner.records(stream))
+            first = got[0] if got else None
+        else:
+            first = scanner.scan(stream, block)
+    except tabular.TabularInvalid as e:
+        return type(e), getattr(e, "line", None)
+    return first, scanner.line, scanner.largest_record
 
 
 def test_a_quote_opens_a_cell_only_at_its_start() -> None:
