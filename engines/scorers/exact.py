@@ -178,6 +178,7 @@ class PairTooLong(ValueError):
 
     def __init__(self, output_chars: int, ideal_chars: int, cutoff: int, max_cells: int) -> None:
         self.output_chars, self.ideal_chars, self.cutoff = output_chars, ideal_chars, cutoff
+        self.row: int | None = None  # the pair's row in its batch, set by score_batch
         self.hint = "shorten the texts, or score these cases with fuzzy_match or includes (linear)"
         super().__init__(
             f"levenshtein: an output of {output_chars:,} characters and an ideal of "
@@ -248,7 +249,14 @@ def _texts_levenshtein(
     # Short pairs (every batch but a hostile one): one C-level map, as before the bound.
     if max(map(operator.mul, map(len, a), map(len, b)), default=0) <= max_cells:
         return list(map(_similarity, a, b))
-    return [levenshtein_similarity(x, y, max_cells) for x, y in zip(a, b, strict=True)]
+    scores = []
+    for row, (x, y) in enumerate(zip(a, b, strict=True)):
+        try:
+            scores.append(levenshtein_similarity(x, y, max_cells))
+        except PairTooLong as exc:
+            exc.row = row
+            raise
+    return scores
 
 
 def _texts_fuzzy(a: Sequence[str], b: Sequence[str]) -> list[float]:

@@ -421,6 +421,7 @@ def test_levenshtein_of_two_million_char_texts_is_refused_naming_the_bound() -> 
         score_batch("levenshtein", ["short", a], ["shirt", b])
     message = str(e.value)
     assert "1,000,000 characters" in message and "LEVENSHTEIN_MAX_CELLS" in message
+    assert e.value.row == 1  # the caller can name the case
     assert isinstance(e.value, ValueError)  # a run fails with the reason, not a 500
     assert e.value.hint in message
 
