@@ -31,6 +31,7 @@ from typing import Any, Generic, TypeAlias, TypeVar
 from evaldock.engines.errors import EngineError
 from evaldock.engines.protocols import Embedder
 from evaldock.engines.scorers import Column, InvalidValue, Output, parse_cell, score_batch
+from evaldock.engines.scorers.exact import PairTooLong
 from evaldock.engines.scorers.model import embedding_scores_now
 from evaldock.engines.scorers.values import to_json
 
@@ -222,6 +223,9 @@ def score_cases(
         for name in builtin:
             try:
                 scores[name] += score_batch(name, out_part, ideal_part)
+            except PairTooLong as exc:
+                case = f" on case {start + exc.row + 1}" if exc.row is not None else ""
+                raise EvalFailed(f"scorer '{name}' failed{case}: {exc}") from None
             except (EngineError, LookupError, ValueError) as exc:
                 raise EvalFailed(f"scorer '{name}' failed: {exc}") from None
         ctx.progress(end, total)

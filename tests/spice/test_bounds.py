@@ -96,3 +96,17 @@ def test_json_nested_too_deep_is_an_error_not_a_recursion_error(
     with pytest.raises(SpicepodError) as e:
         read_rows(path, 10)
     assert needle in str(e.value) and "nest deeper" in str(e.value)
+
+
+def test_a_levenshtein_pair_past_the_bound_fails_the_run_naming_its_case(client) -> None:
+    long_a, long_b = "a" * 1_000_000, "b" * 1_000_000  # a million edits apart
+    data = [
+        {"input": "short", "ideal": "answer", "output": "answer"},
+        {"input": "long", "ideal": long_a, "output": long_b},
+    ]
+    body = {"dataset": "long_ds", "scorers": ["levenshtein"], "data": data}
+    assert client.put("/v1/evals/long", json=body).status_code == 200
+    run = client.post("/v1/evals/long", json={"model": "replay"}).json()[0]
+    assert run["status"] == "Failed", run
+    reason = str(run.get("error") or run)
+    assert "on case 2" in reason and "LEVENSHTEIN_MAX_CELLS" in reason, reason
