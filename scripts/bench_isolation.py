@@ -73,11 +73,19 @@ def rss_mb(pid: int) -> float:
 
 
 def children(pid: int) -> list[int]:
+    """Child processes of ``pid``, whichever of its threads started them."""
+    found: list[int] = []
     try:
-        with open(f"/proc/{pid}/task/{pid}/children") as fh:
-            return [int(p) for p in fh.read().split()]
+        threads = os.listdir(f"/proc/{pid}/task")
     except OSError:
-        return []
+        return found
+    for tid in threads:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                found += [int(p) for p in fh.read().split()]
+        except OSError:
+            continue
+    return found
 
 
 def shadow_tree(source: Path) -> Path:
@@ -168,16 +176,44 @@ async def setup(client: httpx.AsyncClient) -> str:
     return evaluation
 
 
+class Payloads:
+    """The large request bodies, built once before anything is measured: building them
+    (json.dumps of 45 MB) would otherwise hold the prober's own event loop."""
+
+    def __init__(self) -> None:
+        import random
+
+        rng = random.Random(17)
+        n = 1_000_000
+        # Two unrelated texts: the worst case of an edit distance.
+        ideal = "".join(rng.choices("abcdefghij", k=n))
+        output = "".join(rng.choices("abcdefghij", k=n))
+        self.long_pair = json.dumps(
+            {
+                "dataset": "long_pair",
+                "scorers": ["levenshtein"],
+                "data": [{"input": "q", "ideal": ideal, "output": output}],
+            }
+        ).encode()
+        cell = "x" * 500
+        count = 45 * 1024 * 1024 // (2 * len(cell) + 40)
+        data = [{"input": "q", "ideal": cell, "output": cell} for _ in range(count)]
+        self.big = json.dumps({"dataset": "big", "scorers": ["match"], "data": data}).encode()
+
+
+PAYLOADS: Payloads | None = None
+JSON = {"Content-Type": "application/json"}
+
+
+def payloads() -> Payloads:
+    global PAYLOADS
+    if PAYLOADS is None:
+        PAYLOADS = Payloads()
+    return PAYLOADS
+
+
 async def levenshtein(client: httpx.AsyncClient) -> str:
-    n = 1_000_000
-    ideal = ("abcdefghij" * (n // 10))[:n]
-    output = ("bcdefghija" * (n // 10))[:n]
-    body = {
-        "dataset": "long_pair",
-        "scorers": ["levenshtein"],
-        "data": [{"input": "q", "ideal": ideal, "output": output}],
-    }
-    r = await client.put("/v1/evals/long_pair", json=body)
+    r = await client.put("/v1/evals/long_pair", content=payloads().long_pair, headers=JSON)
     if r.status_code != 200:
         return f"PUT {r.status_code}"
     r = await client.post("/v1/evals/long_pair", json={"model": "replay"})
@@ -188,13 +224,8 @@ async def levenshtein(client: httpx.AsyncClient) -> str:
 
 
 async def big_json(client: httpx.AsyncClient) -> str:
-    cell = "x" * 1000
-    count = 45 * 1024 * 1024 // 1050
-    data = [{"input": "q", "ideal": cell, "output": cell} for _ in range(count)]
-    body = json.dumps({"dataset": "big", "scorers": ["match"], "data": data}).encode()
-    r = await client.put(
-        "/v1/evals/big", content=body, headers={"Content-Type": "application/json"}
-    )
+    body = payloads().big
+    r = await client.put("/v1/evals/big", content=body, headers=JSON)
     return f"{r.status_code} ({len(body) / 1e6:.0f} MB)"
 
 
@@ -381,6 +412,7 @@ async def main_async(args: argparse.Namespace) -> None:
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
             evaluation = await setup(client)
+        payloads()
         names = [n for n in INPUTS if not args.only or n in args.only]
         rows = [await measure(server, evaluation, [n], args.timeout) for n in names]
         if len(names) > 1:

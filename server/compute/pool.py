@@ -309,42 +309,21 @@ class WorkerPool:
     async def _watch(
         self, worker: _Worker, limits: TaskLimits, started: float, cpu_start: float
     ) -> None:
-        names = limits.settings
+        # (limit's name, its field, what the task used now, the unit it is shown in)
+        checks: list[tuple[str, str, Callable[[], float], str]] = [
+            ("wall-time", "wall_seconds", lambda: time.monotonic() - started, "s"),
+            ("CPU-time", "cpu_seconds", lambda: worker.cpu_seconds() - cpu_start, "s"),
+            ("memory", "memory_mb", worker.rss_mb, "MB"),
+        ]
         while True:
             await asyncio.sleep(WATCH_SECONDS)
-            wall = time.monotonic() - started
-            if wall > limits.wall_seconds:
-                worker.kill(
-                    LimitExceeded(
-                        "wall-time",
-                        f"{wall:.1f} s",
-                        f"{limits.wall_seconds:g} s",
-                        names["wall_seconds"],
-                    )
-                )
-                return
-            cpu = worker.cpu_seconds() - cpu_start
-            if cpu > limits.cpu_seconds:
-                worker.kill(
-                    LimitExceeded(
-                        "CPU-time",
-                        f"{cpu:.1f} s",
-                        f"{limits.cpu_seconds:g} s",
-                        names["cpu_seconds"],
-                    )
-                )
-                return
-            rss = worker.rss_mb()
-            if rss > limits.memory_mb:
-                worker.kill(
-                    LimitExceeded(
-                        "memory",
-                        f"{rss:.0f} MB",
-                        f"{limits.memory_mb} MB",
-                        names["memory_mb"],
-                    )
-                )
-                return
+            for name, field, used_now, unit in checks:
+                used, bound = used_now(), getattr(limits, field)
+                if used > bound:
+                    shown = f"{used:.0f} {unit}" if unit == "MB" else f"{used:.1f} {unit}"
+                    setting = limits.settings[field]
+                    worker.kill(LimitExceeded(name, shown, f"{bound:g} {unit}", setting))
+                    return
 
 
 def _receive(conn: Connection, relay: _Relay) -> tuple[str, Any, str]:

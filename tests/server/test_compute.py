@@ -31,6 +31,13 @@ def _run(body: Callable[[WorkerPool], Awaitable[None]], **kw: Any) -> None:
     asyncio.run(main())
 
 
+async def _database(tmp_path: Path) -> Database:
+    db = Database(tmp_path / "jobs.sqlite3")
+    await db.open()
+    await db.migrate("core", "evaldock.server")
+    return db
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -177,9 +184,7 @@ def test_engines_are_built_once_per_worker_from_the_settings(tmp_path: Path) -> 
 
 def test_a_job_over_a_limit_fails_with_the_reason(tmp_path: Path) -> None:
     async def main() -> None:
-        db = Database(tmp_path / "jobs.sqlite3")
-        await db.open()
-        await db.migrate("core", "evaldock.server")
+        db = await _database(tmp_path)
         pool = WorkerPool(None, workers=1, request_workers=1, limits=TaskLimits(cpu_seconds=0.3))
         runner = JobRunner(db, pool=pool)
 
@@ -209,9 +214,7 @@ def test_a_job_over_a_limit_fails_with_the_reason(tmp_path: Path) -> None:
 
 def test_cancelling_a_running_job_kills_its_task(tmp_path: Path) -> None:
     async def main() -> None:
-        db = Database(tmp_path / "jobs.sqlite3")
-        await db.open()
-        await db.migrate("core", "evaldock.server")
+        db = await _database(tmp_path)
         pool = WorkerPool(None, workers=1, request_workers=1)
         runner = JobRunner(db, pool=pool)
         started = asyncio.Event()
@@ -241,9 +244,7 @@ def test_cancelling_a_running_job_kills_its_task(tmp_path: Path) -> None:
 
 def test_wait_answers_at_the_timeout_for_a_job_still_running(tmp_path: Path) -> None:
     async def main() -> None:
-        db = Database(tmp_path / "jobs.sqlite3")
-        await db.open()
-        await db.migrate("core", "evaldock.server")
+        db = await _database(tmp_path)
         runner = JobRunner(db)
         async with db.transaction() as tx:
             await runner.submit(tx, "j1", "none-registered-yet", "t")
@@ -305,9 +306,7 @@ def test_the_request_lane_has_limits_of_its_own() -> None:
 
 def test_wait_learns_at_once_that_a_queued_job_was_forgotten(tmp_path: Path) -> None:
     async def main() -> None:
-        db = Database(tmp_path / "jobs.sqlite3")
-        await db.open()
-        await db.migrate("core", "evaldock.server")
+        db = await _database(tmp_path)
         runner = JobRunner(db)
         async with db.transaction() as tx:
             await runner.submit(tx, "j1", "never-claimed", "t")
