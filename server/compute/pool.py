@@ -145,14 +145,16 @@ class WorkerPool:
     async def _warm(self, count: int) -> None:
         loop = asyncio.get_running_loop()
         try:
-            for _ in range(count):
+            # Workers started already (a start-up engine check) count, and stay first in
+            # line: the idle list is taken from its end, and they hold loaded engines.
+            for _ in range(count - len(self.pids)):
                 if self._closed:
                     return
                 fresh = await loop.run_in_executor(self._io, self._spawn)
                 if self._closed:
                     fresh.kill()
                     return
-                self._idle.append(fresh)
+                self._idle.insert(0, fresh)
         except Exception:  # a failed warm-up is retried by the first task that needs one
             log.exception("could not start worker processes ahead of time")
 

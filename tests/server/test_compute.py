@@ -319,3 +319,15 @@ def test_wait_learns_at_once_that_a_queued_job_was_forgotten(tmp_path: Path) -> 
         await db.close()
 
     asyncio.run(main())
+
+
+def test_warming_up_keeps_a_worker_that_ran_first_in_line() -> None:
+    async def body(pool: WorkerPool) -> None:
+        first = await pool.run(tasks.pid)  # a start-up check: it may hold a loaded engine
+        pool.start()
+        assert pool._warming is not None
+        await pool._warming
+        assert len(pool.pids) == 2  # topped up to [jobs] workers, not two more
+        assert await pool.run(tasks.pid) == first
+
+    _run(body)
