@@ -37,10 +37,7 @@ import io
 import json
 import os
 import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -49,16 +46,12 @@ from typing import Any
 
 import httpx
 
+from evaldock.server.testing.client import EvaldockServer
+
 REPO = Path(__file__).resolve().parents[1]
 OXEN = {"Authorization": "Bearer test"}
 R = "/api/repos/bench/data"
 PROBE_SECONDS = 0.02
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rss_mb(pid: int) -> float:
@@ -95,49 +88,6 @@ def shadow_tree(source: Path) -> Path:
     for name in ("server", "engines", "openapi"):
         (root / "evaldock" / name).symlink_to(source / name)
     return root
-
-
-class Server:
-    def __init__(self, data: Path, source: Path | None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ)
-        if source is not None:
-            env["PYTHONPATH"] = str(shadow_tree(source))
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "evaldock.server",
-                "serve",
-                "--mode",
-                "mock",
-                "--data",
-                str(data),
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/_evaldock/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError("evaldock serve did not start")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 # -- the inputs ---------------------------------------------------------------------------
@@ -285,7 +235,7 @@ async def run_eval(client: httpx.AsyncClient, name: str) -> float:
     return time.perf_counter() - start
 
 
-async def parallel(server: Server, cases: int, length: int = 20_000) -> None:
+async def parallel(server: EvaldockServer, cases: int, length: int = 20_000) -> None:
     async with httpx.AsyncClient(base_url=server.url, timeout=600) as client:
         # The bodies are built and stored first: only the runs are timed.
         for name in ("warm_a", "warm_b", "cpu_a", "cpu_b"):
@@ -365,7 +315,9 @@ class Probe:
         return every[min(len(every) - 1, int(len(every) * 0.99))] if every else float("inf")
 
 
-async def measure(server: Server, evaluation: str, names: list[str], timeout: float) -> dict:
+async def measure(
+    server: EvaldockServer, evaluation: str, names: list[str], timeout: float
+) -> dict:
     probe = Probe(server.url, evaluation, server.proc.pid)
     started = time.perf_counter()
 
@@ -407,8 +359,9 @@ def report(rows: list[dict], rss_bound: float) -> None:
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    data = Path(tempfile.mkdtemp(prefix="evaldock-isolation-"))
-    server = Server(data, args.source)
+    data = Path(tempfile.mkdtemp(prefix="evaldock-isolation-")) / "data"
+    env = {"PYTHONPATH": str(shadow_tree(args.source))} if args.source else None
+    server = EvaldockServer.start(data, env=env)
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
             evaluation = await setup(client)
@@ -422,7 +375,7 @@ async def main_async(args: argparse.Namespace) -> None:
             await parallel(server, args.parallel)
     finally:
         server.stop()
-        shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(data.parent, ignore_errors=True)
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,8 +126,14 @@ class EvaldockServer:
 
     @classmethod
     def start(
-        cls, data_dir: Path, *, extra_args: tuple[str, ...] = (), timeout: float = 60
+        cls,
+        data_dir: Path,
+        *,
+        extra_args: tuple[str, ...] = (),
+        timeout: float = 60,
+        env: Mapping[str, str] | None = None,
     ) -> EvaldockServer:
+        """``env`` adds to (or replaces in) the environment the server inherits."""
         port = _free_port()
         log = (data_dir.parent / f"evaldock-{port}.log").open("ab")
         proc = subprocess.Popen(
@@ -149,7 +156,7 @@ class EvaldockServer:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={k: v for k, v in os.environ.items() if k != "EVALDOCK_CONFIG"},
+            env={**{k: v for k, v in os.environ.items() if k != "EVALDOCK_CONFIG"}, **(env or {})},
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
