@@ -18,6 +18,7 @@ under them), so private files are created with an explicit mode instead:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -157,7 +158,23 @@ def open_private(path: Path) -> BinaryIO:
 
 
 def private_dir(path: Path) -> Path:
-    """``path`` and missing parents created ``0700`` (a present ``path`` is tightened)."""
-    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    os.chmod(path, DIR_MODE)
+    """``path`` and every missing parent created ``0700`` (a present ``path`` is tightened).
+
+    ``Path.mkdir(parents=True, mode=…)`` gives the parents it creates the umask's mode
+    (``0755`` under the usual ``022``), not ``mode``: each level is made here instead.
+    """
+    missing: list[Path] = []
+    level = path
+    while not level.exists():
+        missing.append(level)
+        if level.parent == level:
+            break
+        level = level.parent
+    for folder in reversed(missing):
+        # One made by a concurrent caller meanwhile is tightened all the same.
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir(mode=DIR_MODE)
+        os.chmod(folder, DIR_MODE)  # mkdir's mode passes through the umask
+    if not missing:
+        os.chmod(path, DIR_MODE)
     return path

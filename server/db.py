@@ -157,9 +157,9 @@ class Database:
         return self._conn
 
     async def open(self) -> None:
-        from .datadir import private_file
+        from .datadir import private_dir, private_file
 
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.path.parent)
         # The database holds signing secrets: owner-only before SQLite creates it (its
         # -wal and -shm files take the same mode).
         private_file(self.path)

@@ -32,6 +32,7 @@ from starlette.responses import Response
 
 from . import validation
 from .auth import Authenticator, AuthFailed
+from .datadir import private_dir
 from .errors import ApiError, VendorErrors
 from .spec import Operation, Spec
 from .surface import ApiRequest, Provider, SurfaceDeclaration
@@ -136,7 +137,7 @@ async def read_body_to_file(
     request: Request, limit: int, call: Call, folder: Path
 ) -> tuple[Path, int]:
     """Stream the body into ``folder/.incoming-*`` (0600); memory stays one chunk."""
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(folder)
     fd, name = tempfile.mkstemp(dir=folder, prefix=".incoming-")
     size = 0
     try:

@@ -26,6 +26,7 @@ from .auth import Authenticator, OpenAuthenticator, from_spec
 from .backend import Backend, BackendContext
 from .compute import WorkerPool
 from .config import Settings
+from .datadir import private_dir
 from .db import Database
 from .errors import VendorErrors
 from .jobs import Job, JobRunner, StatusMap
@@ -293,7 +294,7 @@ async def prepare(ctx: BackendContext[Any]) -> None:
     """Before any request: the surface's data folder (0700) and signing secret."""
     from .capability import load_secret
 
-    ctx.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(ctx.data_dir)
     ctx.secret = await load_secret(ctx.db, f"{ctx.name}.url-signing")
 
 

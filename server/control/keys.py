@@ -11,7 +11,7 @@ import os
 import secrets
 from pathlib import Path
 
-from ..datadir import private_file
+from ..datadir import private_dir, private_file
 
 FILE_NAME = "control.key"
 
@@ -23,7 +23,7 @@ def control_key(data_dir: Path, configured: str) -> str:
     path = data_dir / FILE_NAME
     if path.is_file() and path.stat().st_size:
         return path.read_text(encoding="ascii").strip()
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(data_dir)
     private_file(path)
     key = secrets.token_hex(32)
     tmp = path.with_suffix(".tmp")

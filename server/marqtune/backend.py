@@ -25,6 +25,7 @@ from evaldock.engines.ir_metrics import gcl
 from evaldock.engines.ranker.catalog import is_known, known_architectures
 
 from ..backend import Backend, BackendContext
+from ..datadir import private_dir
 from ..jobs import Job, JobFailed
 from . import datasets, jobs, ranking
 from .errors import (
@@ -181,7 +182,7 @@ class MarqtuneBackend(Backend[MarqtuneSettings]):
             raise conflict(
                 f"Dataset {dataset_id} already has its file; create a new dataset to upload another"
             )
-        self.store.dataset_dir(dataset_id).mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.store.dataset_dir(dataset_id))
         if not await self.store.accept_upload(dataset_id, row["tenant"], tmp, size):
             raise conflict(f"Dataset {dataset_id} already has its file")
         await self.logs.add(dataset_id, f"File received ({size} bytes)")

@@ -18,12 +18,13 @@ from evaldock.engines.ir_metrics import gcl
 from evaldock.engines.protocols import Ranker
 
 from ..compute import TaskContext
+from ..datadir import private_dir
 from . import datasets, ranking
 
 
 def write_private(folder: Path, data: bytes) -> Path:
     """Write ``data`` to a new 0600 temporary file in ``folder`` (fsynced)."""
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(folder)
     fd, name = tempfile.mkstemp(dir=folder, prefix=".incoming-")
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)

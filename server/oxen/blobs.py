@@ -29,6 +29,7 @@ from typing import BinaryIO
 
 import xxhash
 
+from ..datadir import private_dir
 from .filetypes import SNIFF_BYTES, FileType, classify
 
 # 1 MiB reads: large enough that per-call overhead is negligible, small enough that a
@@ -130,7 +131,7 @@ class BlobStore:
     def __init__(self, data_dir: Path) -> None:
         self.root = data_dir / "oxen" / "blobs"
         self.tmp_dir = self.root / "tmp"
-        self.tmp_dir.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+        private_dir(self.tmp_dir)
         for folder in (data_dir / "oxen", self.root, self.tmp_dir):
             folder.chmod(_DIR_MODE)
 

@@ -53,6 +53,7 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from ..datadir import private_dir
 from ..tabular import JSON_ERRORS, CsvScanner, TabularInvalid, check_parquet, json_reason
 
 FORMATS = ("csv", "tsv", "parquet", "jsonl")
@@ -146,7 +147,7 @@ class ColumnWriter:
     def __init__(self, folder: Path, type: pa.DataType) -> None:
         self.folder = folder
         self.type = type
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(folder)
 
     def resume(self) -> tuple[int, list[dict[bytes, bytes]]]:
         """Rows already written (parts contiguous from row 0) and each part's metadata;

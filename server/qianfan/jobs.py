@@ -28,6 +28,7 @@ import msgspec
 
 from .. import jsonio
 from ..compute import TaskContext
+from ..datadir import private_dir
 from .datasets import Case, DatasetInvalid, parse_cases, parse_jsonl
 from .results import case_entry
 
@@ -154,7 +155,7 @@ def build_export(
     content = set(fields)
     only = set(result_ids) if result_ids is not None else None
     path = Path(target)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path.parent)
     partial = path.with_suffix(".partial")
     lines = 0
     with (

@@ -37,6 +37,7 @@ from evaldock.engines.scorers.values import to_json
 
 from .. import jsonio
 from ..compute import TaskContext
+from ..datadir import private_dir
 from . import sql
 from .runs import builtin_answers, cell_text
 from .spicepod import BUILTIN_MODELS, SpicepodError, check_rows, read_rows
@@ -112,7 +113,7 @@ def spill(items: list[T], path: Path, inline_bytes: int = INLINE_BYTES) -> Spill
             break
     else:
         return Spilled(len(items), items=items)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path.parent)
     part = path.with_name(path.name + ".part")
     try:
         with part.open("wb") as fh:
