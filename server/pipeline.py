@@ -45,6 +45,9 @@ _HOST = re.compile(
 )
 _CHUNK_LOG_CAP = 64 * 1024
 _GOOD_HOSTS: set[str] = set()  # Host values already found well formed
+# The journal's operation for an answer no operation gave (an unknown path, a method the
+# path does not serve, an endpoint the surface does not implement).
+UNROUTED = "unrouted"
 
 
 @dataclass
@@ -224,6 +227,17 @@ class SurfacePipeline:
 
     def render(self, err: ApiError) -> Response:
         return self.errors.render(err)
+
+    def unrouted(self, request: Request, err: ApiError) -> Response:
+        """The vendor's 404, 405 or 501 for a request no operation serves, seen by the
+        hooks like any other answer: a contract test finds the call its client made to
+        an endpoint evaldock lacks in the journal (operation ``unrouted``)."""
+        call = Call(self.spec.surface, UNROUTED, request, body_cap=self.body_cap)
+        response = self.render(err)
+        call.status = response.status_code
+        for hook in self.hooks:
+            response = hook.after(call, response) or response
+        return response
 
     async def __call__(self, op: Operation, request: Request) -> Response:
         call = Call(self.spec.surface, op.operation_id, request, body_cap=self.body_cap)

@@ -55,7 +55,8 @@ class OperationRoute(Route):
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.methods and scope["method"] not in self.methods:
             errors = self.pipeline.errors
-            response = errors.render(errors.method_not_allowed(scope["method"], scope["path"]))
+            err = errors.method_not_allowed(scope["method"], scope["path"])
+            response = self.pipeline.unrouted(Request(scope, receive, send), err)
             await response(scope, receive, send)
             return
         # Straight to the pipeline, which renders every error itself: Starlette's
@@ -93,8 +94,10 @@ def fallback_routes(pipeline: SurfacePipeline, routes: list[OperationRoute]) -> 
     async def not_found(request: Request) -> Response:
         path = request.scope["path"]
         if any(route.path_regex.match(path) for route in routes):
-            return errors.render(errors.method_not_allowed(request.method, request.url.path))
-        return errors.render(errors.route_not_found(request.method, request.url.path))
+            err = errors.method_not_allowed(request.method, request.url.path)
+        else:
+            err = errors.route_not_found(request.method, request.url.path)
+        return pipeline.unrouted(request, err)
 
     spec = pipeline.spec
     out: list[BaseRoute] = [Route(spec.prefix + "/{rest:path}", not_found, methods=ANY_METHOD)]

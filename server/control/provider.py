@@ -13,6 +13,7 @@ from ..errors import ApiError, ErrorCode, VendorErrors
 from ..jobs import JobView
 from ..jsonio import JSONResponse
 from ..surface import ApiRequest, Provider
+from .faults import TooManyFaults
 from .timing import TimingError
 
 if TYPE_CHECKING:
@@ -141,7 +142,11 @@ class ControlProvider(Provider):
             raise self._unknown_surface(body["surface"])
         if "count" not in body and "ttl_seconds" not in body:
             body["ttl_seconds"] = 60  # every fault is bounded
-        return JSONResponse(self.plane.faults.add(body).as_json())
+        try:
+            fault = self.plane.faults.add(body)
+        except TooManyFaults as exc:
+            raise ApiError(400, str(exc), code=ErrorCode.INVALID_REQUEST) from None
+        return JSONResponse(fault.as_json())
 
     async def clear_faults(self, req: ApiRequest) -> Response:
         return JSONResponse({"cleared": self.plane.faults.clear()})

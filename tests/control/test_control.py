@@ -285,3 +285,70 @@ def test_request_latency_buckets_are_cumulative_and_inclusive() -> None:
         'evaldock_requests_total{operation="get_evaluation",status="404",surface="objective"} 1.0'
         in text
     )
+
+
+def test_fault_list_is_bounded(client) -> None:
+    from evaldock.server.control.faults import MAX_FAULTS
+
+    body = {"surface": "objective", "path": "/nowhere", "ttl_seconds": 600}
+    for _ in range(MAX_FAULTS):
+        assert client.post("/_evaldock/faults", json=body, headers=CTRL).status_code == 200
+    over = client.post("/_evaldock/faults", json=body, headers=CTRL)
+    assert over.status_code == 400 and "DELETE /_evaldock/faults" in over.json()["message"]
+    assert client.get("/v1/evaluations", headers=AUTH).status_code == 200  # none matches
+    client.delete("/_evaldock/faults", headers=CTRL)
+    assert client.post("/_evaldock/faults", json=body, headers=CTRL).status_code == 200
+
+
+def test_spent_and_expired_faults_leave_the_list(client) -> None:
+    client.post("/_evaldock/faults", json={"surface": "objective", "count": 1}, headers=CTRL)
+    short = {"surface": "objective", "path": "/nowhere", "ttl_seconds": 0.1}
+    client.post("/_evaldock/faults", json=short, headers=CTRL)
+    assert client.get("/v1/evaluations", headers=AUTH).status_code == 500
+    time.sleep(0.15)
+    assert client.get("/v1/evaluations", headers=AUTH).status_code == 200
+    assert client.get("/_evaldock/faults", headers=CTRL).json() == {"faults": []}
+
+
+def test_journal_masks_control_key_bce_token_and_secret_key(client) -> None:
+    client.get(
+        "/v1/evaluations?sk=s3cr3t-sk-value",
+        headers={**AUTH, **CTRL, "X-Bce-Security-Token": "bce-session-token-value"},
+    )
+    entry = client.get("/_evaldock/journal", headers=CTRL).json()["entries"][-1]
+    shown = str(entry)
+    for secret in (KEY, "bce-session-token-value", "s3cr3t-sk-value"):
+        assert secret not in shown
+    assert entry["query"] == "sk=****"
+
+
+def test_unrouted_answers_are_journalled(app_client) -> None:
+    client = app_client(**{"server.surfaces": ["objective", "oxen"]})
+    oxen = {"Authorization": "Bearer test"}
+    r = client.get("/api/repos/ox/data/workspaces/w", headers=oxen)
+    assert r.status_code == 501
+    client.delete("/v1/evaluations", headers=AUTH)  # a method the path does not serve
+    for surface, status in (("oxen", 501), ("objective", 405)):
+        entries = client.get(f"/_evaldock/journal?surface={surface}", headers=CTRL).json()
+        assert [(e["operation"], e["status"]) for e in entries["entries"]] == [("unrouted", status)]
+    assert len(client.get("/_evaldock/journal", headers=CTRL).json()["entries"]) == 2
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_bodiless_fault_keeps_the_connection_usable(tmp_path, status: int) -> None:
+    """A 204/304 sent with a body left the body to be read as the next answer's start."""
+    import httpx
+
+    from tests.serverproc import ServerProcess
+
+    with (
+        ServerProcess(tmp_path / "data", env={"EVALDOCK_CONTROL__KEY": KEY}) as proc,
+        httpx.Client(base_url=proc.url) as http,  # one kept-alive connection
+    ):
+        fault = {"surface": "objective", "status": status, "count": 1}
+        assert http.post("/_evaldock/faults", json=fault, headers=CTRL).status_code == 200
+        hit = http.get("/v1/evaluations", headers=AUTH)
+        assert hit.status_code == status and hit.content == b""
+        assert "content-length" not in hit.headers or hit.headers["content-length"] == "0"
+        after = http.get("/v1/evaluations", headers=AUTH)
+        assert after.status_code == 200 and "evaluations" in after.json()

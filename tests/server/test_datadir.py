@@ -130,3 +130,46 @@ def test_private_helpers_create_owner_only_entries(tmp_path: Path) -> None:
 
     folder = private_dir(tmp_path / "a" / "b")
     assert folder.is_dir() and mode(folder) == 0o700
+
+
+def test_private_dir_makes_every_missing_level_0700(tmp_path: Path) -> None:
+    # Path.mkdir(parents=True, mode=0o700) left the parents it made at the umask's 0755.
+    old = os.umask(0o022)
+    try:
+        deep = private_dir(tmp_path / "a" / "b" / "c")
+    finally:
+        os.umask(old)
+    assert [mode(p) for p in (tmp_path / "a", tmp_path / "a" / "b", deep)] == [0o700] * 3
+
+
+def test_every_folder_a_session_creates_is_0700(tmp_path: Path, settings_factory) -> None:
+    """Uploads, datasets, blobs and job files of every surface land in 0700 folders."""
+    from starlette.testclient import TestClient
+
+    from evaldock.server.app import create_app
+    from tests.marqtune.helpers import AUTH as MQ_AUTH
+    from tests.marqtune.helpers import dataset_body
+
+    old = os.umask(0o022)
+    try:
+        with TestClient(create_app(settings_factory())) as client:
+            created = client.post("/datasets", json=dataset_body(), headers=MQ_AUTH).json()
+            client.put(created["uploadUrl"], content=b"query,title,image,score\nq,t,i,1\n")
+            oxen = {"Authorization": "Bearer test"}
+            r = client.post("/api/repos", json={"namespace": "ns", "name": "r"}, headers=oxen)
+            assert r.status_code == 200, r.text
+            r = client.put(
+                "/api/repos/ns/r/file/main/deep/er",
+                files=[("files[]", ("x.csv", b"a,b\n1,2\n"))],
+                data={"name": "Ox", "email": "ox@x", "message": "add"},
+                headers=oxen,
+            )
+            assert r.status_code == 200, r.text
+    finally:
+        os.umask(old)
+    loose = [
+        str(p.relative_to(tmp_path))
+        for p in (tmp_path / "data").rglob("*")
+        if p.is_dir() and mode(p) != 0o700
+    ]
+    assert loose == []

@@ -85,3 +85,30 @@ def test_install_access_log_filter_is_idempotent() -> None:
     assert sum(isinstance(f, AccessLogFilter) for f in logger.filters) == 1
     for f in list(logger.filters):
         logger.removeFilter(f)
+
+
+def test_one_list_masks_control_key_bce_token_and_secret_key_everywhere() -> None:
+    headers = {
+        "X-Evaldock-Control-Key": "0123456789abcdef0123",
+        "X-Bce-Security-Token": "ZjkyZDEyYjgtNjQ0ZS00NzQ3LWI4ZDEtY2E2",
+        "Idempotency-Key": "stays-visible",
+    }
+    assert mask_headers(headers) == {
+        "X-Evaldock-Control-Key": "01****23",
+        "X-Bce-Security-Token": "Zj****E2",
+        "Idempotency-Key": "stays-visible",
+    }
+    assert mask_url("/oauth/2.0/token?ak=AKID&sk=s3cr3t&x_bce_security_token=t") == (
+        "/oauth/2.0/token?ak=AKID&sk=****&x_bce_security_token=****"
+    )
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", "/v1/evals?sk=s3cr3t", "1.1", 200),
+        None,
+    )
+    assert AccessLogFilter().filter(record)
+    assert "s3cr3t" not in record.getMessage() and "sk=****" in record.getMessage()
