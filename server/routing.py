@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.datastructures import URLPath
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,6 +25,23 @@ from .pipeline import SurfacePipeline
 from .spec import Operation
 
 ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+class RestConvertor(Convertor[str]):
+    """The rest of a path, line breaks included: Starlette's ``path`` convertor is ``.*``,
+    which stops at a ``%0A``, so ``/api/x%0Ay`` slipped past a surface's fallback to the
+    core's bare 404 instead of the vendor's envelope."""
+
+    regex = "(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("rest", RestConvertor())
 
 
 class OperationRoute(Route):
@@ -70,9 +88,14 @@ def operation_routes(pipeline: SurfacePipeline) -> list[OperationRoute]:
     specific template before every catch-all (the sort is stable: spec order otherwise)."""
     ops = sorted(pipeline.spec.operations, key=lambda op: op.catch_all)
     prefix = pipeline.spec.prefix
-    routes = [OperationRoute(op.route, op, pipeline) for op in ops]
-    routes += [OperationRoute(prefix + op.route, op, pipeline) for op in ops]
+    routes = [OperationRoute(_dotall(op.route), op, pipeline) for op in ops]
+    routes += [OperationRoute(prefix + _dotall(op.route), op, pipeline) for op in ops]
     return share_templates(routes)
+
+
+def _dotall(template: str) -> str:
+    """``{name:path}`` read with line breaks too (see :class:`RestConvertor`)."""
+    return template.replace(":path}", ":rest}")
 
 
 def share_templates(routes: list[OperationRoute]) -> list[OperationRoute]:
@@ -100,10 +123,10 @@ def fallback_routes(pipeline: SurfacePipeline, routes: list[OperationRoute]) -> 
         return pipeline.unrouted(request, err)
 
     spec = pipeline.spec
-    out: list[BaseRoute] = [Route(spec.prefix + "/{rest:path}", not_found, methods=ANY_METHOD)]
+    out: list[BaseRoute] = [Route(spec.prefix + "/{rest:rest}", not_found, methods=ANY_METHOD)]
     for claim in spec.claims:
         out.append(Route(claim, not_found, methods=ANY_METHOD))
-        out.append(Route(claim + "/{rest:path}", not_found, methods=ANY_METHOD))
+        out.append(Route(claim + "/{rest:rest}", not_found, methods=ANY_METHOD))
     return out
 
 
