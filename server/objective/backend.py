@@ -21,7 +21,8 @@ from evaldock.engines.protocols import RelevanceJudge
 from .. import jsonio
 from ..backend import Backend
 from ..jobs import Job, commit_in_batches
-from .errors import evaluation_not_found, too_many_items
+from ..names import name_problem
+from .errors import bad_name, evaluation_not_found, too_many_items
 from .settings import ObjectiveSettings
 from .store import Evaluation, EvaluationStore
 
@@ -43,6 +44,10 @@ class ObjectiveBackend(Backend[ObjectiveSettings]):
     # -- evaluations ------------------------------------------------------------------------
     async def create(self, tenant: str, eval_name: str | None, data: list[Any]) -> Evaluation:
         """Store the pairs and queue their judging, in one transaction."""
+        # eval_name is stored and shown back in every listing: printable and not path-like.
+        problem = None if eval_name is None else name_problem(eval_name, "configuration.eval_name")
+        if problem is not None:
+            raise bad_name(problem)
         limit = self.options.max_items
         if len(data) > limit:
             raise too_many_items(len(data), limit)

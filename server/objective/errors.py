@@ -36,3 +36,8 @@ def too_many_items(count: int, limit: int) -> ApiError:
         "(setting [objective] max_items).",
         code=ErrorCode.INVALID_REQUEST,
     )
+
+
+def bad_name(problem: str) -> ApiError:
+    """A user-chosen name refused by :func:`evaldock.server.names.name_problem`."""
+    return ApiError(400, problem, code=ErrorCode.INVALID_REQUEST)

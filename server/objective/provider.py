@@ -91,8 +91,15 @@ class ObjectiveProvider(Provider):
                     if it["score"] is not None
                     else None
                 )
-                judged = {k: item[k] for k in ("query", "object_id", "object") if k in item}
-                judged["judgement"] = verdict
+                # object_id always (null when the request sent none): Objective's own
+                # evaluation client (objective-inc/search-evaluator) reads
+                # judgement["object_id"] for every pair and stops with a KeyError without it.
+                judged = {
+                    "query": item.get("query"),
+                    "object_id": item.get("object_id"),
+                    "object": item.get("object"),
+                    "judgement": verdict,
+                }
                 judgements.append(judged)
                 if it["error"]:
                     errors.append(

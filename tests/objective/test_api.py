@@ -183,3 +183,55 @@ def test_csv_and_text_renderings(client: TestClient) -> None:
     assert r.text.splitlines()[0] == "id,status,created_at,eval_name,judge"
     r = client.get("/v1/evaluations", headers={**AUTH, "Accept": "application/xml"})
     assert r.headers["content-type"] == "application/json"
+
+
+def test_every_judgement_carries_object_id(client: TestClient) -> None:
+    """Objective's evaluation client (objective-inc/search-evaluator) reads
+    judgement["object_id"] for every judged pair: the key is there, null when the
+    request item had none, and the request's value (string or integer) otherwise."""
+    body = {
+        "data": [
+            {"query": "striped shirt", "object": {"title": "striped shirt"}},
+            {"query": "striped shirt", "object_id": 7, "object": {"title": "boots"}},
+            {"query": "boots", "object_id": "b-1", "object": {"title": "boots"}},
+        ]
+    }
+    created = _create(client, body)
+    final = poll(client.get, f"/v1/evaluations/{created['id']}", AUTH)
+    assert final["status"] == "completed"
+    judged = final["judgements"]
+    assert all("object_id" in j for j in judged)
+    assert [j["object_id"] for j in judged] == [None, 7, "b-1"]
+    # What the evaluation client builds from each judgement, row by row.
+    rows = [(j["query"], j["object_id"], j["object"], j["judgement"]["score"]) for j in judged]
+    assert [r[1] for r in rows] == [None, 7, "b-1"]
+
+
+@pytest.mark.parametrize(
+    ("eval_name", "shown"),
+    [
+        ("a\x00b", "U+0000"),
+        ("invoice\u202efdp.exe", "U+202E"),
+        ("line\nforged", "U+000A"),
+        ("bad\ufffddecode", "U+FFFD"),
+        ("..", "'..'"),
+        ("runs\\2024", "backslash"),
+        ("../../etc", "'/'"),
+    ],
+)
+def test_eval_names_with_controls_or_paths_are_a_400(
+    client: TestClient, eval_name: str, shown: str
+) -> None:
+    body = {"configuration": {"eval_name": eval_name}, "data": DEMO["data"]}
+    r = client.post("/v1/evaluations", json=body, headers=AUTH)
+    assert r.status_code == 400, r.text
+    assert r.json()["type"] == "invalid_request"
+    assert r.json()["message"].startswith("configuration.eval_name ")
+    assert shown in r.json()["message"]
+    assert client.get("/v1/evaluations", headers=AUTH).json()["pagination"]["total_records"] == 0
+
+
+def test_eval_names_in_any_script_are_kept(client: TestClient) -> None:
+    for name in ("Evaluations API Demo", "評価 2024-05", "שלום", "recall@10 (v2)"):
+        body = {"configuration": {"eval_name": name}, "data": DEMO["data"][:1]}
+        assert _create(client, body)["metadata"]["eval_name"] == name
