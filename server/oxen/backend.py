@@ -79,6 +79,7 @@ from .store import (
     Repo,
     Revision,
 )
+from .uploads import boundary_of
 
 T = TypeVar("T")
 
@@ -233,6 +234,8 @@ class OxenBackend(Backend[OxenSettings]):
         branch, folder = await self._upload_target(repo, resource)
         if body is None:
             raise bad_request("send the files as multipart/form-data (files[], name, email)")
+        # The Content-Type is checked here, before a worker is spent on the body.
+        boundary_of(content_type)
         stored = await self._task(
             "the upload could not be stored", jobs.store_upload, self.root, str(body), content_type
         )

@@ -26,6 +26,10 @@ MAX_FIELD_BYTES = 64 * 1024
 # Files in one upload: each becomes a tree row in one commit transaction.
 MAX_FILES = 10_000
 FILE_FIELDS = ("files[]", "file", "files")
+# RFC 2046 section 5.1.1: a boundary is 1 to 70 characters. The official client (reqwest)
+# sends 67 ("{16 hex}-{16 hex}-{16 hex}-{16 hex}"); python-multipart itself raises past
+# 256, which surfaced as a 500.
+MAX_BOUNDARY_CHARS = 70
 
 
 class UploadInvalid(ValueError):
@@ -47,6 +51,11 @@ def boundary_of(content_type: str) -> bytes:
     boundary = params.get(b"boundary")
     if not boundary:
         raise UploadInvalid("the multipart/form-data Content-Type has no boundary")
+    if len(boundary) > MAX_BOUNDARY_CHARS:
+        raise UploadInvalid(
+            f"the multipart boundary is {len(boundary)} characters long; RFC 2046 allows at"
+            f" most {MAX_BOUNDARY_CHARS}: use a shorter boundary"
+        )
     return boundary
 
 
