@@ -17,6 +17,39 @@ from .surface import SurfaceDeclaration, declarations
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
+# Options every command takes, before or after its subcommand's name
+# (``evaldock --data D qianfan add-dataset F`` and ``evaldock qianfan add-dataset F --data D``).
+COMMON: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("--config", {"help": "TOML configuration file"}),
+    ("--data", {"help": "state directory (default ./evaldock-data)"}),
+    (
+        "--mode",
+        {"choices": MODES, "help": "engines: real models (default) or deterministic mocks"},
+    ),
+)
+
+
+def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
+    """Give ``parser`` and every subcommand below it the common options.
+
+    A subcommand's parser writes its defaults over what the levels above parsed, so below
+    the top every common option defaults to "absent" (SUPPRESS): ``--data`` given before
+    the subcommand's name survives a subcommand that has its own ``--data``.
+    """
+    present = {o for action in parser._actions for o in action.option_strings}
+    for flag, kwargs in COMMON:
+        if flag not in present:
+            parser.add_argument(flag, **kwargs)
+    if not top:
+        for action in parser._actions:
+            if any(flag in action.option_strings for flag, _ in COMMON):
+                action.default = argparse.SUPPRESS
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _add_common(child, top=False)
+
+
 def _parser(decls: list[SurfaceDeclaration]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="evaldock",
@@ -27,11 +60,6 @@ def _parser(decls: list[SurfaceDeclaration]) -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="start the server")
     serve.add_argument("--host", help="interface to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8700)")
-    serve.add_argument("--data", help="state directory (default ./evaldock-data)")
-    serve.add_argument("--config", help="TOML configuration file")
-    serve.add_argument(
-        "--mode", choices=MODES, help="engines: real models (default) or deterministic mocks"
-    )
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     serve.add_argument(
         "--surfaces",
@@ -47,17 +75,19 @@ def _parser(decls: list[SurfaceDeclaration]) -> argparse.ArgumentParser:
                 metavar=option.flag.lstrip("-").upper(),
                 help=f"{option.help} ({decl.name})",
             )
-    show = sub.add_parser("config", help="print the effective configuration as JSON")
-    show.add_argument("--config", help="TOML configuration file")
+    sub.add_parser(
+        "config",
+        help="print the effective configuration as JSON (files, environment and options "
+        "merged; the judge as it would serve)",
+    )
     jobs = sub.add_parser("jobs", help="queued, running and waiting jobs with progress")
-    jobs.add_argument("--config", help="TOML configuration file")
-    jobs.add_argument("--data", help="state directory holding control.key")
     jobs.add_argument("--url", help="server URL (default from [server] host/port)")
     jobs.add_argument("--surface", help="only this surface's jobs")
     jobs.add_argument("--all", action="store_true", help="include finished jobs")
     for decl in decls:
         if decl.cli is not None:
             decl.cli.add_subcommand(sub)
+    _add_common(parser, top=True)
     return parser
 
 
@@ -94,6 +124,26 @@ def masked_config(node: Any, name: str = "") -> Any:
     return node
 
 
+def judge_summary(settings: Settings) -> str:
+    """The judge that serves, however chosen ([judge], [engines.judge], EVALDOCK_JUDGE_*)."""
+    impl, options = settings.engine_choice("judge")
+    if impl == "openai":
+        model = options.get("model") or "the model each server serves"
+        return f"openai-compatible server {', '.join(options['urls'])}, model {model}"
+    if impl == "similarity":
+        return "similarity (embedded, offline: embedding similarity, not a reading judge)"
+    return f"{impl} (deterministic)" if impl == "mock" else impl
+
+
+def effective_config(settings: Settings) -> dict[str, Any]:
+    """``evaldock config``'s answer: the merged tree, the judge as it would serve (the
+    environment's EVALDOCK_JUDGE_* included), every credential masked."""
+    tree = dict(settings.tree)
+    impl, options = settings.engine_choice("judge")
+    tree["judge"] = {"impl": impl, **options}
+    return masked_config(tree)  # type: ignore[no-any-return]
+
+
 def exposed_dev_keys(settings: Settings, surfaces: list[str]) -> list[str]:
     """Surfaces that accept the public development key while bound beyond loopback."""
     if settings.host in LOOPBACK:
@@ -115,6 +165,7 @@ def banner(settings: Settings, app_state: object) -> str:
     control = getattr(app_state, "control", None)
     if control is not None:
         lines.extend(control.banner_lines())
+    lines.append(f"  judge      {judge_summary(settings)}")
     served = [rt.spec.surface for rt in getattr(app_state, "runtimes", [])]
     exposed = exposed_dev_keys(settings, served)
     if exposed:
@@ -125,6 +176,21 @@ def banner(settings: Settings, app_state: object) -> str:
             "(or EVALDOCK_AUTH__<SURFACE>__KEYS)."
         )
     return "\n".join(lines)
+
+
+class StartupTraceback(logging.Filter):
+    """Drops uvicorn's traceback of a start-up refusal already told with its fix.
+
+    The lifespan logs ``cannot start: <reason>\n  fix: <what to do>``; Starlette then
+    hands uvicorn the whole traceback of the same error (~20 lines) to print after it,
+    burying the fix. ``--log-level debug`` keeps it.
+    """
+
+    MARK = f"\n{EngineUnavailable.__module__}.{EngineUnavailable.__qualname__}: "
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.msg if isinstance(record.msg, str) else ""
+        return not (text.startswith("Traceback (most recent call last):") and self.MARK in text)
 
 
 def serve(settings: Settings) -> int:
@@ -139,6 +205,8 @@ def serve(settings: Settings) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     log = logging.getLogger("evaldock")
+    if settings.server.log_level != "debug":
+        logging.getLogger("uvicorn.error").addFilter(StartupTraceback())
     # Only here, not in other commands: it removes crash leftovers (.incoming-*), which
     # a CLI command running beside a live server must not touch.
     prepare_data_dir(settings.data_dir, log)
@@ -232,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "config":
         import json
 
-        print(json.dumps(masked_config(settings.tree), indent=2, default=str))
+        print(json.dumps(effective_config(settings), indent=2, default=str))
         return 0
     return serve(settings)
 

@@ -25,7 +25,7 @@ from .answers import AnswerCache
 from .auth import Authenticator, OpenAuthenticator, from_spec
 from .backend import Backend, BackendContext
 from .compute import WorkerPool
-from .config import Settings
+from .config import DEV_KEY, Settings
 from .datadir import private_dir
 from .db import Database
 from .errors import VendorErrors
@@ -202,9 +202,17 @@ class Provider:
 
     def credentials_hint(self) -> str:
         _, keys = self.settings.auth_for(self.spec.surface)
-        from .masking import mask_key
+        return f"key {shown_key(keys[0])}" if keys else "no keys configured"
 
-        return f"key {mask_key(keys[0])!r}" if keys else "no keys configured"
+
+def shown_key(key: str) -> str:
+    """A key as the banner shows it: the public development default as it is (the one
+    value a newcomer needs), any other key masked."""
+    from .masking import mask_key
+
+    if key == DEV_KEY:
+        return f"{key!r} (the development default; set real keys in [auth.<surface>] keys)"
+    return repr(mask_key(key))
 
 
 # -- discovery ----------------------------------------------------------------------------
