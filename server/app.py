@@ -25,7 +25,7 @@ from evaldock.engines.errors import EngineUnavailable
 from .compute import TaskLimits, WorkerPool
 from .compute.engines import build_engines, placed
 from .compute.worker import check_engine
-from .config import Settings
+from .config import ConfigError, Settings
 from .control import ControlPlane
 from .control.provider import ControlProvider
 from .db import Database
@@ -33,7 +33,15 @@ from .jobs import JobRunner
 from .jsonio import JSONResponse, encode
 from .pipeline import RequestHook, SurfacePipeline, SurfaceRuntime
 from .readgate import ReadGate
-from .routing import OperationRoute, RouteIndex, fallback_routes, operation_routes, share_templates
+from .routing import (
+    OperationRoute,
+    RouteClash,
+    RouteIndex,
+    check_clashes,
+    fallback_routes,
+    operation_routes,
+    share_templates,
+)
 from .spec import Spec, json_spec, load_spec, load_spec_file
 from .surface import AppContext, SurfaceDeclaration, backend_context, declarations, prepare
 
@@ -195,6 +203,10 @@ def create_app(
     # Every specific template of every surface before any catch-all (sort is stable).
     per_surface = [operation_routes(rt.pipeline) for rt in runtimes]
     ops = [op for surface_routes in per_surface for op in surface_routes]
+    try:
+        check_clashes(ops)
+    except RouteClash as exc:
+        raise ConfigError(str(exc)) from None
     ordered: list[OperationRoute] = sorted(ops, key=lambda route: route.operation.catch_all)
     routes.extend(ordered)
     for rt, surface_routes in zip(runtimes, per_surface, strict=True):

@@ -12,6 +12,7 @@ template claims its path for every method, so ``GET /models/train`` is not read 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from starlette.convertors import Convertor, register_url_convertor
@@ -88,9 +89,34 @@ def operation_routes(pipeline: SurfacePipeline) -> list[OperationRoute]:
     specific template before every catch-all (the sort is stable: spec order otherwise)."""
     ops = sorted(pipeline.spec.operations, key=lambda op: op.catch_all)
     prefix = pipeline.spec.prefix
-    routes = [OperationRoute(_dotall(op.route), op, pipeline) for op in ops]
+    routes = [OperationRoute(_dotall(op.route), op, pipeline) for op in ops if pipeline.spec.root]
     routes += [OperationRoute(prefix + _dotall(op.route), op, pipeline) for op in ops]
     return share_templates(routes)
+
+
+class RouteClash(Exception):
+    """Two surfaces serve the same method and path template: one would shadow the other."""
+
+
+_PARAM = re.compile(r"\{[^}:]*(:[^}]*)?\}")
+
+
+def check_clashes(routes: list[OperationRoute]) -> None:
+    """Refuse two surfaces on one (method, template): Starlette would give every such
+    request to whichever was registered first, silently. Parameter names do not count
+    (``/v1/evals/{id}`` and ``/v1/evals/{name}`` are one template)."""
+    seen: dict[tuple[str, str], str] = {}
+    for route in routes:
+        template = _PARAM.sub(lambda m: "{" + (m.group(1) or "") + "}", route.path)
+        for method in sorted(route.methods or ()):
+            surface = route.pipeline.spec.surface
+            other = seen.setdefault((method, template), surface)
+            if other != surface:
+                raise RouteClash(
+                    f"surfaces {other!r} and {surface!r} both serve {method} {route.path}; "
+                    f"serve one of them only under its prefix (x-evaldock root: false in "
+                    f"its spec) or turn one off with [server] surfaces"
+                )
 
 
 def _dotall(template: str) -> str:

@@ -7,6 +7,8 @@ top-level ``x-evaldock`` table says how the surface is mounted:
       surface: objective        # the handler package server/<surface>/
       prefix: /objective        # always-available mount point
       claims: [/v1/evaluations] # root paths whose unknown routes this vendor answers
+      root: true                # also serve every operation at the root (the default);
+                                # false: only under the prefix (OpenAI's /openai/v1/...)
 
 An operation may set ``x-evaldock-route`` when Starlette needs a richer path template
 than OpenAPI can say (``{resource:path}`` for a path that spans slashes), and
@@ -82,6 +84,8 @@ class Spec:
     prefix: str
     claims: list[str]
     operations: list[Operation]
+    # Operations also served at their vendor path at the root, not only under ``prefix``.
+    root: bool = True
 
     @property
     def title(self) -> str:
@@ -198,6 +202,7 @@ def parse_spec(text: str, filename: str) -> Spec:
         prefix=ext.get("prefix", f"/{surface}"),
         claims=list(ext.get("claims", [])),
         operations=_compile(surface, doc),
+        root=bool(ext.get("root", True)),
     )
 
 

@@ -135,3 +135,39 @@ def test_route_index_tries_only_the_routes_of_the_first_segment() -> None:
     tried.clear()
     match, _ = index.matches({**scope, "path": "/nowhere/x"})
     assert match is Match.NONE and tried == ["/{anything}/special"]
+
+
+def test_two_surfaces_on_one_template_are_refused() -> None:
+    from types import SimpleNamespace
+    from typing import Any
+
+    from evaldock.server.routing import RouteClash, check_clashes
+
+    def route(surface: str, path: str, *methods: str) -> Any:
+        pipeline = SimpleNamespace(spec=SimpleNamespace(surface=surface))
+        return SimpleNamespace(path=path, methods=set(methods), pipeline=pipeline)
+
+    fine = [
+        route("spice", "/v1/evals/{name}", "GET", "HEAD"),
+        route("spice", "/v1/evals/{name}", "PUT"),  # one surface, two operations
+        route("openai", "/openai/v1/evals/{eval_id}", "GET", "HEAD"),
+        route("objective", "/v1/evaluations/{id}", "GET", "HEAD"),
+    ]
+    check_clashes(fine)
+    with pytest.raises(RouteClash, match="'spice' and 'openai' both serve GET /v1/evals/"):
+        check_clashes([*fine, route("openai", "/v1/evals/{eval_id}", "GET", "HEAD")])
+
+
+def test_a_surface_off_the_root_is_served_only_under_its_prefix(tmp_path: Path) -> None:
+    from evaldock.server.routing import operation_routes
+
+    with echo_client(echo_settings(tmp_path)) as c:
+        runtime = next(rt for rt in c.app.state.runtimes if rt.spec.surface == "echo")
+        paths = {r.path for r in operation_routes(runtime.pipeline)}
+        assert "/echo-v1/items" in paths and "/echo/echo-v1/items" in paths
+        runtime.spec.root = False
+        try:
+            paths = {r.path for r in operation_routes(runtime.pipeline)}
+        finally:
+            runtime.spec.root = True
+        assert "/echo-v1/items" not in paths and "/echo/echo-v1/items" in paths
