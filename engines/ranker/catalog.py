@@ -16,6 +16,7 @@ import functools
 import importlib.util
 import json
 import os
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from importlib import resources
@@ -25,6 +26,23 @@ from typing import Any
 from evaldock.engines.ranker.models import ModelSpec, parse_model
 
 CATALOG_FILE = "open_clip_catalog.json"
+# A Hugging Face repository id as the Hub names them (huggingface_hub's validate_repo_id):
+# "name" or "namespace/name", each 1-96 of [A-Za-z0-9_.-] (the Hub's \b[\w.-]{1,96}\b,
+# ASCII: the Hub takes no other letters), not starting or ending with "-" or ".", no
+# "--" or "..", not ending ".git". Anything else ("hf-hub:/etc/passwd", "hf-hub:a/b/c")
+# cannot be a repository, so no ranker could load it.
+_HF_PART = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?"
+_HF_REPO_ID = re.compile(rf"(?:{_HF_PART}/)?{_HF_PART}")
+
+
+def is_hf_repo_id(name: str) -> bool:
+    """Whether ``name`` is a well-formed Hugging Face repository id (it may not exist)."""
+    return (
+        _HF_REPO_ID.fullmatch(name) is not None
+        and "--" not in name
+        and ".." not in name
+        and not name.endswith(".git")
+    )
 
 
 @functools.cache
@@ -83,9 +101,10 @@ def is_known(
 
     Known: an architecture with one of its pretrained tags or an existing checkpoint file;
     a name the ``checkpoints`` mapping points at an existing file or folder; a
-    ``local-dir:`` folder holding ``open_clip_config.json``; any ``hf-hub:`` repository
-    (whether it exists cannot be known offline). Unknown: anything else, including an
-    architecture with no weights named, which the CLIP ranker would refuse to load.
+    ``local-dir:`` folder holding ``open_clip_config.json``; any ``hf-hub:`` name spelled
+    as a Hub repository id (whether it exists cannot be known offline). Unknown: anything
+    else, including an architecture with no weights named, which the CLIP ranker would
+    refuse to load.
     """
     archs = known_architectures(extra_configs)
     if pretrained and os.path.isfile(pretrained):
@@ -99,7 +118,7 @@ def is_known(
     if not spec.file and _mapped(spec, checkpoints, archs):
         return True
     if spec.source == "hf-hub":
-        return True
+        return is_hf_repo_id(spec.name)
     if spec.source == "local-dir":
         return (Path(spec.name).expanduser() / "open_clip_config.json").is_file()
     if spec.name not in archs:

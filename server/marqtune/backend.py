@@ -27,6 +27,7 @@ from evaldock.engines.ranker.catalog import is_known, known_architectures
 from ..backend import Backend, BackendContext
 from ..datadir import private_dir
 from ..jobs import Job, JobFailed
+from ..names import name_problem
 from . import datasets, jobs, ranking
 from .errors import (
     DATASET_NOT_READY,
@@ -135,6 +136,14 @@ class MarqtuneBackend(Backend[MarqtuneSettings]):
     # -- datasets ---------------------------------------------------------------------------
 
     async def create_dataset(self, tenant: str, body: Mapping[str, Any]) -> str:
+        # The dataset's name and its column names are stored and shown back (describe,
+        # listings, log lines): printable and not path-like, else the vendor's 400.
+        problem = name_problem(body["datasetName"], "datasetName") or next(
+            filter(None, (name_problem(c, "dataSchema column") for c in body["dataSchema"])),
+            None,
+        )
+        if problem is not None:
+            raise bad_request(problem)
         schema = datasets.Schema(
             dataset_type=body["datasetType"],
             columns=dict(body["dataSchema"]),

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..db import Database, utcnow
+from ..names import name_problem
 from .store import Logs, is_uuid, new_id
 
 CHECKPOINT_NAME = re.compile(r"^epoch_(\d+)$")
@@ -98,6 +99,9 @@ def parse_models_table(table: Mapping[str, Any]) -> tuple[list[ModelEntry], dict
         if isinstance(value, str):
             overrides[name] = str(Path(value).expanduser())
             continue
+        problem = name_problem(str(name), "model name")
+        if problem is not None:  # shown back as modelName
+            raise ModelConfigError(f"{where}: {problem}")
         if not isinstance(value, Mapping):
             raise ModelConfigError(f"{where} must be a file path (base model) or a table")
         base = str(value.get("base_model") or value.get("baseModel") or "").strip()
@@ -207,6 +211,9 @@ async def register_model(
     model_id: str | None = None,
 ) -> ModelEntry:
     """Insert a model (the CLI's ``add-model``) and its first log line."""
+    problem = name_problem(name, "model name")
+    if problem is not None:  # shown back as modelName and in every log line about it
+        raise ModelConfigError(problem)
     model_id = (model_id or new_id()).lower()
     if not is_uuid(model_id):
         raise ModelConfigError(f"model id must be a UUID, not {model_id!r}")

@@ -142,4 +142,10 @@ class ModelResolver:
             entry = await self.registry.by_name(head, tenant)
             if entry is not None:
                 return self.tuned(entry, checkpoint)
+        if tail and CHECKPOINT_NAME.match(tail):
+            # "<modelId>/epoch_N" is how Marqtune names a tuned model's checkpoint (the
+            # docs write "model_id/epoch_4"): with no such model it is the vendor's 400,
+            # never a Hugging Face repository called "epoch_N" (mock mode evaluated it,
+            # real mode failed it after a 202).
+            raise model_not_found(head)
         return self.base(model, None)
