@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from starlette.requests import Request
 
 from ..auth import AuthFailed, tenant_of
-from .signing import SignatureError, verify
+from .signing import MAX_EXPIRATION_SECONDS, SignatureError, verify
 
 SURFACE = "qianfan"
 
@@ -34,10 +34,17 @@ class BceAuthenticator:
 
     open = False
 
-    def __init__(self, keys: Sequence[str], mount_prefix: str, max_skew_seconds: int) -> None:
+    def __init__(
+        self,
+        keys: Sequence[str],
+        mount_prefix: str,
+        max_skew_seconds: int,
+        max_expiration_seconds: int = MAX_EXPIRATION_SECONDS,
+    ) -> None:
         self.keys = key_pairs(keys)
         self.mount_prefix = mount_prefix
         self.max_skew_seconds = max_skew_seconds
+        self.max_expiration_seconds = max_expiration_seconds
 
     async def authenticate(self, request: Request) -> str:
         try:
@@ -49,6 +56,7 @@ class BceAuthenticator:
                 self.keys,
                 now=datetime.now(UTC),
                 max_skew_seconds=self.max_skew_seconds,
+                max_expiration_seconds=self.max_expiration_seconds,
                 mount_prefix=self.mount_prefix,
             )
         except SignatureError as exc:

@@ -45,7 +45,8 @@ from ..db import Row
 from ..jobs import Job, JobFailed, commit_in_batches
 from . import datasets as ds
 from . import jobs
-from .errors import evaluation_not_found, param_invalid
+from .detail import compute_conf, detail_view
+from .errors import evaluation_not_found, name_invalid, param_invalid
 from .modes import JudgeConfig, judge_config, manual_scales, selected_metrics
 from .results import EXPORT_FIELDS
 from .settings import QianfanSettings
@@ -63,6 +64,8 @@ EVAL_MODES = ("rule", "model", "manual")
 FINISHED = ("Done", "PartlyDone")
 # A task waiting for manual scores already has its automatic parts' report and results.
 REPORTABLE = (*FINISHED, "DoingWithManualBegin")
+# The console's words for a stop refused because the task includes manual evaluation.
+MANUAL_NOT_STOPPABLE = "当评估包含人工评估模式的时候，不允许停止"  # noqa: RUF001 - the docs' text
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,9 @@ class QianfanBackend(Backend[QianfanSettings]):
     async def create_task(self, tenant: str, body: dict[str, Any]) -> tuple[int, str]:
         """A task from a v1 eval/create body (v2's CreateEvalTask is translated to it),
         checked whole before anything is stored; it starts at once."""
+        bad_name = name_invalid(str(body["name"]), "name")
+        if bad_name is not None:
+            raise bad_name
         conf: dict[str, Any] = dict(body["evalStandardConf"])
         modes = [m.strip() for m in str(conf.get("evalMode", "")).split(",") if m.strip()]
         for mode in modes:
@@ -209,6 +215,18 @@ class QianfanBackend(Backend[QianfanSettings]):
             units=units,
             metrics_signature=self.metrics_signature,
             judge_signature=judge_signature,
+            compute_conf=compute_conf(body.get("computeResourceConf")),
+        )
+
+    async def detail(self, task: Task) -> dict[str, Any]:
+        """eval/detail (detail.py has the fields)."""
+        referee = self.judge_config(task.standard_conf) if "model" in task.modes else None
+        return detail_view(
+            task,
+            await self.store.units(task.id),
+            await self.store.unit_failures(task.id),
+            referee,
+            self.options.manual_max_score,
         )
 
     async def report(self, task: Task) -> list[dict[str, Any]]:
@@ -260,6 +278,9 @@ class QianfanBackend(Backend[QianfanSettings]):
                     "modelId": u["model_num"],
                     "userId": 1,
                     "evaluationId": task.num,
+                    # One job runs the whole task (the console numbers its jobs apart).
+                    "evaluationJobId": task.num,
+                    "projectId": "",
                     "modelForm": "inferDataset" if with_predictions else "model",
                     "modelIdStr": string_id(u["model_id"], "am-"),
                     "modelVersionIdStr": string_id(u["model_version_id"], "amv-"),
@@ -279,13 +300,26 @@ class QianfanBackend(Backend[QianfanSettings]):
         scores = await self.store.judge_scores(eval_id, unit_idx)
         return judge_stats(scores, referee.min_score, referee.max_score)
 
-    async def cancel(self, task: Task) -> None:
+    async def cancel(self, task: Task) -> str:
+        """Stop a running task; answers "" when it stops, else why not (the stop
+        answer's ``errorMessage``: ``result: false``, as the console documents it).
+
+        A task with manual mode is not stopped (console docs, eval/cancel: only purely
+        automatic tasks can be stopped; :data:`MANUAL_NOT_STOPPABLE`)."""
         if task.state not in ("Pending", "Doing", "DoingWithManualBegin"):
             raise param_invalid(
                 "evaluation", f"{task.id} is {task.state}; only a running task can be stopped"
             )
+        if "manual" in task.modes:
+            return (
+                f"{MANUAL_NOT_STOPPABLE}: {task.id} has evalMode {task.eval_mode}; only "
+                "purely automatic tasks can be stopped. Finish its manual scoring "
+                "(POST .../evaldock/eval/manual/score with finish: true) or delete it "
+                "(eval/delete)"
+            )
         await self.store.request_stop(task.id)
         await self.runner.cancel(task.id)
+        return ""
 
     async def delete_refs(self, tenant: str, refs: Sequence[int | str]) -> None:
         """eval/delete: every reference must name a task of the tenant's."""
@@ -401,6 +435,9 @@ class QianfanBackend(Backend[QianfanSettings]):
         CLI) in a worker of the request lane, then store it. Raises
         :class:`datasets.DatasetInvalid` naming the field or line, or the limit the parse
         went over."""
+        ds.check_name(name)
+        if dataset_id:
+            ds.check_name(dataset_id, "id")
         o = self.options
         try:
             cases = await self.ctx.task(
@@ -408,8 +445,6 @@ class QianfanBackend(Backend[QianfanSettings]):
             )
         except TaskFailed as exc:
             raise ds.DatasetInvalid("dataset", f"could not be read: {exc.message}") from None
-        if not name:
-            raise ds.DatasetInvalid("name", "is required")
         async with self.db.transaction() as tx:
             return await ds.insert_dataset(tx, tenant, name, cases, dataset_id)
 

@@ -18,6 +18,8 @@ from typing import Any
 import msgspec
 
 from ..db import Transaction, utcnow
+from ..names import name_problem
+from ..tabular import JSON_ERRORS, json_reason
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 # Aliases the platform's own exports use for the same fields.
@@ -83,9 +85,22 @@ def parse_cases(rows: list[Any], max_chars: int, max_cases: int) -> list[Case]:
     return [case_of(row, f"cases[{i}]", max_chars) for i, row in enumerate(rows)]
 
 
+def decode_json(data: bytes, where: str) -> Any:
+    """One JSON text, or :class:`DatasetInvalid` naming ``where``: a syntax error, and
+    nesting past the reader's depth (msgspec raises ``RecursionError`` at about 1,000
+    levels, which answered 500)."""
+    try:
+        return msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        raise DatasetInvalid(where, f"is not JSON ({exc})") from None
+    except JSON_ERRORS as exc:
+        raise DatasetInvalid(where, f"is not JSON ({json_reason(exc)})") from None
+
+
 def parse_jsonl(data: bytes, max_chars: int, max_cases: int) -> list[Case]:
-    """One JSON object per non-blank line; errors name the 1-based line."""
-    rows: list[Any] = []
+    """One JSON object per non-blank line; errors name the 1-based line of the file
+    (blank lines counted)."""
+    rows: list[tuple[int, Any]] = []
     for number, line in enumerate(data.splitlines(), start=1):
         if not line.strip():
             continue
@@ -93,16 +108,21 @@ def parse_jsonl(data: bytes, max_chars: int, max_cases: int) -> list[Case]:
             raise DatasetInvalid(
                 "cases", f"has more than {max_cases} cases (setting [qianfan] max_cases)"
             )
-        try:
-            rows.append(msgspec.json.decode(line))
-        except msgspec.DecodeError as exc:
-            raise DatasetInvalid(f"line {number}", f"is not JSON ({exc})") from None
-    cases = []
-    for i, row in enumerate(rows):
-        cases.append(case_of(row, f"line {i + 1}", max_chars))
+        rows.append((number, decode_json(line, f"line {number}")))
+    cases = [case_of(row, f"line {number}", max_chars) for number, row in rows]
     if not cases:
         raise DatasetInvalid("cases", "must contain at least 1 case")
     return cases
+
+
+def check_name(name: str, field: str = "name") -> None:
+    """A dataset's name (or chosen id): present, printable, not path-like."""
+    if not name:
+        raise DatasetInvalid(field, "is required")
+    problem = name_problem(name, field)
+    if problem is not None:
+        # name_problem's sentence starts with the field; DatasetInvalid puts it first.
+        raise DatasetInvalid(field, problem.removeprefix(f"{field} "))
 
 
 async def insert_dataset(

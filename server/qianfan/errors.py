@@ -19,6 +19,7 @@ from starlette.responses import Response
 from ..auth import AuthFailed
 from ..errors import ApiError, ErrorCode, VendorErrors
 from ..jsonio import JSONResponse
+from ..names import name_problem
 from .signing import IAM_ERRORS, SignatureFailure
 
 PARAM_INVALID = 500001  # APIErrorCode: the console's "param invalid"
@@ -35,6 +36,16 @@ def log_id() -> str:
 def param_invalid(field: str, why: str) -> ApiError:
     """``param invalid: <field> <why>``, answered at HTTP 200."""
     return ApiError(400, f"{PARAM_INVALID_TEXT}: {field} {why}", code=ErrorCode.INVALID_REQUEST)
+
+
+def name_invalid(name: str, field: str) -> ApiError | None:
+    """The console's 500001 for a user-chosen name that is not printable or is path-like
+    (evaldock.server.names); None when the name is fine."""
+    problem = name_problem(name, field)
+    if problem is None:
+        return None
+    # name_problem's sentence starts with the field, as "param invalid: <field> <why>".
+    return param_invalid(field, problem.removeprefix(f"{field} "))
 
 
 def evaluation_not_found(eval_id: object) -> ApiError:
@@ -70,7 +81,7 @@ class QianfanErrors(VendorErrors):
             kind = SignatureFailure.CREDENTIAL_NOT_FOUND
         iam = IAM_ERRORS[kind]
         error = ErrorCode.UNAUTHORIZED if iam.status == 401 else ErrorCode.FORBIDDEN
-        return _gateway(iam.status, iam.code, iam.message, error)
+        return _gateway(iam.status, iam.code, iam.text(exc.reason), error)
 
     def unauthorized(self) -> ApiError:
         return self.auth_failed(AuthFailed(kind=SignatureFailure.CREDENTIAL_NOT_FOUND.value))

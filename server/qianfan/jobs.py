@@ -24,12 +24,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import msgspec
-
 from .. import jsonio
 from ..compute import TaskContext
 from ..datadir import private_dir
-from .datasets import Case, DatasetInvalid, parse_cases, parse_jsonl
+from .datasets import Case, DatasetInvalid, decode_json, parse_cases, parse_jsonl
 from .results import case_entry
 
 if TYPE_CHECKING:
@@ -68,10 +66,7 @@ def parse_dataset(
     data = Path(source).read_bytes() if isinstance(source, str) else source
     if media == "jsonl":
         return parse_jsonl(data, max_chars, max_cases)
-    try:
-        body = msgspec.json.decode(data)
-    except msgspec.DecodeError as exc:
-        raise DatasetInvalid("body", f"is not JSON ({exc})") from None
+    body = decode_json(data, "body")
     rows = body.get("cases") if isinstance(body, dict) else None
     if not isinstance(rows, list):
         raise DatasetInvalid("cases", "must be a list of case objects")

@@ -18,6 +18,7 @@ from . import datasets as ds
 from . import v2
 from .auth import BceAuthenticator, key_pairs
 from .backend import QianfanBackend
+from .detail import MODEL_SOURCE
 from .errors import QianfanErrors, log_id, param_invalid
 from .results import EXPORT_FIELDS, case_entry
 from .settings import QianfanSettings
@@ -33,6 +34,40 @@ def ok_v2(result: Any) -> Response:
     return JSONResponse({"requestId": request_id, "log_id": request_id, "result": result})
 
 
+# exportPath: the console names its BOS object under model_eval_result_export/; here the
+# zip's name in that form (the file itself comes from downloadUrl).
+EXPORT_FOLDER = "model_eval_result_export"
+
+
+def evaluable_model(version_id: str, backend: str) -> dict[str, Any]:
+    """One eval/model/list entry: a ``[qianfan.models]`` version (its own model), with
+    the console's fields (the SDK's mock server) and evaldock's ``backend``."""
+    served = backend or "the judge engine's default model"
+    number = numeric_id(version_id)
+    return {
+        "modelId": number,
+        "modelIdStr": version_id,
+        "modelName": backend or version_id,
+        "source": MODEL_SOURCE,
+        "modelType": 0,  # as the SDK's mock server shows the preset chat models
+        "trainType": "",
+        "modelVersionList": [
+            {
+                "modelVersionId": number,
+                "modelVersionIdStr": version_id,
+                "version": "1",
+                "sourceType": MODEL_SOURCE,
+                "framework": "",
+                "algorithm": "",
+                "modelNet": backend,
+                "trainType": "",
+                "description": f"served by {served} ([qianfan.models])",
+                "backend": backend or "judge default",
+            }
+        ],
+    }
+
+
 def _id_text(value: Any) -> str:
     return str(value).strip()
 
@@ -44,7 +79,10 @@ class QianfanProvider(Provider):
 
     def authenticator(self) -> Authenticator:
         _, keys = self.settings.auth_for(self.spec.surface)
-        return BceAuthenticator(keys, self.spec.prefix, self.options.clock_skew_seconds)
+        o = self.options
+        return BceAuthenticator(
+            keys, self.spec.prefix, o.clock_skew_seconds, o.max_expiration_seconds
+        )
 
     def credentials_hint(self) -> str:
         _, keys = self.settings.auth_for(self.spec.surface)
@@ -78,37 +116,7 @@ class QianfanProvider(Provider):
     # POST /wenxinworkshop/modelrepo/eval/detail
     async def eval_detail(self, req: ApiRequest) -> Response:
         task = await self.backend.task(req.tenant, req.body["id"])
-        units = await self.backend.units(task.id)
-        result: dict[str, Any] = {
-            "id": task.num,
-            "evalId": task.num,
-            "evalIdStr": task.id,
-            "name": task.name,
-            "description": task.description,
-            "state": task.state,
-            "datasetId": task.dataset_id,
-            "datasetName": task.dataset_name,
-            "evalStandardConf": {**task.standard_conf, "resultDatasetIdStr": ""},
-            "versionEvalInfo": [
-                {
-                    "modelId": u["model_num"],
-                    "modelIdStr": string_id(u["model_id"], "am-"),
-                    "modelVersionId": u["model_version_num"],
-                    "modelVersionIdStr": string_id(u["model_version_id"], "amv-"),
-                    "modelName": u["model_name"],
-                    "modelVersion": u["model_version"],
-                    "evalUnitId": u["id"],
-                }
-                for u in units
-            ],
-            "createTime": task.created_at,
-            "startTime": task.started_at or "",
-            "finishTime": task.finished_at or "",
-            "progress": {"processed": task.processed, "total": task.total},
-            "failedCases": task.failed_cases,
-            "errMsg": task.job_error or "",
-        }
-        return ok(result)
+        return ok(await self.backend.detail(task))
 
     # POST /wenxinworkshop/modelrepo/eval/report
     async def eval_report(self, req: ApiRequest) -> Response:
@@ -117,8 +125,10 @@ class QianfanProvider(Provider):
 
     # POST /wenxinworkshop/modelrepo/eval/cancel
     async def eval_cancel(self, req: ApiRequest) -> Response:
-        await self.backend.cancel(await self.backend.task(req.tenant, req.body["id"]))
-        return ok(True)
+        # {result, errorMessage} as the console documents it and the SDK's mock server
+        # answers; a refused stop is result false with the reason (HTTP 200).
+        refused = await self.backend.cancel(await self.backend.task(req.tenant, req.body["id"]))
+        return ok({"result": not refused, "errorMessage": refused})
 
     # POST /wenxinworkshop/modelrepo/eval/result/list
     async def eval_result_list(self, req: ApiRequest) -> Response:
@@ -151,24 +161,10 @@ class QianfanProvider(Provider):
 
     # POST /wenxinworkshop/modelrepo/eval/model/list
     async def eval_model_list(self, req: ApiRequest) -> Response:
-        models = []
-        for version_id, backend in self.backend.model_catalogue().items():
-            models.append(
-                {
-                    "modelId": numeric_id(version_id),
-                    "modelIdStr": version_id,
-                    "modelName": backend or version_id,
-                    "source": "evaldock",
-                    "modelVersionList": [
-                        {
-                            "modelVersionId": numeric_id(version_id),
-                            "modelVersionIdStr": version_id,
-                            "version": "1",
-                            "backend": backend or "judge default",
-                        }
-                    ],
-                }
-            )
+        models = [
+            evaluable_model(version_id, backend)
+            for version_id, backend in self.backend.model_catalogue().items()
+        ]
         return ok(models)
 
     # POST /wenxinworkshop/modelrepo/eval/result/export
@@ -189,11 +185,19 @@ class QianfanProvider(Provider):
         export_id = _id_text(req.body["exportID"])
         url = req.url_for(f"/wenxinworkshop/evaldock/export/{export_id}/download")
         export = await self.backend.export_state(req.tenant, export_id, url)
+        number = numeric_id(export_id)
         return ok(
             {
+                # The console's fields (the SDK's mock server); only local exports here.
+                "id": number,
+                "exportID": number,
                 "exportIDStr": export_id,
                 "state": export.state,
+                "exportType": "local",
+                "volumeId": "",
+                "exportPath": f"{EXPORT_FOLDER}/{export_id}.zip",
                 "downloadUrl": export.download_url,
+                # evaldock's: why a Fail failed.
                 "errMsg": export.error,
             }
         )

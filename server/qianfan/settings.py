@@ -14,6 +14,11 @@ class QianfanSettings(msgspec.Struct, kw_only=True):
     max_cases: int = 100_000
     # Seconds a signature's timestamp may lie outside [signed, signed + expiration].
     clock_skew_seconds: int = 300
+    # The longest lifetime (the auth string's expiration) a signature may ask for: the
+    # body is not signed, so a captured request replays with any body for that long.
+    # bce-python-sdk's default expiration; Baidu documents no bound of its own. The
+    # qianfan SDK signs for 300 s (QIANFAN_IAM_SIGN_EXPIRATION_SEC).
+    max_expiration_seconds: int = 1800
     # Signed download URLs of exports live this long (seconds).
     url_expiry_seconds: int = 3600
     # Inference calls in flight per task.

@@ -36,24 +36,39 @@ IAM sees such tampering too.
 Failures map to the two IAM answers the SDK recognises (``qianfan/resources/requestor/
 base.py`` compares ``X-Bce-Error-Message`` verbatim): no usable credential -> 401
 ``NotFound, cause: Could not find credential.``; anything else -> 403
-``SignatureDoesNotMatch, cause: Fail to authn user: Signature does not match``.
+``SignatureDoesNotMatch, cause: Fail to authn user: Signature does not match``. One
+exception: a signature whose lifetime (``expiration``) is longer than ``[qianfan]
+max_expiration_seconds`` (1800 by default) is the same 403 ``SignatureDoesNotMatch`` with
+a message naming the setting -- the verbatim text would make the SDK blame the secret
+key. The client picks the lifetime and the body is not signed, so without that bound a
+captured request replays with any body for as long as its signer asked (ten years was
+accepted). The timestamp and expiration are checked in integer seconds with their length
+bounded first, before any HMAC is computed.
 """
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import hmac
+import re
 import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 
 AUTH_VERSION = "bce-auth-v1"
 BCE_PREFIX = "x-bce-"
 DEFAULT_EXPIRATION_SECONDS = 300  # qianfan's IAMSignExpirationSeconds default
+# The longest signature lifetime accepted unless configured: bce-python-sdk's own default
+# expiration (``expiration_in_seconds=1800``; Baidu publishes no upper bound). The body is
+# not signed, so a captured request replays with any body until its signature expires.
+MAX_EXPIRATION_SECONDS = 1800
 DEFAULT_SIGNED_HEADERS = ("host", "content-md5", "content-length", "content-type")
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+# The auth string's timestamp, checked by shape before it is parsed: 20 ASCII characters.
+_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 
 _UNRESERVED = frozenset((string.ascii_letters + string.digits + "-_.~").encode())
 _ENCODED = [chr(b) if b in _UNRESERVED else f"%{b:02X}" for b in range(256)]
@@ -64,6 +79,8 @@ class SignatureFailure(StrEnum):
 
     CREDENTIAL_NOT_FOUND = "credential-not-found"
     SIGNATURE_MISMATCH = "signature-mismatch"
+    # A lifetime past [qianfan] max_expiration_seconds: IAM's mismatch, with the reason.
+    EXPIRATION_TOO_LONG = "expiration-too-long"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +88,12 @@ class IamError:
     status: int
     code: str
     message: str
+    # The answer's message is ``message`` followed by the failure's reason (which then
+    # names its fix); otherwise the fixed text alone, which the SDK matches verbatim.
+    with_reason: bool = False
+
+    def text(self, reason: str) -> str:
+        return f"{self.message}{reason}" if self.with_reason else self.message
 
     def headers(self) -> dict[str, str]:
         """What the SDK reads on a non-2xx answer (it matches the message verbatim)."""
@@ -85,6 +108,10 @@ IAM_ERRORS: dict[SignatureFailure, IamError] = {
         403,
         "SignatureDoesNotMatch",
         "SignatureDoesNotMatch, cause: Fail to authn user: Signature does not match",
+    ),
+    # Not the verbatim text: the SDK would then blame the secret key, which is right.
+    SignatureFailure.EXPIRATION_TOO_LONG: IamError(
+        403, "SignatureDoesNotMatch", "SignatureDoesNotMatch, cause: ", with_reason=True
     ),
 }
 
@@ -221,6 +248,51 @@ def parse_authorization(value: str | None) -> AuthString:
     return AuthString(access_key, timestamp, expiration, names, signature)
 
 
+def _epoch_seconds(timestamp: str) -> int | None:
+    """``YYYY-MM-DDTHH:MM:SSZ`` -> seconds since 1970 (negative before), None when it is
+    not one. Integer arithmetic: year 1 and year 9999 are ordinary numbers here, where
+    ``datetime`` arithmetic overflows (which answered 500)."""
+    if len(timestamp) != 20 or not _TIMESTAMP.fullmatch(timestamp):
+        return None
+    try:
+        moment = datetime.strptime(timestamp, TIME_FORMAT)
+    except ValueError:  # 2024-02-30, 25:00:00, ...
+        return None
+    return calendar.timegm(moment.timetuple())
+
+
+def _check_lifetime(
+    auth: AuthString, now: datetime, max_skew_seconds: int, max_expiration_seconds: int
+) -> None:
+    """The signature's timestamp and lifetime, in bounded work: the expiration's digits
+    are counted before they are read as a number (``int()`` of 5,000 digits raised)."""
+    mismatch = SignatureFailure.SIGNATURE_MISMATCH
+    signed_at = _epoch_seconds(auth.timestamp)
+    if signed_at is None:
+        raise SignatureError(mismatch, f"timestamp {auth.timestamp[:40]!r} is not {TIME_FORMAT}")
+    expiration = auth.expiration
+    if not expiration.isascii() or not expiration.isdigit():
+        raise SignatureError(mismatch, f"expiration {expiration[:40]!r} is not whole seconds")
+    digits = expiration.lstrip("0") or "0"
+    if len(digits) > len(str(max_expiration_seconds)) or int(digits) > max_expiration_seconds:
+        shown = f"{digits} s" if len(digits) <= 20 else f"{len(digits):,} digits"
+        raise SignatureError(
+            SignatureFailure.EXPIRATION_TOO_LONG,
+            f"the signature's expiration ({shown}) is longer than this server accepts "
+            f"({max_expiration_seconds} s, setting [qianfan] max_expiration_seconds); sign "
+            f"with a shorter one (the SDK's QIANFAN_IAM_SIGN_EXPIRATION_SEC, 300 by default)",
+        )
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    current = calendar.timegm(now.astimezone(UTC).timetuple())
+    if not signed_at - max_skew_seconds <= current <= signed_at + int(digits) + max_skew_seconds:
+        raise SignatureError(
+            mismatch,
+            f"signed at {auth.timestamp} for {digits} s; now is "
+            f"{canonical_time(now)} (allowed skew {max_skew_seconds} s)",
+        )
+
+
 def _strip_prefix(path: str, mount_prefix: str) -> str:
     prefix = mount_prefix.rstrip("/")
     if prefix and (path == prefix or path.startswith(prefix + "/")):
@@ -237,6 +309,7 @@ def verify(
     *,
     now: datetime,
     max_skew_seconds: int = 300,
+    max_expiration_seconds: int = MAX_EXPIRATION_SECONDS,
     mount_prefix: str = "",
 ) -> str:
     """Check a request's bce-auth-v1 signature; return its access key.
@@ -246,35 +319,19 @@ def verify(
     (``request.query_params.multi_items()``); ``headers``: lower-case names
     (Starlette's ``request.headers``); ``keys``: access key -> secret key.
 
-    Accepted when the signature matches and ``timestamp - skew <= now <= timestamp +
-    expiration + skew``. Raises :class:`SignatureError`: ``CREDENTIAL_NOT_FOUND`` without
-    a bce-auth-v1 Authorization or for an unknown access key, ``SIGNATURE_MISMATCH``
-    otherwise (bad timestamp, outside the window, any signed part changed).
+    Accepted when the signature matches, ``expiration <= max_expiration_seconds`` and
+    ``timestamp - skew <= now <= timestamp + expiration + skew``. Raises
+    :class:`SignatureError`: ``CREDENTIAL_NOT_FOUND`` without a bce-auth-v1 Authorization
+    or for an unknown access key, ``EXPIRATION_TOO_LONG`` for a lifetime past the bound,
+    ``SIGNATURE_MISMATCH`` otherwise (bad timestamp, outside the window, any signed part
+    changed).
     """
     auth = parse_authorization(headers.get("authorization"))
     secret_key = keys.get(auth.access_key)
     if secret_key is None:
         raise SignatureError(SignatureFailure.CREDENTIAL_NOT_FOUND, "unknown access key")
 
-    mismatch = SignatureFailure.SIGNATURE_MISMATCH
-    try:
-        signed_at = datetime.strptime(auth.timestamp, TIME_FORMAT).replace(tzinfo=UTC)
-    except ValueError:
-        raise SignatureError(
-            mismatch, f"timestamp {auth.timestamp!r} is not {TIME_FORMAT}"
-        ) from None
-    if not auth.expiration.isascii() or not auth.expiration.isdigit():
-        raise SignatureError(mismatch, f"expiration {auth.expiration!r} is not whole seconds")
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
-    skew = timedelta(seconds=max_skew_seconds)
-    expires = signed_at + timedelta(seconds=int(auth.expiration))
-    if not signed_at - skew <= now <= expires + skew:
-        raise SignatureError(
-            mismatch,
-            f"signed at {auth.timestamp} for {auth.expiration} s; now is "
-            f"{canonical_time(now)} (allowed skew {max_skew_seconds} s)",
-        )
+    _check_lifetime(auth, now, max_skew_seconds, max_expiration_seconds)
 
     route = _strip_prefix(path, mount_prefix)
     presented = auth.signature.strip().lower().encode("ascii", "replace")
@@ -288,5 +345,5 @@ def verify(
         )
         matched |= hmac.compare_digest(expected.encode("ascii"), presented)
     if not matched:
-        raise SignatureError(mismatch, "signature does not match")
+        raise SignatureError(SignatureFailure.SIGNATURE_MISMATCH, "signature does not match")
     return auth.access_key

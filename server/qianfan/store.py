@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Container
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import jsonio
@@ -95,6 +95,8 @@ class Task:
     started_at: str | None
     finished_at: str | None
     failed_cases: int = 0
+    # eval/create's computeResourceConf as given ({} for tasks from before it was kept).
+    compute_conf: dict[str, Any] = field(default_factory=dict)
 
     @property
     def modes(self) -> list[str]:
@@ -147,6 +149,7 @@ class QianfanStore:
         units: list[Unit],
         metrics_signature: str,
         judge_signature: str = "",
+        compute_conf: dict[str, Any] | None = None,
     ) -> tuple[int, str]:
         eval_id = new_id("ame-")
         cases = int(dataset["case_count"])
@@ -154,7 +157,8 @@ class QianfanStore:
             cur = await tx.execute(
                 "INSERT INTO qianfan_evals (id, tenant, name, description, dataset_id,"
                 " dataset_name, eval_mode, standard_conf, case_count, metrics_signature,"
-                " judge_signature, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " judge_signature, created_at, compute_conf)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     eval_id,
                     tenant,
@@ -168,6 +172,7 @@ class QianfanStore:
                     metrics_signature,
                     judge_signature,
                     utcnow(),
+                    jsonio.encode(compute_conf or {}),
                 ),
             )
             assert cur.lastrowid is not None  # an INSERT on a rowid table
@@ -197,7 +202,8 @@ class QianfanStore:
     _SELECT = (
         "SELECT e.num, e.id, e.tenant, e.name, e.description, e.dataset_id, e.dataset_name,"
         " e.eval_mode, e.standard_conf, e.case_count, e.stop_requested, e.metrics_signature,"
-        " e.judge_signature, e.manual_finished, e.created_at, j.status AS job_status,"
+        " e.judge_signature, e.manual_finished, e.created_at, e.compute_conf,"
+        " j.status AS job_status,"
         " j.processed, j.total, j.error AS job_error,"
         " j.started_at, j.finished_at,"
         " (SELECT COUNT(*) FROM qianfan_results r WHERE r.eval_id = e.id"
@@ -211,6 +217,8 @@ class QianfanStore:
         values["standard_conf"] = jsonio.decode(values["standard_conf"])
         values["stop_requested"] = bool(values["stop_requested"])
         values["manual_finished"] = bool(values["manual_finished"])
+        stored = values["compute_conf"]
+        values["compute_conf"] = jsonio.decode(stored) if stored else {}
         return Task(**values)
 
     async def task(self, tenant: str, ref: int | str) -> Task | None:
@@ -289,6 +297,15 @@ class QianfanStore:
         return await self.db.fetchall(
             "SELECT * FROM qianfan_units WHERE eval_id = ? ORDER BY idx", (eval_id,)
         )
+
+    async def unit_failures(self, eval_id: str) -> dict[int, tuple[int, str]]:
+        """Per unit with failed inferences: how many, and the first reason."""
+        rows = await self.db.fetchall(
+            "SELECT unit_idx, COUNT(*) AS n, MIN(error) AS first FROM qianfan_results"
+            " WHERE eval_id = ? AND error IS NOT NULL GROUP BY unit_idx",
+            (eval_id,),
+        )
+        return {int(r["unit_idx"]): (int(r["n"]), str(r["first"])) for r in rows}
 
     async def request_stop(self, eval_id: str) -> None:
         await self.db.execute(
@@ -481,7 +498,9 @@ class QianfanStore:
 
     # -- exports ----------------------------------------------------------------------------
     async def create_export(self, tenant: str, eval_id: str, content: dict[str, Any]) -> str:
-        export_id = new_id("ameex-")
+        # amemt-: the console's export ids (docs and the SDK's mock server); exports made
+        # before this were ameex- and are still found by their id.
+        export_id = new_id("amemt-")
         async with self.db.transaction() as tx:
             await tx.execute(
                 "INSERT INTO qianfan_exports VALUES (?, ?, ?, ?, ?)",

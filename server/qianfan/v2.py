@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import param_invalid
+from .errors import name_invalid, param_invalid
 from .store import Task
 
 ACTIONS = (
@@ -43,6 +43,9 @@ def v1_create_body(body: dict[str, Any]) -> dict[str, Any]:
     models (``evalModelConfigList[].modelId``, with ``modelVersionId`` when given);
     ``evalConfig`` carries ``evalMode`` and each mode's settings, flat or in
     ``ruleEvalConfig`` / ``autoModelEvalConfig`` / ``manualEvalConfig``."""
+    bad_name = name_invalid(str(body["taskName"]), "taskName")
+    if bad_name is not None:
+        raise bad_name
     objects = body.get("evalObjectConfig") or {}
     model_conf = objects.get("evalModelConfig") or {}
     dataset = model_conf.get("datasetId", model_conf.get("versionId"))

@@ -24,6 +24,7 @@ os.environ.update(
 )
 os.chdir(tempfile.mkdtemp())
 
+from qianfan import get_config  # noqa: E402
 from qianfan.errors import APIError, RequestError  # noqa: E402
 from qianfan.evaluation.evaluation_manager import (  # noqa: E402
     _download_file_from_url_streamly,
@@ -74,6 +75,13 @@ try:
     Model.get_evaluation_info(eval_id, sk="not-the-secret")
 except RequestError as exc:
     out["wrong_sk"] = str(exc)
+# A signature asking for a lifetime past [qianfan] max_expiration_seconds (1800 s).
+get_config().IAM_SIGN_EXPIRATION_SEC = 36000
+try:
+    Model.get_evaluation_info(eval_id)
+except RequestError as exc:
+    out["long_lifetime"] = str(exc)
+get_config().IAM_SIGN_EXPIRATION_SEC = 300
 Model.batch_delete_evaluation_result([eval_id])
 try:
     Model.get_evaluation_info(eval_id)

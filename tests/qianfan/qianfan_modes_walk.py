@@ -68,6 +68,9 @@ manual = Model.create_evaluation_task(
     },
 ).body["result"]["evalIdStr"]
 out["manual_states"] = poll(manual, ("DoingWithManualBegin", "Failed"))
+# The console does not stop a task with manual mode: result false with the reason.
+out["manual_stop"] = Model.stop_evaluation_task(manual).body["result"]
+out["manual_detail"] = Model.get_evaluation_info(manual).body["result"]
 results = Model.get_evaluation_result_list(manual, page_size=50).body["result"]["items"]
 scores = [
     {"evalUnitId": r["evalUnitId"], "caseIndex": r["caseIndex"], "dimension": d, "score": 1}

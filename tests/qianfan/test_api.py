@@ -102,7 +102,7 @@ def test_export_zip_holds_one_array_per_case(client: Any) -> None:
     created = create_eval(client, dataset_id, versions=2)
     wait_state(client, created["evalId"])
     export = ok(client, f"{EVAL}/result/export", {"id": created["evalIdStr"]})
-    assert export["exportIDStr"].startswith("ameex-")
+    assert export["exportIDStr"].startswith("amemt-")
     info = wait_export(client, export["exportIDStr"])
     assert info["state"] == "Done"
     # A capability URL: fetched without a signature.
@@ -300,7 +300,8 @@ def test_stop_a_running_task(make_client: Any) -> None:
     cases = [{"prompt": f"q{i}", "reference": f"a{i}"} for i in range(200)]
     created = create_eval(client, add_dataset(client, cases))
     wait_state(client, created["evalId"], done=("Doing",))
-    assert ok(client, f"{EVAL}/cancel", {"id": created["evalIdStr"]}) is True
+    stop = ok(client, f"{EVAL}/cancel", {"id": created["evalIdStr"]})
+    assert stop == {"result": True, "errorMessage": ""}
     detail = wait_state(client, created["evalId"], done=("Stopping", "Stopped"))
     assert detail["state"] in ("Stopping", "Stopped")
     assert wait_state(client, created["evalId"])["state"] == "Stopped"

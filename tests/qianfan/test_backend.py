@@ -75,7 +75,7 @@ def test_cancelling_a_task_kills_its_running_metrics_task(client: Any) -> None:
             busy = [w.pid for w in pool._busy]
         time.sleep(0.05)
     assert busy, "the metrics task never started"
-    assert ok(client, f"{EVAL}/cancel", {"id": created["evalIdStr"]}) is True
+    assert ok(client, f"{EVAL}/cancel", {"id": created["evalIdStr"]})["result"] is True
     assert wait_state(client, created["evalIdStr"])["state"] == "Stopped"
     deadline = time.monotonic() + 1.0
     while time.monotonic() < deadline and any(_alive(p) for p in busy):

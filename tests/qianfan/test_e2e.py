@@ -92,6 +92,16 @@ def test_official_sdk_walk(clients_python: str, tmp_path: Path) -> None:
     assert seen["missing"] == [500001, "param invalid: evaluation ame-doesnotexist not found"]
     assert "SignatureDoesNotMatch" in seen["wrong_sk"] and "403" in seen["wrong_sk"]
     assert seen["after_delete"].endswith("not found")
+    # The SDK reports the gateway's reason for a lifetime past the bound (not "wrong SK").
+    assert "max_expiration_seconds" in seen["long_lifetime"] and "403" in seen["long_lifetime"]
+    detail = seen["detail"]
+    assert detail["evaluationId"] == seen["created"]["evalId"]
+    assert detail["computeResourceConf"]["vmNumber"] == 8  # what the SDK sends
+    assert detail["evalStandardConf"]["resultDatasetIdStr"] == ""
+    assert seen["export"]["exportIDStr"].startswith("amemt-")
+    assert seen["export"]["exportType"] == "local"
+    version = seen["models"][0]["modelVersionList"][0]
+    assert {"sourceType", "framework", "algorithm", "modelNet", "description"} <= set(version)
 
 
 def _post(server: ServerProcess, path: str, body: Any) -> Any:
@@ -176,6 +186,11 @@ def test_official_sdk_modes_and_v2(clients_python: str, tmp_path: Path) -> None:
     assert effect["rouge_1"] > 0 and effect["accuracy"] == 0  # scoreModes: similarity only
     assert all(r["judge_reason"] for r in seen["judge_results"]["items"])
     assert "DoingWithManualBegin" in seen["manual_states"]
+    assert seen["manual_stop"]["result"] is False and seen["manual_stop"]["errorMessage"]
+    detail = seen["manual_detail"]
+    assert detail["state"] == "DoingWithManualBegin"
+    assert [u["modelVersion"] for u in detail["evalUnits"]] == ["amv-walk"]
+    assert [d["maxScore"] for d in detail["evalStandardConf"]["evaluationDimension"]] == [1, 1]
     assert seen["manual_states"][-1] == "Done"
     assert seen["submitted"]["finished"] is True
     manual = seen["manual_report"][0]["effectMetric"]
