@@ -311,6 +311,9 @@ class OxenBackend(Backend[OxenSettings]):
         entry = await self.store.file_blob(repo, revision, revision.path)
         assert entry.blob_key is not None
         request = parse_request(body, self.options)
+        problem = tables.column_name_problem(request.target_column)
+        if problem is not None:
+            raise bad_request(problem)
         model_ran, signature = await self._check_model(request)
         if request.target_branch is not None:
             check_branch_name(request.target_branch)

@@ -150,6 +150,24 @@ class InvalidName(OxenStoreError):
         self.what = what
 
 
+class NameRefused(InvalidName):
+    """A repository or branch name refused by :func:`evaldock.server.names.name_problem`;
+    the message is that sentence (what is wrong and the fix)."""
+
+    def __init__(self, what: str, sentence: str) -> None:
+        OxenStoreError.__init__(self, sentence)
+        self.what = what
+
+
+class PathRefused(InvalidPath):
+    """A file path refused by :func:`evaldock.server.names.name_problem` (``path=True``)."""
+
+    def __init__(self, raw: str, sentence: str) -> None:
+        OxenStoreError.__init__(self, sentence)
+        self.raw = raw
+        self.reason = sentence
+
+
 # -- the envelope a provider renders ---------------------------------------------------
 
 # The oxen-server version this surface answers as (the client only prints it).

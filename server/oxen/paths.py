@@ -5,8 +5,11 @@ it is echoed in URLs and could be materialised by a client on checkout, so the r
 strict: a relative, ``/``-separated list of names, none of them ``.``/``..``, no backslash,
 NUL or other control character, no name ``.oxen`` (Oxen's own folder), and no segment
 whose percent-decoded form (decoded up to 3 times, for double and triple encoding) is one
-of those. The name is returned *as given* (not decoded) since the router has already
-decoded the URL once and a file may really be called ``100%25.csv``.
+of those. On top, :func:`evaldock.server.names.name_problem` (the house rule for every
+user-chosen name) refuses C1 controls, bidi overrides, U+FFFD and names of dots only
+(``...``) in paths, branch names and repository names. The name is returned *as given*
+(not decoded) since the router has already decoded the URL once and a file may really be
+called ``100%25.csv``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
-from .errors import InvalidName, InvalidPath
+from ..names import name_problem
+from .errors import InvalidName, InvalidPath, NameRefused, PathRefused
 
 # Linux limits: 4096 bytes for a path, 255 for a name.
 MAX_PATH_BYTES = 4096
@@ -42,6 +46,11 @@ def clean_path(raw: str, *, allow_root: bool = False) -> str:
         raise InvalidPath(raw, "drive letters are not allowed")
     for segment in path.split("/"):
         _check_segment(raw, segment)
+    # Then the house rule for user-chosen names on every segment: C1 controls, bidi
+    # overrides ('a\u202ecsv.exe' shows as 'aexe.vsc'), U+FFFD, names of dots only ('...').
+    problem = name_problem(path, "file path", path=True)
+    if problem is not None:
+        raise PathRefused(raw, problem)
     return path
 
 
@@ -90,6 +99,9 @@ _BRANCH_PART = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
 
 
 def check_repo_name(what: str, value: str) -> str:
+    problem = name_problem(value, what)
+    if problem is not None:
+        raise NameRefused(what, problem)
     if not _REPO_NAME.match(value) or value in (".", ".."):
         raise InvalidName(
             what,
@@ -100,6 +112,9 @@ def check_repo_name(what: str, value: str) -> str:
 
 
 def check_branch_name(value: str) -> str:
+    problem = name_problem(value, "branch name", path=True)
+    if problem is not None:
+        raise NameRefused("branch name", problem)
     parts = value.split("/")
     if (
         not value

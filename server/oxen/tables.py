@@ -54,6 +54,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from ..datadir import private_dir
+from ..names import name_problem
 from ..tabular import JSON_ERRORS, CsvScanner, TabularInvalid, check_parquet, json_reason
 
 FORMATS = ("csv", "tsv", "parquet", "jsonl")
@@ -253,7 +254,7 @@ def read_table(path: Path, format: str | None = None) -> Table:
         if fmt == "parquet":
             meta = pq.ParquetFile(path)
             schema = meta.schema_arrow
-            _check_unique(path, schema.names)
+            _check_names(path, schema.names)
             check_parquet(meta.metadata)  # before any page is decoded
             return Table(path, fmt, tuple(schema.names), meta.metadata.num_rows, schema)
         if fmt in ("csv", "tsv"):
@@ -269,6 +270,7 @@ def read_table(path: Path, format: str | None = None) -> Table:
             for obj in _jsonl_objects(path):
                 keys.update(dict.fromkeys(obj))
                 rows += 1
+            _check_names(path, list(keys))
             schema = pa.schema([(k, pa.null()) for k in keys])
             return Table(path, fmt, tuple(keys), rows, schema)
     except TabularInvalid as e:
@@ -412,16 +414,28 @@ def _csv_scan_cached(
     names = next(csv.reader(io.StringIO(text), delimiter=delim), [])
     if not names or names == [""]:
         raise NotATable(path, "the header row is empty")
-    _check_unique(path, names)
+    _check_names(path, names)
     return tuple(names), max(_CSV_BLOCK, scanner.largest_record + 1)
 
 
-def _check_unique(path: Path, names: Sequence[str]) -> None:
+def _check_names(path: Path, names: Sequence[str]) -> None:
+    """Column names are unique and pass the house rule for user-chosen names
+    (:func:`~evaldock.server.names.name_problem`): no control character (a header
+    ``"a\\nb"`` forges a line in a CSV export or a log), no bidi override, no U+FFFD.
+    ``/`` stays allowed (``km/h`` is a column, not a path), so each ``/``-part is checked."""
     seen: set[str] = set()
     for n in names:
         if n in seen:
             raise NotATable(path, f"the column name {n!r} appears twice")
         seen.add(n)
+        problem = column_name_problem(n)
+        if problem is not None:
+            raise NotATable(path, problem)
+
+
+def column_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a column (a sentence with its fix), or None."""
+    return name_problem(name, "column name", path="/" in name) if name else None
 
 
 def _csv_reader(

@@ -326,3 +326,90 @@ def test_a_3_7_mb_quoted_cell_is_served_whole(repo: Any) -> None:
     assert r.status_code == 200, r.text[:500]
     rows = r.json()["data_frame"]["view"]["data"]
     assert [row["text"] for row in rows] == ["short", cell, "after"]
+
+
+def _multipart(filename: str, data: bytes) -> tuple[bytes, str]:
+    """One ``files[]`` part with ``filename`` as raw UTF-8, as reqwest sends it."""
+    b = "b0undary"
+    body = (
+        f'--{b}\r\nContent-Disposition: form-data; name="files[]"; filename="{filename}"\r\n'
+        f"Content-Type: application/octet-stream\r\n\r\n"
+    ).encode() + data
+    body += f"\r\n--{b}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={b}"
+
+
+# The house rule for user-chosen names (evaldock.server.names.name_problem): a bidi
+# override shows 'a\u202ecsv.exe' as 'aexe.vsc'; '...' is a direction, not a name; a C1
+# control and U+FFFD (a name already damaged by a bad decode) are refused too.
+BAD_FILE_NAMES = ["a\u202ecsv.exe", "...", "a\u0097b.csv", "a\ufffdb.csv", "x\u2066y.txt"]
+
+
+@pytest.mark.parametrize("name", BAD_FILE_NAMES)
+def test_user_chosen_file_names_are_refused(repo: Any, name: str) -> None:
+    before = snapshot(repo)
+    body, content_type = _multipart(name, b"a\n1\n")
+    r = repo.put(f"{R}/file/main/", content=body, headers={**AUTH, "Content-Type": content_type})
+    assert_oxen_4xx(r, 400)
+    # The same name as a folder in the URL.
+    r = repo.put(
+        f"{R}/file/main/{name}",
+        content=_multipart("ok.csv", b"a\n1\n")[0],
+        headers={**AUTH, "Content-Type": content_type},
+    )
+    assert_oxen_4xx(r, 400)
+    assert snapshot(repo) == before
+
+
+@pytest.mark.parametrize(
+    ("filename", "data"),
+    [
+        ("q.csv", b'"a\nb",text\n1,x\n'),
+        ("q.tsv", "a\u202eb\ttext\n1\tx\n".encode()),
+        ("q.jsonl", b'{"a\\nb": 1, "text": "x"}\n'),
+        ("q.parquet", None),
+    ],
+)
+def test_user_chosen_column_names_are_refused(repo: Any, filename: str, data: bytes | None) -> None:
+    if data is None:
+        import io
+
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        buf = io.BytesIO()
+        pq.write_table(pa.table({"a\u202eb": [1], "text": ["x"]}), buf)
+        data = buf.getvalue()
+    assert upload(repo, filename, data).status_code == 200
+    body = assert_oxen_4xx(repo.get(f"{R}/data_frames/main/{filename}", headers=AUTH), 400)
+    assert "column name" in body["status_description"], body
+    before = snapshot(repo)
+    body = assert_oxen_4xx(evaluate(repo, f"main/{filename}", prompt="{text}"), 400)
+    assert "column name" in body["status_description"], body
+    assert snapshot(repo) == before
+
+
+def test_a_target_column_with_a_control_character_is_refused(repo: Any) -> None:
+    before = snapshot(repo)
+    body = assert_oxen_4xx(evaluate(repo, target_column="a\nb"), 400)
+    assert "U+000A" in body["status_description"], body
+    assert snapshot(repo) == before
+
+
+@pytest.mark.parametrize(
+    ("namespace", "name"),
+    [("ox", "a\u202eb"), ("o\u0097x", "data2"), ("ox", "..."), ("ox", "a\ufffd")],
+)
+def test_user_chosen_repository_names_are_refused(client: Any, namespace: str, name: str) -> None:
+    r = client.post("/api/repos", json={"namespace": namespace, "name": name}, headers=AUTH)
+    assert_oxen_4xx(r, 400)
+
+
+@pytest.mark.parametrize("branch", ["a\u202eb", "x\u0085y", "...", "a/.../b", "a\u2028b"])
+def test_user_chosen_branch_names_are_refused(repo: Any, branch: str) -> None:
+    before = snapshot(repo)
+    r = repo.post(f"{R}/branches", json={"new_name": branch, "from_name": "main"}, headers=AUTH)
+    assert_oxen_4xx(r, 400)
+    body = assert_oxen_4xx(evaluate(repo, target_branch=branch), 400)
+    assert "branch name" in body["status_description"], body
+    assert snapshot(repo) == before

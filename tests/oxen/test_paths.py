@@ -34,6 +34,13 @@ from evaldock.server.oxen.paths import check_branch_name, check_repo_name, clean
         ".oxen/config.toml",
         "",
         "x" * 256,
+        # names.name_problem: bidi override, names of dots only, C1, U+FFFD, U+2028.
+        "a\u202ecsv.exe",
+        "...",
+        "d/.../x",
+        "a\u0085b",
+        "a\ufffd.csv",
+        "a\u2028b",
     ],
 )
 def test_bad_paths_are_refused(raw: str) -> None:
