@@ -1,6 +1,8 @@
-"""README.md's examples stay true: its TOML parses (and names settings that exist), its
-Python compiles, and its ``evaldock …`` commands use only subcommands, flags and choices
-that the command's own ``--help`` lists."""
+"""README.md and docs/**/*.md stay true: their examples run against a live mock server
+(the fence convention is in tests/docs_examples.py and docs/architecture.md#tests), their
+TOML parses and names settings that exist, their Python compiles, their ``evaldock …``
+commands use only subcommands, flags and choices that the command's own ``--help``
+lists, their links resolve, and docs/configuration.md lists every typed setting."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import shlex
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,41 +20,66 @@ import pytest
 
 from evaldock.server.load import load_settings
 from evaldock.server.surface import declarations
+from tests import docs_settings
+from tests.conftest import clients_python_path
+from tests.docs_examples import (
+    DOCS,
+    EXECUTABLE,
+    README,
+    ROOT,
+    Block,
+    blocks,
+    pages,
+    prose,
+    run_block,
+)
+from tests.serverproc import ServerProcess
 
-ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
-
-_FENCE = re.compile(r"^```(?P<lang>[\w+-]*)[^\n]*\n(?P<body>.*?)^```[ \t]*$", re.M | re.S)
 # Tables whose keys are the core's or a surface's typed settings (free-form tables such as
 # [auth.*], [engines.*], [judge] are not checked key by key).
-_CHECKED_TABLES = ("server", "jobs")
-
-
-@dataclass(frozen=True)
-class Block:
-    lang: str
-    body: str
-    line: int  # of the opening fence, 1-based
-
-    def __str__(self) -> str:
-        return f"README.md:{self.line} ({self.lang})"
-
-
-def _blocks() -> list[Block]:
-    text = README.read_text(encoding="utf-8")
-    return [
-        Block(m["lang"].lower(), m["body"], text.count("\n", 0, m.start()) + 1)
-        for m in _FENCE.finditer(text)
-    ]
+_CHECKED_TABLES = ("server", "jobs", "control")
+SURFACE_PAGES = ("objective", "marqtune", "oxen", "spice", "qianfan")
 
 
 def _of(lang: str) -> list[Block]:
-    return [b for b in _blocks() if b.lang == lang]
+    return [b for b in blocks() if b.lang == lang]
 
 
-def test_readme_has_examples() -> None:
-    langs = {b.lang for b in _blocks()}
+def test_docs_have_examples() -> None:
+    langs = {b.lang for b in blocks()}
     assert {"toml", "python", "bash"} <= langs
+
+
+def test_every_surface_has_a_page_and_a_row() -> None:
+    readme = README.read_text(encoding="utf-8")
+    table = readme[: readme.index("## ")]
+    for name in (d.name for d in declarations()):
+        assert (DOCS / f"{name}.md").exists(), f"docs/{name}.md is missing"
+        assert f"(docs/{name}.md)" in table, f"README's first table has no row for {name}"
+
+
+def test_readme_is_one_page() -> None:
+    lines = README.read_text(encoding="utf-8").count("\n")
+    assert lines <= 150, f"README.md has {lines} lines: move detail to docs/"
+
+
+# -- fence convention ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("block", [b for b in blocks() if b.lang in EXECUTABLE], ids=str)
+def test_block_says_what_happens_to_it(block: Block) -> None:
+    assert block.mode, (
+        f"{block}: say after the language whether it runs (`run`, `run-client`, `pytest`) "
+        "or why not (`shown: <why>`)"
+    )
+    if block.mode == "shown":
+        assert block.reason, f"{block}: `shown:` needs its reason"
+    if "pending" in block.info:
+        assert block.pending and block.mode in ("run", "run-client", "pytest"), (
+            f"{block}: write `<run mode> pending: <issue item>`"
+        )
+    if block.lang == "bash":
+        assert block.mode in ("run", "shown"), f"{block}: bash runs as `run`"
 
 
 # -- TOML ---------------------------------------------------------------------------------
@@ -67,7 +95,7 @@ def test_toml_block_parses(block: Block) -> None:
 
 @pytest.mark.parametrize("block", _of("toml"), ids=str)
 def test_toml_block_names_real_settings(block: Block) -> None:
-    """Every key of [server], [jobs] and a surface's own table exists in the defaults."""
+    """Every key of [server], [jobs], [control] and a surface's own table exists."""
     doc = tomllib.loads(block.body)
     defaults = load_settings(None, {}, environ={}).tree
     tables = (*_CHECKED_TABLES, *(d.name for d in declarations()))
@@ -86,6 +114,123 @@ def test_toml_block_names_real_settings(block: Block) -> None:
 @pytest.mark.parametrize("block", _of("python"), ids=str)
 def test_python_block_compiles(block: Block) -> None:
     compile(block.body, str(block), "exec")
+
+
+# -- configuration reference --------------------------------------------------------------
+
+_ROW = re.compile(r"^\| `(?P<key>\w+)` \| `(?P<default>[^`]*)` \|", re.M)
+_TABLE = re.compile(r"^### `\[(?P<table>\w+)\]`", re.M)
+
+
+def _documented_settings() -> dict[tuple[str, str], str]:
+    text = (DOCS / "configuration.md").read_text(encoding="utf-8")
+    begin, end = text.index("<!-- settings:"), text.index("<!-- /settings -->")
+    section = text[begin:end]
+    found: dict[tuple[str, str], str] = {}
+    heads = list(_TABLE.finditer(section))
+    for i, head in enumerate(heads):
+        stop = heads[i + 1].start() if i + 1 < len(heads) else len(section)
+        for row in _ROW.finditer(section, head.end(), stop):
+            found[(head["table"], row["key"])] = row["default"]
+    return found
+
+
+def test_configuration_lists_every_setting_with_its_default() -> None:
+    documented = _documented_settings()
+    expected = {(r.table, r.key): r.default_text for r in docs_settings.rows()}
+    missing = sorted(f"[{t}] {k}" for t, k in expected.keys() - documented.keys())
+    unknown = sorted(f"[{t}] {k}" for t, k in documented.keys() - expected.keys())
+    wrong = sorted(
+        f"[{t}] {k}: docs say {documented[t, k]}, code says {v}"
+        for (t, k), v in expected.items()
+        if (t, k) in documented and documented[t, k] != v
+    )
+    fix = "; regenerate with `.venv/bin/python -m tests.docs_settings`"
+    assert not missing, f"docs/configuration.md lacks {', '.join(missing)}{fix}"
+    assert not unknown, f"docs/configuration.md lists settings that do not exist: {unknown}"
+    assert not wrong, f"docs/configuration.md has stale defaults: {wrong}{fix}"
+
+
+# -- links --------------------------------------------------------------------------------
+
+_LINK = re.compile(r"(?<!!)\[[^\]]*\]\((?P<target>[^)\s]+)\)")
+
+
+def _anchors(page: Path) -> set[str]:
+    """GitHub's heading slugs of ``page`` plus its explicit ``<a id="…">`` anchors."""
+    text = prose(page)
+    found = set(re.findall(r'<a id="([^"]+)"', text))
+    for heading in re.findall(r"^#+ (.+)$", text, re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        found.add(slug)
+    return found
+
+
+def _links() -> list[tuple[str, Path, str]]:
+    out = []
+    for page in pages():
+        for m in _LINK.finditer(prose(page)):
+            out.append((f"{page.relative_to(ROOT)} -> {m['target']}", page, m["target"]))
+    return out
+
+
+@pytest.mark.parametrize(("where", "page", "target"), _links(), ids=lambda v: str(v))
+def test_link_resolves(where: str, page: Path, target: str) -> None:
+    if re.match(r"^[a-z]+:", target):
+        return  # an external URL: not fetched
+    path, _, anchor = target.partition("#")
+    dest = (page.parent / path).resolve() if path else page
+    assert dest.exists(), f"{where}: {dest.relative_to(ROOT)} does not exist"
+    if anchor and dest.suffix == ".md":
+        assert anchor in _anchors(dest), f"{where}: no heading or anchor #{anchor}"
+
+
+# -- examples run against a live mock server ----------------------------------------------
+
+
+@dataclass
+class Live:
+    server: ServerProcess
+    root: Path
+    clients_python: str
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    root = tmp_path_factory.mktemp("docs")
+    server = ServerProcess(root / "evaldock-data")
+    with server:
+        yield Live(server, root, clients_python_path())
+
+
+_RUNNABLE = [b for b in blocks() if b.mode in ("run", "run-client", "pytest")]
+
+
+@pytest.mark.parametrize("block", _RUNNABLE, ids=str)
+def test_example_runs(block: Block, live: Live) -> None:
+    if block.pending:
+        pytest.skip(f"{block}: pending: {block.pending}")
+    if block.mode == "run-client" and not live.clients_python:
+        pytest.skip(
+            f"{block}: needs the official clients: set EVALDOCK_CLIENTS_PYTHON "
+            "(bash scripts/test.sh builds .venv-clients and sets it)"
+        )
+    page = block.page.relative_to(ROOT).with_suffix("")
+    out = run_block(
+        block,
+        port=live.server.port,
+        data_dir=live.server.data_dir,
+        workdir=live.root / "pages" / str(page).replace("/", "_"),
+        home=live.root / "home",
+        clients_python=live.clients_python,
+    )
+    assert out.returncode == 0, (
+        f"{block} failed ({out.returncode}):\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}"
+        f"\nserver log:\n{live.server.output()[-3000:]}"
+    )
+    if block.lang == "bash":
+        # curl -s answers 4xx quietly: a 5xx or an unknown route in an example is a bug.
+        assert "internal_server_error" not in out.stdout, f"{block}: {out.stdout[-2000:]}"
 
 
 # -- evaldock commands --------------------------------------------------------------------
@@ -210,21 +355,23 @@ def _check_command(args: list[str]) -> list[str]:
     return problems
 
 
-def _inline_commands() -> list[list[str]]:
+def _inline_commands() -> list[tuple[str, list[str]]]:
     """``evaldock …`` commands quoted inline in the prose (`evaldock serve --mode mock`)."""
-    text = _FENCE.sub("", README.read_text(encoding="utf-8"))
-    spans = re.findall(r"`(evaldock [^`]+)`", text)
-    # A pattern such as `evaldock <vendor> …` is prose, not a command.
-    concrete = [s for s in spans if not re.search(r"<\w+>|…", s)]
-    return [shlex.split(" ".join(span.split()))[1:] for span in concrete]
+    found = []
+    for page in pages():
+        spans = re.findall(r"`(evaldock [^`]+)`", prose(page))
+        # A pattern such as `evaldock <vendor> …` is prose, not a command.
+        concrete = [s for s in spans if not re.search(r"<\w+>|…", s)]
+        where = f"{page.relative_to(ROOT)} (inline)"
+        found += [(where, shlex.split(" ".join(span.split()))[1:]) for span in concrete]
+    return found
 
 
 def _all_commands() -> list[tuple[str, list[str]]]:
     commands = [
         (str(block), args) for block in _of("bash") for args in _evaldock_commands(block.body)
     ]
-    commands += [("README.md (inline)", args) for args in _inline_commands()]
-    return commands
+    return commands + _inline_commands()
 
 
 def test_readme_shows_evaldock_commands() -> None:
