@@ -84,6 +84,10 @@ from .uploads import boundary_of
 T = TypeVar("T")
 
 
+# oxen-server's MAX_ZIP_DOWNLOAD_SIZE (liboxen constants.rs): 1 GiB of files a zip.
+MAX_ZIP_DOWNLOAD_BYTES = 1024 * 1024 * 1024
+
+
 class OxenBackend(Backend[OxenSettings]):
     def __init__(self, ctx: BackendContext[OxenSettings]) -> None:
         super().__init__(ctx)
@@ -267,6 +271,28 @@ class OxenBackend(Backend[OxenSettings]):
                 " (GET .../branches lists them)"
             )
         return revision.branch.name, revision.path
+
+    async def zip_folder(self, repo: Repo, revision: Revision) -> Path:
+        """The folder at ``revision`` as a zip written for this response (the caller
+        removes it), bounded like oxen-server's export (1 GiB of files)."""
+        files = await self.store.files_under(repo, revision)
+        total = sum(size for _, _, size in files)
+        if total > MAX_ZIP_DOWNLOAD_BYTES:
+            # oxen-server's own wording (controllers/export.rs), plus the way around it.
+            raise bad_request(
+                f"Download request exceeded size limit ({MAX_ZIP_DOWNLOAD_BYTES} bytes) for zip"
+                f" file downloads: found {total} bytes; download a smaller folder or the"
+                " files one by one (RemoteRepo.download(<path>))"
+            )
+        blobs = self.store.blobs
+        entries = [(name, str(blobs.path(key)), size) for name, key, size in files]
+        name = await self._task(
+            f"{revision.path or 'the repository'} could not be zipped",
+            jobs.zip_files,
+            entries,
+            str(blobs.tmp_dir),
+        )
+        return Path(name)
 
     async def entry(self, repo: Repo, revision: Revision) -> Entry:
         return await self.store.entry(repo, revision, revision.path)

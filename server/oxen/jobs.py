@@ -31,6 +31,7 @@ import math
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,6 +195,26 @@ def results_csv(ctx: TaskContext, path: str, folder: str) -> str:
                 for r in range(n):
                     w.writerow([row, *(tables.cell_text(batch[c][r]) for c in table.columns)])
                     row += 1
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    return name
+
+
+def zip_files(ctx: TaskContext, files: list[tuple[str, str, int]], folder: str) -> str:
+    """``files`` (name in the archive, blob file, size) deflated into a new zip in
+    ``folder``, one 1 MiB chunk at a time (``RemoteRepo.download_zip``); the response
+    streams it from disk and removes it. Entries are 0644, as oxen-server writes them."""
+    fd, name = tempfile.mkstemp(dir=folder, prefix="export-", suffix=".zip")
+    try:
+        with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zf:
+            for arcname, blob, size in files:
+                info = zipfile.ZipInfo(arcname)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = 0o100644 << 16
+                info.file_size = size  # picks ZIP64 up front for a file over 2 GiB
+                with open(blob, "rb") as src, zf.open(info, "w") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
     except BaseException:
         Path(name).unlink(missing_ok=True)
         raise

@@ -160,6 +160,16 @@ class OxenProvider(Provider):
         return FileResponse(path, media_type=file_type.mime_type)
 
     @oxen_errors
+    async def download_zip(self, req: ApiRequest) -> Response:
+        repo = await self._repo(req)
+        revision = await self._resource(req, repo)
+        path = await self.backend.zip_folder(repo, revision)
+        # Streamed from disk, then removed.
+        return FileResponse(
+            path, media_type="application/zip", background=BackgroundTask(_remove, path)
+        )
+
+    @oxen_errors
     async def upload_files(self, req: ApiRequest) -> Response:
         repo = await self._repo(req)
         commit = await self.backend.upload(

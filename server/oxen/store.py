@@ -564,6 +564,17 @@ class OxenStore:
             raise PathIsDirectory(entry.path)
         return entry
 
+    async def files_under(self, repo: Repo, revision: Revision) -> list[tuple[str, str, int]]:
+        """Every file under the folder ``revision.path`` (``""`` = the whole repository) as
+        (path relative to the folder, blob key, size), in path order."""
+        path = clean_path(revision.path, allow_root=True)
+        rows = await self._rows_under(repo, revision.commit.id, path)
+        if not rows and path:
+            await self.entry(repo, revision, path)  # PathNotFound when missing
+            raise NotADirectory(path)
+        cut = len(path) + 1 if path else 0
+        return [(r.path[cut:], r.blob_key, r.size) for r in rows]
+
     async def read_file(self, repo: Repo, rev: str | Revision, path: str) -> bytes:
         """A whole file in memory: for small files and tests; stream big ones."""
         entry = await self.file_blob(repo, rev, path)

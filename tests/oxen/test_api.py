@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import time
+import zipfile
 from typing import Any
 
 import pyarrow as pa
@@ -185,6 +186,36 @@ def test_workspaces_and_clone_routes_are_501(repo: Any) -> None:
         assert r.status_code == 501, (path, r.text)
         assert r.json()["status_message"] == "not_implemented"
         assert "RemoteRepo.upload" in r.json()["status_description"]
+
+
+def test_folder_download_points_at_download_zip(repo: Any) -> None:
+    # What RemoteRepo.download("<folder>") sends first (oxenai 0.65.1).
+    r = repo.get(f"{R}/tree/download/abc?depth=-1&is_download=true&subtrees=d", headers=AUTH)
+    assert r.status_code == 501, r.text
+    assert r.json()["status_message"] == "not_implemented"
+    assert "RemoteRepo.download_zip" in r.json()["status_description"]
+
+
+def test_download_zip_of_a_nested_folder(repo: Any) -> None:
+    files = {"a.txt": b"alpha\n", "sub/b.csv": b"x,y\n1,2\n", "sub/deep/c.bin": bytes(range(256))}
+    for path, data in files.items():
+        folder, _, name = f"d/{path}".rpartition("/")
+        assert upload(repo, name, data, branch_dir=f"main/{folder}").status_code == 200
+    assert upload(repo, "outside.txt", b"no", branch_dir="main/e").status_code == 200
+    r = repo.get(f"{R}/export/download/main/d", headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(r.content)) as zf:
+        assert zf.namelist() == sorted(files)
+        assert {n: zf.read(n) for n in zf.namelist()} == files
+    # The whole repository under the revision alone; a file, a missing folder.
+    r = repo.get(f"{R}/export/download/main", headers=AUTH)
+    with zipfile.ZipFile(io.BytesIO(r.content)) as zf:
+        assert "d/sub/deep/c.bin" in zf.namelist() and "e/outside.txt" in zf.namelist()
+    r = repo.get(f"{R}/export/download/main/d/a.txt", headers=AUTH)
+    assert r.status_code == 400 and r.json()["status"] == "error", r.text
+    r = repo.get(f"{R}/export/download/main/nope", headers=AUTH)
+    assert r.status_code == 404 and r.json()["status_message"] == "resource_not_found", r.text
 
 
 def test_data_frame_pages(repo: Any) -> None:

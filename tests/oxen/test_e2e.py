@@ -62,6 +62,11 @@ def test_official_client_walk(server: ServerProcess, clients_python: str, tmp_pa
     assert seen["results_embedding_len"] == [384] * 4
     assert seen["intact"] is True
     assert seen["download_columns"] == seen["results_columns"]
+    # A nested folder comes back byte for byte through download_zip; download of the
+    # folder is a 501 that names download_zip.
+    assert seen["zip_names"] == ["a.txt", "sub/b.csv", "sub/deep/c.bin"]
+    assert seen["zip_equal"] is True
+    assert "501" in seen["folder_download"] and "download_zip" in seen["folder_download"]
     # The source branch never changed; a sample committed nothing (no branch made).
     assert seen["main_columns"] == ["text", "label", "score"]
     assert seen["main_untouched"] is True
