@@ -413,3 +413,19 @@ def test_user_chosen_branch_names_are_refused(repo: Any, branch: str) -> None:
     body = assert_oxen_4xx(evaluate(repo, target_branch=branch), 400)
     assert "branch name" in body["status_description"], body
     assert snapshot(repo) == before
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        # What schemathesis sent (issue 18): a C1 namespace and a repository name holding a
+        # line feed and an encoded '/', so no operation matches and only the surface's
+        # fallback can answer; Starlette's `.*` stopped at the decoded '\n'.
+        "/api/repos/%C2%97/w%0A%2Fz/branches/x",
+        "/api/repos/ox/data/branches/a%0Ab",
+        "/oxen/api/repos/ox/data/file/main/a%0Ab",
+        "/api/repos/ox/data/nothing%0A/here",
+    ],
+)
+def test_line_breaks_in_paths_answer_in_oxen_envelope(repo: Any, path: str) -> None:
+    assert_oxen_4xx(repo.get(path, headers=AUTH), 400, 404)
