@@ -70,6 +70,12 @@ class Judge(RelevanceJudge, Protocol):
 
     def known_models(self) -> list[str]: ...
 
+    def generation_signature(self, model: str | None = None) -> str:
+        """What :meth:`generate` with this ``model`` produces text with (served model,
+        limits, sampling), for a surface to record beside generated text; :attr:`signature`
+        describes judgements. Raises as :meth:`generate` does for an unknown model."""
+        ...
+
     async def generate(
         self,
         messages: list[dict[str, Any]],
@@ -106,6 +112,8 @@ class GenerationBackend(Protocol):
     async def generate_served(
         self, messages: list[dict[str, Any]], served: str, params: Mapping[str, Any] | None
     ) -> Generation: ...
+
+    def generation_signature_served(self, served: str) -> str: ...
 
     async def json_score_served(
         self,

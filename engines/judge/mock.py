@@ -67,6 +67,14 @@ class MockJudge:
     def known_models(self) -> list[str]:
         return list(self.models)
 
+    def generation_signature(self, model: str | None = None) -> str:
+        return self.generation_signature_served(self._served(model))
+
+    def generation_signature_served(self, served: str) -> str:
+        return Signature.of(
+            "generate", "mock", model=served, method="echo", delay=f"{self.delay:g}s"
+        ).format()
+
     async def check(self) -> None:
         return None
 

@@ -1,8 +1,12 @@
 """The real judge: any OpenAI-compatible chat-completions server (vLLM in production).
 
 Structured output (a JSON schema: vLLM's guided decoding) keeps every score valid; an
-answer that still fails validation is asked again a bounded number of times, then raised
-as ``EngineError``. Every validated answer is cached under a hash of the whole request, so
+answer that still fails validation (a score off its scale included) is asked again a
+bounded number of times, then raised as ``EngineError``. How the schema travels is
+``[judge] structured`` (:data:`STRUCTURED`); servers that do not know a field ignore it
+and answer unconstrained, so :meth:`OpenAIJudge.check` asks every server one tiny
+constrained question at start-up and refuses to start, naming the setting to use, when
+the constraint did not hold. Every validated answer is cached under a hash of the whole request, so
 a re-run costs no model call. HTTP (round-robin over a fleet, bounded concurrency,
 retries) is :mod:`.transport`'s; vendor model names are routed by :mod:`.routing`, which
 gets its backends from :func:`make_backend`.
@@ -40,9 +44,38 @@ from .transport import ChatTransport
 _FIXED = frozenset(
     {"model", "messages", "response_format", "guided_json", "structured_outputs", "stream"}
 )
-# How a JSON schema reaches the server: OpenAI's response_format (vLLM supports it), or
-# vLLM's own request fields (newer: structured_outputs; older: guided_json).
+# How a JSON schema reaches the server, and which vLLM honours it (vLLM's docs: guided_json
+# deprecated in 0.10.2 and removed in 0.12.0, where structured_outputs replaced it; an
+# unknown field is ignored, not refused, so 0.32 answered guided_json unconstrained):
+#   json_schema         OpenAI's response_format: every vLLM since 0.6, OpenAI, most servers
+#   structured_outputs  vLLM's own field, 0.10.2 and later
+#   guided_json         vLLM's old field, before 0.12
 STRUCTURED = ("json_schema", "structured_outputs", "guided_json")
+STRUCTURED_FIX = {
+    "json_schema": (
+        "the server does not apply OpenAI's response_format json_schema: on vLLM before 0.6 "
+        'set [judge] structured = "guided_json"; elsewhere turn on its structured output, '
+        "or set [judge] probe = false to start anyway (answers are then only validated "
+        "and re-asked, and judgements may fail)"
+    ),
+    "structured_outputs": (
+        "vLLM before 0.10.2 has no structured_outputs field: set [judge] structured = "
+        '"json_schema" (any vLLM since 0.6), or "guided_json" (vLLM before 0.12)'
+    ),
+    "guided_json": (
+        "vLLM 0.12 and later dropped guided_json: set [judge] structured = "
+        '"json_schema" (any vLLM since 0.6) or "structured_outputs" (vLLM 0.10.2 and later)'
+    ),
+}
+# Free-text generation (Oxen text rows, Spice's model under evaluation, Qianfan's
+# generation step) stops here unless the request says otherwise: long enough for an
+# eval answer of ~700 words, short enough that a small model looping ("the the the ...")
+# ends in bounded time (1,024 tokens is ~20 s at the ~50 tokens/s SmolLM2-135M makes on
+# 2 CPU cores). 0: no limit from evaldock (the server's: what the context has left).
+GENERATION_MAX_TOKENS = 1024
+# A judgement is a JSON object: a bounded explanation (400 characters, ~100 tokens) and a
+# score, or one per dimension: 512 leaves room for a dozen dimensions.
+JUDGE_MAX_TOKENS = 512
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -55,6 +88,16 @@ def _json_object(text: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError("the reply is not a JSON object")
     return data
+
+
+def _number(value: Any, bounds: tuple[float, float] | None) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"score {value!r} is not a number")
+    if not math.isfinite(value):
+        raise ValueError(f"score {value!r} is not finite")
+    if bounds is not None and not bounds[0] <= value <= bounds[1]:
+        raise ValueError(f"score {value!r} is outside {bounds[0]:g}..{bounds[1]:g}")
+    return float(value)
 
 
 def _integer(value: Any, low: int, high: int, what: str = "score") -> int:
@@ -74,9 +117,11 @@ class OpenAIJudge:
     """Options (``[judge]``): ``urls``, ``model``, ``api_key``, ``timeout`` (s),
     ``max_retries``, ``backoff``/``max_backoff`` (s), ``output_retries``, ``concurrency``
     (requests in flight), ``pool_size`` (connections per HTTP client),
-    ``temperature``, ``max_tokens``, ``structured`` (one of :data:`STRUCTURED`),
-    ``explanation_max_chars`` (a bound in the output schema; 0: none),
-    ``models`` (vendor model names, see :mod:`.routing`), ``cache_path``."""
+    ``temperature``, ``max_tokens`` (judgements), ``generation_max_tokens`` (free text;
+    0: the server's limit), ``structured`` (one of :data:`STRUCTURED`), ``probe`` (check
+    at start-up that the server applies it), ``explanation_max_chars`` (a bound in the
+    output schema; 0: none), ``models`` (vendor model names, see :mod:`.routing`),
+    ``cache_path``. A request's own parameters (``params``) override the limits."""
 
     def __init__(
         self,
@@ -93,7 +138,11 @@ class OpenAIJudge:
         self.model = str(options.get("model") or "")
         self.output_retries = int(options.get("output_retries", 2))
         self.temperature = float(options.get("temperature", 0.0))
-        self.max_tokens = int(options.get("max_tokens", 512))
+        self.max_tokens = int(options.get("max_tokens", JUDGE_MAX_TOKENS))
+        self.generation_max_tokens = int(
+            options.get("generation_max_tokens", GENERATION_MAX_TOKENS)
+        )
+        self.probe = bool(options.get("probe", True))
         self.explanation_max_chars = int(
             options.get("explanation_max_chars", templates.EXPLANATION_MAX_CHARS)
         )
@@ -101,9 +150,9 @@ class OpenAIJudge:
         if self.structured not in STRUCTURED:
             raise EngineUnavailable(
                 f"[judge] structured = '{self.structured}' is not supported",
-                "use 'json_schema' (OpenAI's response_format: any recent server), "
-                "'structured_outputs' (newer vLLM's own field) or 'guided_json' (older vLLM; "
-                "newer versions ignore it and answer unconstrained)",
+                "use 'json_schema' (OpenAI's response_format: vLLM 0.6 and later, most "
+                "servers), 'structured_outputs' (vLLM 0.10.2 and later) or 'guided_json' "
+                "(vLLM before 0.12; later versions ignore it and answer unconstrained)",
             )
         self.usage = usage if usage is not None else Usage()
         self.transport = ChatTransport(
@@ -147,6 +196,21 @@ class OpenAIJudge:
             structured=self.structured,
         ).format()
 
+    def generation_signature(self, model: str | None = None) -> str:
+        """What free text from ``model`` (a vendor name; None: the judge's own) is made
+        with: not :attr:`signature`, whose prompt and schema are the judgements'."""
+        target, served = self.routes.resolve(model)
+        return target.generation_signature_served(served)
+
+    def generation_signature_served(self, served: str) -> str:
+        return Signature.of(
+            "generate",
+            "openai",
+            model=served,
+            max_tokens=self.generation_max_tokens or "server",
+            temp=f"{self.temperature:g}",
+        ).format()
+
     def known_models(self) -> list[str]:
         return self.routes.known()
 
@@ -171,9 +235,49 @@ class OpenAIJudge:
                         "set EVALDOCK_JUDGE_MODEL / [judge] model (or the [judge.models] "
                         "entry) to one of those, or serve that model there",
                     )
+            if self.probe:
+                await self._probe(url)
         for backend in self.routes.backends():
             if backend is not self:
                 await backend.check()
+
+    async def _probe(self, url: str) -> None:
+        """Ask ``url`` for an answer under a schema only a constrained decoder meets; an
+        answer that does not meet it means the server ignored ``[judge] structured``
+        (vLLM 0.32 ignores guided_json: every judgement then failed after 3 tries)."""
+        body = self._body(
+            [{"role": "user", "content": templates.PROBE_PROMPT}],
+            self.model,
+            templates.probe_schema(),
+            max_tokens=48,
+        )
+        what = f"[judge] structured = '{self.structured}'"
+        try:
+            answer = await self.transport.chat(body, at=url)
+            choice = answer["choices"][0]
+            text = str(choice["message"]["content"] or "")
+        except EngineError as exc:
+            raise EngineUnavailable(
+                f"judge server {url} refused a structured-output request ({what}): {exc}",
+                STRUCTURED_FIX[self.structured],
+            ) from None
+        except (KeyError, IndexError, TypeError):
+            raise EngineUnavailable(
+                f"judge server {url} answered a chat completion without choices[0].message",
+                f"check that {url} is an OpenAI-compatible server",
+            ) from None
+        try:
+            held = json.loads(text) == {"probe": templates.PROBE_VALUE}
+        except ValueError:
+            # Cut off inside the object (a small model may pad with whitespace, which
+            # the grammar allows): a constrained answer all the same.
+            held = choice.get("finish_reason") == "length" and text.lstrip().startswith("{")
+        if not held:
+            raise EngineUnavailable(
+                f"judge server {url} ignored {what}: asked for a JSON object under a "
+                f"schema, it answered {text[:120]!r}",
+                STRUCTURED_FIX[self.structured],
+            )
 
     async def aclose(self) -> None:
         await self.routes.aclose()
@@ -188,13 +292,18 @@ class OpenAIJudge:
         model: str,
         schema: dict[str, Any] | None,
         params: Mapping[str, Any] | None = None,
+        *,
+        max_tokens: int | None = None,
     ) -> dict[str, Any]:
+        """The request; ``max_tokens`` None: the judgement limit; 0: none sent."""
+        limit = self.max_tokens if max_tokens is None else max_tokens
         body: dict[str, Any] = {
             "model": model,
             "messages": messages,
             "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
         }
+        if limit:
+            body["max_tokens"] = limit
         body.update({k: v for k, v in (params or {}).items() if k not in _FIXED})
         if schema is not None:
             if self.structured == "guided_json":
@@ -306,7 +415,7 @@ class OpenAIJudge:
     async def generate_served(
         self, messages: list[dict[str, Any]], served: str, params: Mapping[str, Any] | None
     ) -> Generation:
-        body = self._body(messages, served, None, params)
+        body = self._body(messages, served, None, params, max_tokens=self.generation_max_tokens)
         _, texts, p, c = await self._call(body, "generate")
         return Generation(texts[0], texts, p, c, served)
 
@@ -397,19 +506,20 @@ class OpenAIJudge:
             else m
             for m in messages
         ]
+        # Our prompt asks for 0.0-1.0 (Spice's runtime reads any number, but takes the
+        # scale from the prompt, and here the prompt is ours): an answer off it is
+        # invalid, re-asked, and after the retries fails the case (Spice fails an eval
+        # whose judge gives no usable score), never clamped into a number nobody gave.
+        bounds: tuple[float, float] | None = None
         if not any(isinstance(m.get("content"), str) and m["content"].strip() for m in filled):
             base = {"input": "", "actual": "", "ideal": "", **values}
             filled = [{"role": "user", "content": templates.render(templates.JSON_SCORE, **base)}]
-        schema = templates.json_score_schema(self.explanation_max_chars)
+            bounds = templates.JSON_SCORE_RANGE
+        schema = templates.json_score_schema(self.explanation_max_chars, bounds)
         body = self._body(filled, served, schema, params)
 
         def parse(text: str) -> float:
-            value = _json_object(text)["score"]
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"score {value!r} is not a number")
-            if not math.isfinite(value):
-                raise ValueError(f"score {value!r} is not finite")
-            return float(value)
+            return _number(_json_object(text)["score"], bounds)
 
         value, *_ = await self._call(body, templates.JSON_SCORE, parse)
         return value

@@ -34,7 +34,9 @@ INHERITED = (
     "output_retries",
     "temperature",
     "max_tokens",
+    "generation_max_tokens",
     "structured",
+    "probe",
     "explanation_max_chars",
     "concurrency",
 )

@@ -130,6 +130,10 @@ class SimilarityJudge:
     def known_models(self) -> list[str]:
         return self.routes.known()
 
+    def generation_signature(self, model: str | None = None) -> str:
+        target, served = self.routes.resolve(model)  # EngineUnavailable: no generator
+        return target.generation_signature_served(served)
+
     # -- the model ----------------------------------------------------------------------
     def offload_to(self, run: Offload) -> None:
         """Run the model's work with ``run(fn, *args)`` (the server's worker pool)."""

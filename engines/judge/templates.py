@@ -76,8 +76,37 @@ def relevance_schema(max_chars: int = EXPLANATION_MAX_CHARS) -> dict[str, Any]:
     return _judgement({"type": "integer", "enum": [0, 1, 2]}, max_chars)
 
 
-def json_score_schema(max_chars: int = EXPLANATION_MAX_CHARS) -> dict[str, Any]:
-    return _judgement({"type": "number"}, max_chars)
+# The scale json_score.v1 asks for. A schema of plain {"type": "number"} let a 135M model
+# answer 8.0 and 5.0 to this prompt (grader/mean 2.17): the bounds go into the schema
+# (vLLM's grammar enforces them) and into the parser (a server that does not is re-asked).
+JSON_SCORE_RANGE = (0.0, 1.0)
+
+
+def json_score_schema(
+    max_chars: int = EXPLANATION_MAX_CHARS, bounds: tuple[float, float] | None = JSON_SCORE_RANGE
+) -> dict[str, Any]:
+    """The answer to json_score.v1; ``bounds`` None for a caller's own prompt, whose scale
+    is its own (Spice's runtime takes any number from a model's own prompt)."""
+    score: dict[str, Any] = {"type": "number"}
+    if bounds is not None:
+        score.update(minimum=bounds[0], maximum=bounds[1])
+    return _judgement(score, max_chars)
+
+
+# The start-up probe (OpenAIJudge.check): a schema no unconstrained model would meet by
+# chance (a value it was never told), asked with a prompt that does not mention JSON, so
+# only a server that applies the constraint answers {"probe": PROBE_VALUE}.
+PROBE_VALUE = "evaldock-probe-7"
+PROBE_PROMPT = "Reply with one word: hello."
+
+
+def probe_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {"probe": {"type": "string", "enum": [PROBE_VALUE]}},
+        "required": ["probe"],
+        "additionalProperties": False,
+    }
 
 
 def score_schema(

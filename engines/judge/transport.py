@@ -88,7 +88,9 @@ class ChatTransport:
             raise EngineUnavailable(
                 f"judge server {url} did not answer GET /models "
                 f"({type(exc).__name__}: {exc or 'no detail'})",
-                f"start it (e.g. `vllm serve MODEL`) or {URLS_HINT}",
+                "start it (scripts/serve_judge.sh, or `python -m vllm.entrypoints.openai."
+                f"api_server --model DIR --served-model-name NAME`; see docs/real-mode.md) or "
+                f"{URLS_HINT}",
             ) from None
         if r.status_code in (401, 403):
             raise EngineUnavailable(
@@ -106,12 +108,16 @@ class ChatTransport:
                 guess + URLS_HINT,
             ) from None
 
-    async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
-        """One chat completion, retried on transient failures; the answer's JSON."""
+    async def chat(self, body: dict[str, Any], *, at: str | None = None) -> dict[str, Any]:
+        """One chat completion, retried on transient failures; the answer's JSON.
+
+        ``at`` (one of :attr:`urls`) pins every try to that server (the start-up probe
+        asks each one); otherwise requests go round-robin."""
         last = ""
-        index = next(self._next_url)
+        index = self.urls.index(at.rstrip("/")) if at else next(self._next_url)
         for attempt in range(self.max_retries + 1):
-            if attempt:  # a retry goes to the next server: one that is down is routed around
+            # A retry goes to the next server: one that is down is routed around.
+            if attempt and not at:
                 index = (index + 1) % len(self.urls)
             url = self.urls[index]
             wait: float | None = None

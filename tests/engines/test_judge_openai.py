@@ -323,7 +323,10 @@ def test_json_score_fills_spice_parameterized_prompts(fake: FakeOpenAI) -> None:
     assert fake.requests[1]["messages"] == [{"role": "system", "content": "Judge 4 against four."}]
     assert "metadata" not in fake.requests[0]
     schema = fake.requests[0]["response_format"]["json_schema"]["schema"]
-    assert schema["properties"]["score"] == {"type": "number"}
+    # Our prompt's scale is in the schema; a caller's own prompt keeps its own scale.
+    assert schema["properties"]["score"] == {"type": "number", "minimum": 0.0, "maximum": 1.0}
+    own = fake.requests[1]["response_format"]["json_schema"]["schema"]
+    assert own["properties"]["score"] == {"type": "number"}
 
     fake.script.extend(["no_score"] * 3)
 

@@ -8,10 +8,14 @@ a thread). Each completion takes the next scripted behaviour, then ``ok`` foreve
 - ``429``, ``500``, ``503``, ``400``: that status (429/503 carry ``Retry-After: 0``);
 - ``slow:<s>``: wait that long first (noticing a client that hangs up);
 - ``malformed``: cut-off JSON; ``length``: cut-off JSON with ``finish_reason: length``;
-- ``out_of_range``: a score of 7; ``no_score``: an object without ``score``;
+- ``out_of_range``: a score of 7 (``out_of_range:<n>``: of n); ``no_score``: an object
+  without ``score``;
 - ``fenced``: valid JSON inside a Markdown code fence.
 
-It records every request body and the most requests ever in flight at once.
+``ignores`` names the structured-output fields it does not know (``"guided_json"``, as vLLM
+0.12 and later): a schema sent in one is ignored, as vLLM ignores unknown fields, and the
+answer is free text. It records every request body and the most requests ever in flight
+at once; the judge's start-up probes are kept apart, in ``probes``.
 """
 
 from __future__ import annotations
@@ -41,13 +45,16 @@ class FakeOpenAI:
         models: list[str] | None = None,
         api_key: str | None = None,
         record: bool = True,
+        ignores: tuple[str, ...] = (),
     ) -> None:
+        self.ignores = ignores
         self.models = models or [model]
         self.delay = delay
         self.api_key = api_key  # when set, other keys get a 401
         self.record = record  # off for benchmarks: keeping every body costs memory
         self.script: deque[str] = deque()
         self.requests: list[dict[str, Any]] = []
+        self.probes: list[dict[str, Any]] = []
         self.count = 0
         self.in_flight = 0
         self.max_in_flight = 0
@@ -60,16 +67,23 @@ class FakeOpenAI:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
+    def schema_of(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        fields = {
+            "json_schema": ((body.get("response_format") or {}).get("json_schema") or {}).get(
+                "schema"
+            ),
+            "guided_json": body.get("guided_json"),
+            "structured_outputs": (body.get("structured_outputs") or {}).get("json"),
+        }
+        return next((v for k, v in fields.items() if v and k not in self.ignores), None)
+
     def answer_for(self, body: dict[str, Any]) -> str:
-        fmt = body.get("response_format") or {}
-        schema = (
-            (fmt.get("json_schema") or {}).get("schema")
-            or body.get("guided_json")
-            or (body.get("structured_outputs") or {}).get("json")
-        )
+        schema = self.schema_of(body)
         prompt = json.dumps(body.get("messages"))
         if schema is None:
             return "echo: " + str(body["messages"][-1]["content"])[:80]
+        if "probe" in schema["properties"]:
+            return json.dumps({"probe": schema["properties"]["probe"]["enum"][0]})
         score_schema = schema["properties"]["score"]
         score: Any
         if "enum" in score_schema:  # relevance: a crude, predictable rule
@@ -100,6 +114,21 @@ class FakeOpenAI:
 
         async def chat(request: Request) -> Response:
             body = await request.json()
+            schema = self.schema_of(body) or {}
+            if "probe" in schema.get("properties", {}) and not self.script:
+                self.probes.append(body)
+                return JSONResponse(
+                    {
+                        "choices": [
+                            {
+                                "index": 0,
+                                "finish_reason": "stop",
+                                "message": {"role": "assistant", "content": self.answer_for(body)},
+                            }
+                        ],
+                        "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14},
+                    }
+                )
             if self.record:
                 self.requests.append(body)
             self.count += 1
@@ -132,8 +161,9 @@ class FakeOpenAI:
                     content = '{"score": 2, "expl'
                 elif action == "length":
                     content, finish = '{"explanation": "a long', "length"
-                elif action == "out_of_range":
-                    content = json.dumps({"explanation": "x", "score": 7})
+                elif action.startswith("out_of_range"):
+                    value = json.loads(action.partition(":")[2] or "7")
+                    content = json.dumps({"explanation": "x", "score": value})
                 elif action == "no_score":
                     content = json.dumps({"explanation": "x"})
                 elif action == "fenced":
