@@ -10,7 +10,10 @@ scorer. Spice (scorer/embed.rs, scorer/modelgraded.rs) scores each case as:
 - judge: one chat request with a single empty user message, ``store=true`` and
   ``metadata={"input", "actual", "ideal"}`` (each as Spice serialises it: text, or the list
   of messages/choices); the judge model's own prompt template reads the metadata. The
-  score is the numeric ``score`` of the JSON reply; anything else fails the eval. Here
+  score is the numeric ``score`` of the JSON reply; anything else fails the eval. Spice
+  takes any number (the scale is its judge prompt's); here the prompt is evaldock's
+  (json_score.v1, 0.0-1.0), whose bounds the judge puts in the output schema and holds the
+  reply to (re-asked, then the case fails), so ``grader/mean`` stays on 0..1. Here
   that request is ``judge.json_score(messages, metadata, model=<component>,
   params={"store": True})``, up to ``concurrency`` at once; the first failure cancels the
   rest and raises :class:`EngineError` naming the case.
