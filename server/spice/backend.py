@@ -34,6 +34,7 @@ from ..backend import Backend, BackendContext, TaskFailed
 from ..compute import TaskLimits
 from ..db import utcnow
 from ..jobs import Job, JobFailed
+from ..names import name_problem
 from . import jobs, spicepod, sql
 from .errors import bad_request, not_found
 from .runs import completion, f32, run_signature, served_model
@@ -45,10 +46,10 @@ log = logging.getLogger("evaldock.spice")
 
 T = TypeVar("T")
 
-# /v1/sql: the query's own progress handler stops it at [spice] sql_timeout; the task's
-# wall-time limit, this much later, stops what that handler cannot reach (one SQL
-# function call running for minutes) and leaves room for a fresh worker's imports
-# (~0.5 s on a busy 2-core machine) and the answer's way back.
+# /v1/sql: the query's own timer stops it at [spice] sql_timeout; the task's wall-time
+# limit, this much later, stops what that timer cannot reach (a worker stuck outside
+# the interpreter) and leaves room for a fresh worker's imports (~0.5 s on a busy 2-core
+# machine, datafusion's ~0.2 s among them) and the answer's way back.
 SQL_GRACE_SECONDS = 2.0
 
 
@@ -129,6 +130,10 @@ class SpiceBackend(Backend[SpiceSettings]):
         in ``data``, a file named by ``source``, or a dataset already known by name."""
         if not name.strip() or len(name) > 128:
             raise bad_request("an eval name must have 1 to 128 characters")
+        for value, what in ((name, "eval name"), (dataset, "dataset name")):
+            problem = name_problem(value, what)
+            if problem is not None:
+                raise bad_request(problem)
         scorers = list(dict.fromkeys(scorers))
         known = {*BUILTIN, *self.pod.embeddings, *self.pod.models}
         unknown = [s for s in scorers if s not in known]
@@ -408,6 +413,7 @@ class SpiceBackend(Backend[SpiceSettings]):
                 o.sql_timeout,
                 o.sql_max_rows,
                 o.sql_max_bytes,
+                o.sql_memory_mb,
                 limits=self._sql_limits(),
             )
         except sql.QueryRefused as exc:

@@ -57,7 +57,7 @@ SCORE_CHUNK = 5000
 # One case: the input cell as the dataset holds it, the parsed ideal, and the built-in
 # model's answer (None when a served model answers, in the API process).
 Case: TypeAlias = tuple[Any, Output, Output | None]
-# One case's texts as eval.results stores them: input, output, ideal ("actual").
+# One case's texts as eval.results stores them: input, answer ("actual"), ideal ("expected").
 Texts: TypeAlias = tuple[str, str, str]
 
 
@@ -255,9 +255,17 @@ def run_sql(
     timeout: float,
     max_rows: int,
     max_bytes: int,
+    memory_mb: int,
 ) -> tuple[list[str], list[dict[str, Any]]]:
-    """(columns, rows) of one read-only query (:func:`sql.run_query`: its progress
-    handler stops it at ``timeout``; the task's limits are the backstop)."""
+    """(columns, rows) of one read-only query (:func:`sql.run_query`: its timer stops it
+    at ``timeout``, its memory pool at half ``memory_mb``; the task's limits are the
+    backstop)."""
     return sql.run_query(
-        Path(db_path), tenant, text, timeout=timeout, max_rows=max_rows, max_bytes=max_bytes
+        Path(db_path),
+        tenant,
+        text,
+        timeout=timeout,
+        max_rows=max_rows,
+        max_bytes=max_bytes,
+        memory_mb=memory_mb,
     )

@@ -24,10 +24,11 @@ class SpiceSettings(msgspec.Struct, kw_only=True):
     # /v1/sql: seconds a query may run, and rows it may return.
     sql_timeout: float = 5.0
     sql_max_rows: int = 100_000
-    # ...and bytes of values it may return (SELECT printf('%.*c', 1e9, 'x') would else
-    # build a 1 GB answer): 256 MiB holds 100,000 rows of 2.5 KiB.
+    # ...and bytes of values it may return (SELECT repeat('x', 1000000000) would else
+    # send a 1 GB answer): 256 MiB holds 100,000 rows of 2.5 KiB.
     sql_max_bytes: int = 256 * 1024 * 1024
-    # ...and megabytes the worker process running it may hold (SQLite's own memory, the
-    # rows fetched and the answer pickled back): four zeroblob(60e6) queries took 1,257 MB
-    # of the API process when they ran in its threads.
+    # ...and megabytes the worker process running it may hold: DataFusion's memory pool
+    # (sorts, joins, aggregates) gets half, the caller's tables, the rows and the answer
+    # pickled back the rest; four 60 MB-value queries took 1,257 MB of the API process
+    # when they ran in its threads.
     sql_memory_mb: int = 512

@@ -36,6 +36,7 @@ from typing import Any
 
 import yaml
 
+from ..names import name_problem
 from ..tabular import CELL_LIMIT, JSON_ERRORS, CsvScanner, check_parquet, json_reason
 
 BUILTIN_MODELS = ("mock", "replay")
@@ -91,8 +92,17 @@ def _components(doc: dict[str, Any], key: str) -> dict[str, Component]:
     for i, item in enumerate(doc.get(key) or []):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise SpicepodError(f"{key}[{i}] needs a name")
+        _check_name(item["name"], f"{key}[{i}]")
         out[item["name"]] = Component(item["name"], str(item.get("from") or ""))
     return out
+
+
+def _check_name(name: str, where: str) -> None:
+    """A spicepod entry's name is shown in listings, logs and eval.runs: refused as the
+    API refuses one (control and direction-override characters, path-like names)."""
+    problem = name_problem(name, f"the name of {where}")
+    if problem is not None:
+        raise SpicepodError(f"spicepod: {problem}")
 
 
 def load(path: Path) -> Spicepod:
@@ -118,6 +128,7 @@ def load(path: Path) -> Spicepod:
         name, dataset, scorers = item.get("name"), item.get("dataset"), item.get("scorers")
         if not isinstance(name, str) or not isinstance(dataset, str):
             raise SpicepodError(f"evals[{i}] needs a name and a dataset")
+        _check_name(name, f"evals[{i}]")
         if not isinstance(scorers, list) or not all(isinstance(s, str) for s in scorers):
             raise SpicepodError(f"eval '{name}' needs scorers: a list of names")
         description = item.get("description")

@@ -134,7 +134,7 @@ class SpiceStore:
     async def add_results(self, tx: Transaction, rows: Sequence[tuple[Any, ...]]) -> None:
         await tx.executemany(
             "INSERT INTO spice_results (run_id, tenant, idx, scorer, created_at, input,"
-            " output, actual, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " actual, expected, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
 
@@ -238,8 +238,8 @@ def result_rows(
     now: str,
 ) -> list[tuple[Any, ...]]:
     """spice.eval.results rows of cases ``start``, ``start + 1``, ... (their ``texts``:
-    input, output, ideal), one per case x scorer. The runtime's quirk is kept: ``output``
-    is the model's output and ``actual`` the ideal."""
+    input, the model's answer, the ideal), one per case x scorer: ``actual`` holds the
+    answer and ``expected`` the ideal, as every runtime release after PR #4835."""
     return [
         (run_id, tenant, start + i, scorer, now, *text, float(values[start + i]))
         for scorer, values in scores.items()

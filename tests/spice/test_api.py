@@ -95,8 +95,9 @@ def test_scorers_through_http_with_replay(client, cases) -> None:
         assert run["metrics"][f"{scorer}/mean"] == pytest.approx(_f32_mean(values), abs=1e-7)
 
 
-def test_results_keep_the_runtime_quirk(client) -> None:
-    """eval.results.output is the model's output and actual the ideal, as in Spice."""
+def test_results_answer_and_ideal_columns(client) -> None:
+    """eval.results.actual is the model's answer and expected the ideal, as every runtime
+    release after spiceai/spiceai PR #4835 (v1.0.x had output/actual, swapped)."""
     run = rows_of(client.post("/v1/evals/capitals", json={"model": "replay"}))[0]
     rows = rows_of(
         client.post(
@@ -107,10 +108,10 @@ def test_results_keep_the_runtime_quirk(client) -> None:
             },
         )
     )
-    assert (
-        rows[0]["output"] == "The capital of Germany is Berlin." and rows[0]["actual"] == "Berlin"
-    )
-    assert set(rows[0]) == {"run_id", "created_at", "input", "output", "actual", "scorer", "value"}
+    assert rows[0]["actual"] == "The capital of Germany is Berlin."
+    assert rows[0]["expected"] == "Berlin"
+    layout = ["run_id", "created_at", "input", "actual", "expected", "scorer", "value"]
+    assert list(rows[0]) == layout
 
 
 def test_health_and_ready_are_open_plain_text(make_client) -> None:
@@ -298,11 +299,12 @@ def test_open_by_default_ignores_keys(client) -> None:
         ("SELECT * FROM jobs", "only SELECT"),
         ("SELECT * FROM main.spice_results", "only SELECT"),
         ("SELECT * FROM sqlite_master", "only SELECT"),
-        ("PRAGMA table_info(spice_runs)", "only SELECT"),
+        ("PRAGMA table_info(spice_runs)", "SQL error"),
         ("DELETE FROM eval.runs", "only SELECT"),
         ("ATTACH 'x.db' AS x", "only SELECT"),
         ("SELECT 1; SELECT 2", "one statement"),
         ("SELEC nonsense", "SQL error"),
+        ("CREATE EXTERNAL TABLE p STORED AS CSV LOCATION '/etc/passwd'", "only SELECT"),
         ("", "required"),
         ("-- a comment only", "only SELECT"),
         (

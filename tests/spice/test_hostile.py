@@ -134,60 +134,95 @@ def test_body_over_the_server_limit_is_413(make_client) -> None:
 
 
 # -- SQL ----------------------------------------------------------------------------------
+# Every entry: a 400 in Spice's text/plain with DataFusion's message, and the tables as
+# they were. The SQLite-era probes stay (each must still be refused); the DataFusion ones
+# try its own ways to files and other tables (CREATE EXTERNAL TABLE, COPY, URL tables,
+# table functions, SET).
 ONLY_SELECT = "only SELECT"
+NOT_FOUND = "not found: only SELECT"
+NO_FUNCTION = "Invalid function"
 SQL_REFUSED = [
     ("INSERT INTO eval.runs (id) VALUES ('x')", ONLY_SELECT),
     ("UPDATE eval.results SET value = 1", ONLY_SELECT),
     ("DELETE FROM spice.eval.results", ONLY_SELECT),
     ("REPLACE INTO eval.runs (id) VALUES ('x')", ONLY_SELECT),
     ("DROP VIEW eval_results", ONLY_SELECT),
-    ("CREATE TABLE t (x)", ONLY_SELECT),
-    ("CREATE TEMP VIEW v AS SELECT * FROM main.jobs", ONLY_SELECT),
-    ("WITH x AS (DELETE FROM eval.runs RETURNING *) SELECT * FROM x", "SQL error"),
+    ("CREATE TABLE t (x)", "SQL error"),
+    ("CREATE TEMP VIEW v AS SELECT * FROM main.jobs", NOT_FOUND),
+    ("WITH x AS (DELETE FROM eval.runs RETURNING *) SELECT * FROM x", ONLY_SELECT),
     ("ATTACH DATABASE ':memory:' AS m", ONLY_SELECT),
     ("ATTACH 'file:/etc/passwd?mode=ro' AS p", ONLY_SELECT),
     ("DETACH main", ONLY_SELECT),
     ("VACUUM INTO '/tmp/evaldock-copy.db'", "SQL error"),
-    ("SELECT * FROM sqlite_master", ONLY_SELECT),
-    ("SELECT * FROM sqlite_temp_master", ONLY_SELECT),
-    ("SELECT * FROM temp.sqlite_schema", ONLY_SELECT),
-    ("PRAGMA table_info(spice_runs)", ONLY_SELECT),
-    ("PRAGMA writable_schema = ON", ONLY_SELECT),
-    ("SELECT * FROM pragma_table_info('jobs')", ONLY_SELECT),
-    ("SELECT * FROM pragma_database_list", ONLY_SELECT),
-    ("SELECT * FROM main.spice_results", ONLY_SELECT),
-    ('SELECT * FROM "main"."spice_runs"', ONLY_SELECT),
-    ("SELECT * FROM jobs", ONLY_SELECT),
-    ("SELECT * FROM job_view", ONLY_SELECT),
-    ("SELECT * FROM spice_specs", ONLY_SELECT),
-    ("SELECT * FROM eval.runs, main.spice_datasets", ONLY_SELECT),
-    ("SELECT (SELECT count(*) FROM jobs) FROM eval.runs", ONLY_SELECT),
-    ("SELECT load_extension('/tmp/x.so')", ONLY_SELECT),
+    ("SELECT * FROM sqlite_master", NOT_FOUND),
+    ("SELECT * FROM sqlite_temp_master", NOT_FOUND),
+    ("SELECT * FROM temp.sqlite_schema", NOT_FOUND),
+    ("PRAGMA table_info(spice_runs)", "SQL error"),
+    ("PRAGMA writable_schema = ON", "SQL error"),
+    ("SELECT * FROM pragma_table_info('jobs')", "not found"),
+    ("SELECT * FROM pragma_database_list", NOT_FOUND),
+    ("SELECT * FROM main.spice_results", NOT_FOUND),
+    ('SELECT * FROM "main"."spice_runs"', NOT_FOUND),
+    ("SELECT * FROM jobs", NOT_FOUND),
+    ("SELECT * FROM job_view", NOT_FOUND),
+    ("SELECT * FROM spice_specs", NOT_FOUND),
+    ("SELECT * FROM eval.runs, main.spice_datasets", NOT_FOUND),
+    ("SELECT (SELECT count(*) FROM jobs) FROM eval.runs", NOT_FOUND),
+    ("SELECT load_extension('/tmp/x.so')", NO_FUNCTION),
+    ("SELECT fts3_tokenizer('simple')", NO_FUNCTION),
     ("BEGIN IMMEDIATE", ONLY_SELECT),
     ("SAVEPOINT s", ONLY_SELECT),
     ("ANALYZE", ONLY_SELECT),
-    ("SELECT * FROM dbstat", "SQL error"),
+    ("SELECT * FROM dbstat", NOT_FOUND),
     ("SELECT 1; DELETE FROM eval.runs", "one statement"),
     ("SELECT 1\x00; DELETE FROM eval.runs", "SQL error"),
-    ("SELECT length(randomblob(900000000))", "too big"),
-    ("SELECT replace(hex(zeroblob(40000000)), '0', 'ab')", "too big"),
+    ("SELECT length(randomblob(900000000))", NO_FUNCTION),
+    ("SELECT replace(hex(zeroblob(40000000)), '0', 'ab')", NO_FUNCTION),
+    # DataFusion's own ways out: files, DDL, settings
+    ("CREATE EXTERNAL TABLE p STORED AS CSV LOCATION '/etc/passwd'", ONLY_SELECT),
+    ("CREATE EXTERNAL TABLE p STORED AS PARQUET LOCATION 'file:///etc/'", ONLY_SELECT),
+    ("COPY (SELECT * FROM eval.runs) TO '/tmp/evaldock-copy.csv'", ONLY_SELECT),
+    ("COPY eval.results TO '/tmp/evaldock-copy.parquet' STORED AS PARQUET", ONLY_SELECT),
+    ("EXPLAIN ANALYZE COPY (SELECT 1) TO '/tmp/evaldock-copy.json'", ONLY_SELECT),
+    ("INSERT INTO eval_runs SELECT * FROM eval_runs", ONLY_SELECT),
+    ("CREATE TABLE t AS SELECT * FROM eval.runs", ONLY_SELECT),
+    ("CREATE VIEW v AS SELECT 1", ONLY_SELECT),
+    ("CREATE SCHEMA spice.other", ONLY_SELECT),
+    ("DROP TABLE eval.runs", ONLY_SELECT),
+    ("DROP SCHEMA eval CASCADE", ONLY_SELECT),
+    ("CREATE FUNCTION f() RETURNS INT RETURN 1", ONLY_SELECT),
+    ("SET datafusion.execution.batch_size = 1", ONLY_SELECT),
+    ("SET datafusion.catalog.information_schema = false", ONLY_SELECT),
+    ("PREPARE p AS SELECT 1", ONLY_SELECT),
+    ("SELECT * FROM '/etc/passwd'", NOT_FOUND),
+    ("SELECT * FROM 'file:///etc/passwd'", NOT_FOUND),
+    ("SELECT * FROM read_csv('/etc/passwd')", "not found"),
+    ("SELECT * FROM read_parquet('/etc/passwd')", "not found"),
+    ("SELECT * FROM read_json('/etc/passwd')", "not found"),
+    ("SELECT * FROM parquet_metadata('/etc/passwd')", "not found"),
+    ("SELECT * FROM datafusion.public.runs", NOT_FOUND),
+    ("SELECT " + "(" * 5000 + "1" + ")" * 5000, "RecursionLimitExceeded"),
+    # 20,000 terms overflow the planner's stack: the worker dies, the server answers
+    ("SELECT 1" + "+1" * 20_000, "could not finish"),
+    # runaway and oversized answers
     (
         "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT max(x) FROM c",
         "sql_timeout",
     ),
     (
-        "SELECT count(*) FROM eval.results a, eval.results b, eval.results c, eval.results d",
+        "SELECT sum(length(a.input || b.input || c.input || d.input)) FROM eval.results a,"
+        " eval.results b, eval.results c, eval.results d",
         "sql_timeout",
     ),
+    ("SELECT count(*) FROM generate_series(1, 100000000000)", "sql_timeout"),
+    ("SELECT length(repeat('x', 900000000)) AS n", "[spice] sql_"),
     (
         "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 60) SELECT x FROM c",
         "sql_max_rows",
     ),
-    (
-        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 40)"
-        " SELECT hex(zeroblob(1000)) AS h FROM c",
-        "sql_max_bytes",
-    ),
+    ("SELECT * FROM generate_series(1, 100000000000)", "sql_max_rows"),
+    ("SELECT repeat('0', 2000) AS h FROM generate_series(1, 40)", "sql_max_bytes"),
+    ("SELECT array_agg(x) FROM generate_series(1, 300000000) t(x)", "[spice] sql_"),
 ]
 
 
@@ -198,6 +233,7 @@ def test_sql_that_is_not_a_read_of_eval_tables(make_client, sql: str, why: str) 
     )
     assert rows_of(client.post("/v1/evals/capitals", json={"model": "replay"}))
     refused(client.post("/v1/sql", content=sql.encode(), headers=TEXT), 400, why)
+    assert not list(Path("/tmp").glob("evaldock-copy*"))  # no file written
     # the tables are as they were
     runs = rows_of(client.post("/v1/sql", content="SELECT * FROM eval.runs", headers=TEXT))
     assert len(runs) == 1 and runs[0]["status"] == "Completed"
