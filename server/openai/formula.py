@@ -25,8 +25,9 @@ _TOKEN = re.compile(
     r"|(?P<op>[-+*/^(),]))"
 )
 FUNCTIONS: dict[str, Callable[..., float]] = {
-    "min": min,
-    "max": max,
+    # Over their arguments (Python's min(x) of one number would look for an iterable).
+    "min": lambda *xs: min(xs),
+    "max": lambda *xs: max(xs),
     "abs": abs,
     "floor": lambda x: float(math.floor(x)),
     "ceil": lambda x: float(math.ceil(x)),
