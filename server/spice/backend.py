@@ -47,10 +47,11 @@ log = logging.getLogger("evaldock.spice")
 T = TypeVar("T")
 
 # /v1/sql: the query's own timer stops it at [spice] sql_timeout; the task's wall-time
-# limit, this much later, stops what that timer cannot reach (a worker stuck outside
-# the interpreter) and leaves room for a fresh worker's imports (~0.5 s on a busy 2-core
-# machine, datafusion's ~0.2 s among them) and the answer's way back.
-SQL_GRACE_SECONDS = 2.0
+# limit, this much later, stops what that timer cannot reach (DataFusion's planner,
+# which looks for no signal) and leaves room for a cold worker's imports of the task
+# module (1.0 s idle, numpy, pyarrow and datafusion among them; over 2 s measured on a
+# loaded machine), reading the caller's rows and the answer's way back.
+SQL_GRACE_SECONDS = 3.0
 
 
 class SpiceBackend(Backend[SpiceSettings]):

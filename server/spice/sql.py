@@ -37,7 +37,7 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
 from types import FrameType
@@ -114,7 +114,7 @@ class _TimedOut(BaseException):
 
 
 # -- the caller's tables ------------------------------------------------------------------
-def _timestamps(values: list[Any]) -> pa.Array:
+def _timestamps(values: Sequence[Any]) -> pa.Array:
     return pc.strptime(
         pa.array(values, pa.string()), format="%Y-%m-%dT%H:%M:%S", unit="s", error_is_null=True
     )
@@ -136,8 +136,8 @@ def _json_map(text: Any) -> list[tuple[str, float]]:
     return [(str(k), float(v)) for k, v in value.items()] if isinstance(value, dict) else []
 
 
-def _columns(rows: list[Any], width: int) -> list[list[Any]]:
-    return [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+def _columns(rows: list[Any], width: int) -> list[Sequence[Any]]:
+    return list(zip(*rows, strict=True)) if rows else [() for _ in range(width)]
 
 
 def load_tables(db_path: Path, tenant: str, results: bool) -> dict[str, pa.Table]:
@@ -420,7 +420,13 @@ def _converter(kind: pa.DataType) -> Callable[[Any], Any] | None:
         return lambda items: [None if v is None else inner(v) for v in items]
     if pa.types.is_struct(kind):
         fields = {f.name: _converter(f.type) for f in kind}
-        return lambda row: {
-            k: (fields[k](v) if fields.get(k) and v is not None else v) for k, v in row.items()
-        }
+
+        def struct(row: dict[str, Any]) -> dict[str, Any]:
+            out = {}
+            for k, v in row.items():
+                convert = fields.get(k)
+                out[k] = convert(v) if convert is not None and v is not None else v
+            return out
+
+        return struct
     return None

@@ -89,12 +89,12 @@ def test_judge_scorer_and_chat_model_on_a_served_model(tmp_path: Path) -> None:
             outputs = rows_of(
                 httpx.post(
                     f"{server.url}/v1/sql",
-                    content="SELECT output FROM eval.results "
-                    f"WHERE run_id = '{answered['id']}' ORDER BY output",
+                    content="SELECT actual FROM eval.results "
+                    f"WHERE run_id = '{answered['id']}' ORDER BY actual",
                     headers=TEXT,
                 )
             )
-            assert [o["output"] for o in outputs] == [
+            assert [o["actual"] for o in outputs] == [
                 "echo: 2 + 2?",
                 "echo: capital of France?",
                 "echo: capital of Japan?",

@@ -256,12 +256,12 @@ def test_a_large_dataset_travels_through_files_and_scores_the_same(
     assert run["metrics"]["levenshtein/mean"] == pytest.approx(float(np.mean(lev)), abs=1e-5)
     stored = sql_rows(
         client,
-        "SELECT input, output, actual, value FROM eval.results"
+        "SELECT input, actual, expected, value FROM eval.results"
         " WHERE scorer = 'levenshtein' AND input IN ('q0', 'q1999') ORDER BY input",
     )
     assert [r["input"] for r in stored] == ["q0", "q1999"]
-    assert stored[1]["output"] == cases[1999]["output"]
-    assert stored[1]["actual"] == cases[1999]["ideal"]
+    assert stored[1]["actual"] == cases[1999]["output"]
+    assert stored[1]["expected"] == cases[1999]["ideal"]
     assert stored[1]["value"] == pytest.approx(lev[1999], abs=1e-6)
     count = sql_rows(client, "SELECT count(*) AS n FROM eval.results")
     assert count == [{"n": 4000}]
