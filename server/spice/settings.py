@@ -27,8 +27,9 @@ class SpiceSettings(msgspec.Struct, kw_only=True):
     # ...and bytes of values it may return (SELECT repeat('x', 1000000000) would else
     # send a 1 GB answer): 256 MiB holds 100,000 rows of 2.5 KiB.
     sql_max_bytes: int = 256 * 1024 * 1024
-    # ...and megabytes the worker process running it may hold: DataFusion's memory pool
-    # (sorts, joins, aggregates) gets half, the caller's tables, the rows and the answer
-    # pickled back the rest; four 60 MB-value queries took 1,257 MB of the API process
-    # when they ran in its threads.
-    sql_memory_mb: int = 512
+    # ...and megabytes the worker process running it may hold, engines it keeps loaded
+    # included (a request-lane worker may hold the embedder: 971 MB resident measured in
+    # real mode): DataFusion's memory pool (sorts, joins, aggregates) gets half, the
+    # caller's tables, the rows and the answer pickled back the rest. Four 60 MB-value
+    # queries took 1,257 MB of the API process when they ran in its threads.
+    sql_memory_mb: int = 2048

@@ -228,7 +228,7 @@ def run_query(
     timeout: float,
     max_rows: int,
     max_bytes: int,
-    memory_mb: int = 512,
+    memory_mb: int = 2048,
 ) -> tuple[list[str], list[dict[str, Any]]]:
     """(columns, rows) of a read-only query; :class:`QueryRefused` for anything else."""
     if not sql.strip():

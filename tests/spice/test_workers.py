@@ -441,7 +441,7 @@ def test_control_reset_by_key_on_open_spice_removes_the_public_tenants_evals(
 def test_settings_name_the_sql_memory_bound(tmp_path: Path) -> None:
     from evaldock.server.spice import SURFACE
 
-    assert SURFACE.defaults()["sql_memory_mb"] == 512
+    assert SURFACE.defaults()["sql_memory_mb"] == 2048
     settings = load_settings(
         None, {"server.data": str(tmp_path), "spice.sql_memory_mb": 64}, environ={}
     )
