@@ -212,6 +212,7 @@ def _with_auth(client: Any, timestamp: str | None, expiration: str | None) -> An
         ("2024-02-30T00:00:00Z", None),
         ("2024-01-01T00:00:00Z" + "0" * 5000, None),
     ],
+    ids=["year-1", "year-9999", "year-9999-1800", "feb-30", "5000-chars"],
 )
 def test_out_of_range_timestamps_are_iams_403(
     client: Any, timestamp: str, expiration: str | None
@@ -224,7 +225,9 @@ def test_out_of_range_timestamps_are_iams_403(
 
 
 @pytest.mark.parametrize(
-    "expiration", ["9" * 20, "9" * 5000, "315360000", "1801", "0" * 30 + "1801"]
+    "expiration",
+    ["9" * 20, "9" * 5000, "315360000", "1801", "0" * 30 + "1801"],
+    ids=["20-digits", "5000-digits", "10-years", "1801", "zero-padded-1801"],
 )
 def test_a_lifetime_past_the_bound_is_403_naming_the_setting(client: Any, expiration: str) -> None:
     r = _with_auth(client, None, expiration)
