@@ -25,8 +25,6 @@ from starlette.types import Receive, Scope, Send
 from .pipeline import SurfacePipeline
 from .spec import Operation
 
-ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-
 
 class RestConvertor(Convertor[str]):
     """The rest of a path, line breaks included: Starlette's ``path`` convertor is ``.*``,
@@ -149,10 +147,17 @@ def fallback_routes(pipeline: SurfacePipeline, routes: list[OperationRoute]) -> 
         return pipeline.unrouted(request, err)
 
     spec = pipeline.spec
-    out: list[BaseRoute] = [Route(spec.prefix + "/{rest:rest}", not_found, methods=ANY_METHOD)]
+    templates = [spec.prefix + "/{rest:rest}"]
     for claim in spec.claims:
-        out.append(Route(claim, not_found, methods=ANY_METHOD))
-        out.append(Route(claim + "/{rest:rest}", not_found, methods=ANY_METHOD))
+        templates += [claim, claim + "/{rest:rest}"]
+    out: list[BaseRoute] = []
+    for template in templates:
+        route = Route(template, not_found)
+        # Every method, QUERY or PROPFIND too, gets the vendor's answer: a list of methods
+        # (Starlette makes a function endpoint's None into GET) left the others to
+        # Starlette's plain-text 405.
+        route.methods = None
+        out.append(route)
     return out
 
 

@@ -28,6 +28,10 @@ from typing import Any
 import yaml
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+# Methods OpenAPI 3.0 has no key for, written ``x-evaldock-<method>:`` beside the others
+# (oxen's client sends QUERY, the HTTP QUERY draft, for a batch of version hashes).
+# Tools that read the spec (schemathesis) skip them as extensions.
+EXTENSION_METHODS = ("query",)
 # Request media types whose bodies stream to a temporary file instead of memory.
 STREAMED_MEDIA = frozenset(
     {
@@ -126,8 +130,8 @@ def _compile(surface: str, doc: dict[str, Any]) -> list[Operation]:
     operations = []
     for path, item in doc.get("paths", {}).items():
         shared = item.get("parameters", [])
-        for method in HTTP_METHODS:
-            op = item.get(method)
+        for method in (*HTTP_METHODS, *EXTENSION_METHODS):
+            op = item.get(f"x-evaldock-{method}" if method in EXTENSION_METHODS else method)
             if op is None:
                 continue
             params: dict[tuple[str, str], Parameter] = {}

@@ -171,3 +171,22 @@ def test_a_surface_off_the_root_is_served_only_under_its_prefix(tmp_path: Path) 
         finally:
             runtime.spec.root = True
         assert "/echo-v1/items" not in paths and "/echo/echo-v1/items" in paths
+
+
+@pytest.mark.parametrize("method", ["QUERY", "PROPFIND", "TRACE"])
+def test_any_method_under_a_surface_gets_its_envelope(client: TestClient, method: str) -> None:
+    for path in ("/echo-v1/items", "/echo-v1/nothing", "/echo/echo-v1/items"):
+        r = client.request(method, path, headers=AUTH)
+        assert r.status_code in (404, 405), (method, path, r.text)
+        assert r.json()["error"]["code"] in ("not_found", "method_not_allowed"), (method, path)
+
+
+def test_an_extension_method_is_an_operation() -> None:
+    from evaldock.server.spec import parse_spec
+
+    spec = parse_spec(
+        "openapi: 3.0.3\nx-evaldock: {surface: t}\npaths:\n  /v:\n"
+        "    x-evaldock-query: {operationId: query_v, responses: {'200': {description: ok}}}\n",
+        "t.yaml",
+    )
+    assert [(op.method, op.operation_id) for op in spec.operations] == [("QUERY", "query_v")]
