@@ -61,7 +61,7 @@ def test_a_server_that_ignores_the_setting_stops_start_up_with_the_fix(
 
 
 def test_a_server_that_refuses_the_request_stops_start_up(fake: FakeOpenAI) -> None:
-    fake.script.append("400")
+    fake.script.append("probe:400")
     with pytest.raises(EngineUnavailable, match=r"refused a structured-output request") as e:
         check_with(fake, structured="guided_json")
     assert "structured_outputs" in e.value.hint

@@ -15,7 +15,8 @@ a thread). Each completion takes the next scripted behaviour, then ``ok`` foreve
 ``ignores`` names the structured-output fields it does not know (``"guided_json"``, as vLLM
 0.12 and later): a schema sent in one is ignored, as vLLM ignores unknown fields, and the
 answer is free text. It records every request body and the most requests ever in flight
-at once; the judge's start-up probes are kept apart, in ``probes``.
+at once; the judge's start-up probes are kept apart, in ``probes``, and leave the script
+alone unless its next entry is for them (``probe:400``: the probe gets a 400).
 """
 
 from __future__ import annotations
@@ -115,8 +116,11 @@ class FakeOpenAI:
         async def chat(request: Request) -> Response:
             body = await request.json()
             schema = self.schema_of(body) or {}
-            if "probe" in schema.get("properties", {}) and not self.script:
+            if "probe" in schema.get("properties", {}):
                 self.probes.append(body)
+                if self.script and self.script[0].startswith("probe:"):
+                    status = int(self.script.popleft().partition(":")[2])
+                    return JSONResponse({"error": {"message": str(status)}}, status_code=status)
                 return JSONResponse(
                     {
                         "choices": [
