@@ -141,7 +141,8 @@ def effective_config(settings: Settings) -> dict[str, Any]:
     tree = dict(settings.tree)
     impl, options = settings.engine_choice("judge")
     tree["judge"] = {"impl": impl, **options}
-    return masked_config(tree)  # type: ignore[no-any-return]
+    shown: dict[str, Any] = masked_config(tree)
+    return shown
 
 
 def exposed_dev_keys(settings: Settings, surfaces: list[str]) -> list[str]:

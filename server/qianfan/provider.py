@@ -11,9 +11,8 @@ from starlette.responses import FileResponse, Response
 
 from ..auth import Authenticator
 from ..jsonio import JSONResponse
-from ..masking import mask_key
 from ..spec import Operation
-from ..surface import ApiRequest, Provider
+from ..surface import ApiRequest, Provider, shown_key
 from . import datasets as ds
 from . import v2
 from .auth import BceAuthenticator, key_pairs
@@ -90,7 +89,7 @@ class QianfanProvider(Provider):
         if not pairs:
             return "no keys configured"
         ak = next(iter(pairs))
-        return f"access key {mask_key(ak)!r} with its secret key (bce-auth-v1)"
+        return f"access key {shown_key(ak)} with its secret key (bce-auth-v1)"
 
     async def reset(self, tenant: str | None) -> None:
         await self.backend.reset(tenant)
