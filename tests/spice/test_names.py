@@ -25,9 +25,10 @@ def _put(client: Any, name: str, dataset: str = "d") -> Any:
 @pytest.mark.parametrize("name", BAD_NAMES, ids=[ascii(n) for n in BAD_NAMES])
 def test_bad_eval_names_are_refused(client, name: str) -> None:
     r = _put(client, name)
-    assert r.status_code in (400, 404), (r.status_code, r.text)
+    # a "/" (even as %2F) splits the path: no route of one name answers (404/405)
+    assert r.status_code in ((400, 404, 405) if "/" in name else (400,)), (r.status_code, r.text)
     assert r.headers["content-type"].startswith("text/plain")
-    if r.status_code == 400:  # a "/" in the path may not even reach the route
+    if r.status_code == 400:
         assert "eval name" in r.text, r.text
     names = [s["name"] for s in rows_of(client.get("/v1/evals"))]
     assert name not in names
