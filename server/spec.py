@@ -220,8 +220,10 @@ def load_specs() -> list[Spec]:
 
 
 def json_spec(spec: Spec, server_url: str | None = None) -> dict[str, Any]:
-    """The spec as served, with ``servers`` pointing at this server when known."""
+    """The spec as served, with ``servers`` pointing at this server when known (under the
+    surface's prefix when it is not served at the root, so a tool reading the spec
+    reaches it)."""
     doc = copy.deepcopy(spec.doc)
     if server_url:
-        doc["servers"] = [{"url": server_url}]
+        doc["servers"] = [{"url": server_url + ("" if spec.root else spec.prefix)}]
     return doc
