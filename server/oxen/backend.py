@@ -65,7 +65,8 @@ from .blobs import BlobNotFound
 from .errors import CommitConflict, OxenApiError, OxenStoreError, bad_request, not_found
 from .evaluations import EVALUATION_JOB, EvalRequest, EvaluationRecords, Source, parse_request
 from .filetypes import FileType
-from .paths import check_branch_name, clean_path, join
+from .merkle import TreeFile
+from .paths import check_branch_name, clean_path, join, parent
 from .prompts import PromptInvalid, compile_prompt
 from .settings import OxenSettings
 from .store import (
@@ -86,6 +87,10 @@ T = TypeVar("T")
 
 # oxen-server's MAX_ZIP_DOWNLOAD_SIZE (liboxen constants.rs): 1 GiB of files a zip.
 MAX_ZIP_DOWNLOAD_BYTES = 1024 * 1024 * 1024
+# Content hashes one QUERY .../versions may name: the client batches a folder's small
+# files by ~10 MiB of bytes, so a batch of a million tiny files (33 MB of hex) is the most
+# a real download sends.
+MAX_VERSIONS = 1_000_000
 
 
 class OxenBackend(Backend[OxenSettings]):
@@ -290,6 +295,96 @@ class OxenBackend(Backend[OxenSettings]):
             f"{revision.path or 'the repository'} could not be zipped",
             jobs.zip_files,
             entries,
+            str(blobs.tmp_dir),
+        )
+        return Path(name)
+
+    # -- Merkle tree transport (RemoteRepo.download of a folder) ---------------------------
+
+    async def tree_download(
+        self, repo: Repo, commit: str, subtrees: Sequence[str], depth: int
+    ) -> Path:
+        """Oxen's tree nodes of each folder in ``subtrees`` (``""``: the top folder) at
+        ``commit``, down to ``depth`` folder levels (-1 = all), as a tar.gz written for this
+        response (the caller removes it). A path naming a file serves its folder, one level
+        deep: what the client reads for a file."""
+        folders: list[tuple[str, list[TreeFile], dict[str, int]]] = []
+        for raw in subtrees or [""]:
+            revision = await self.store.resolve_resource(repo, join(commit, raw))
+            entry = await self.store.entry(repo, revision, revision.path)
+            if not entry.is_dir:
+                revision = Revision(revision.commit, revision.branch, parent(revision.path))
+                depth = 0
+            files, rank = await self.store.tree_files(repo, revision)
+            folders.append((revision.path.rpartition("/")[2], files, rank))
+        name, _ = await self._task(
+            "the tree could not be built",
+            jobs.tree_nodes,
+            folders,
+            depth,
+            str(self.store.blobs.tmp_dir),
+        )
+        return Path(name)
+
+    async def node_hash(self, repo: Repo, revision: Revision) -> str:
+        """The hash of the node at ``revision.path``: a folder's node as
+        :meth:`tree_download` builds it, a file's content hash."""
+        entry = await self.store.entry(repo, revision, revision.path)
+        if not entry.is_dir:
+            return entry.hash
+        files, _ = await self.store.tree_files(repo, revision)
+        return await self._task(
+            "the tree could not be built",
+            jobs.tree_hash,
+            files,
+            revision.path.rpartition("/")[2],
+        )
+
+    async def versions(self, repo: Repo, body: Path | None) -> Path:
+        """``QUERY .../versions``: the gzipped list of content hashes in ``body`` answered by
+        a tar.gz of those files in the same order (the caller removes it)."""
+        if body is None:
+            raise bad_request(
+                "QUERY .../versions takes a gzipped list of content hashes, one a line"
+            )
+        try:
+            hashes = await self._task(
+                "the list of hashes could not be read", jobs.read_hashes, str(body), MAX_VERSIONS
+            )
+        except jobs.HashListInvalid as e:
+            raise bad_request(f"QUERY .../versions: {e}") from None
+        found = await self.store.blobs_by_hash(repo, hashes)
+        missing = [h for h in hashes if h not in found]
+        if missing:
+            raise not_found(
+                f"{len(missing)} of the {len(hashes)} requested versions are not in"
+                f" {repo.namespace}/{repo.name} (first: {missing[0]}); list the folder again"
+                " with RemoteRepo.ls and download what it names"
+            )
+        blobs = self.store.blobs
+        files = [(h, str(blobs.path(found[h]))) for h in hashes]
+        name = await self._task(
+            "the files could not be packed", jobs.versions_tar, files, str(blobs.tmp_dir)
+        )
+        return Path(name)
+
+    async def chunk(self, repo: Repo, revision: Revision, start: int, size: int) -> Path:
+        """Bytes ``[start, start + size)`` of the file at ``revision`` (cut at its end) in a
+        file written for this response (the caller removes it)."""
+        entry = await self.store.file_blob(repo, revision, revision.path)
+        assert entry.blob_key is not None
+        if start > entry.size:
+            raise bad_request(
+                f"chunk_start {start} is past the end of {entry.path} ({entry.size} bytes)"
+            )
+        size = min(size, entry.size - start)
+        blobs = self.store.blobs
+        name = await self._task(
+            "the chunk could not be read",
+            jobs.blob_range,
+            str(blobs.path(entry.blob_key)),
+            start,
+            size,
             str(blobs.tmp_dir),
         )
         return Path(name)

@@ -218,17 +218,6 @@ OUT_OF_SCOPE = (
     " implemented: upload files with RemoteRepo.upload instead"
 )
 
-# RemoteRepo.download("<folder>") asks GET .../tree/download/{commit} for a tar.gz of Oxen's
-# Merkle tree nodes (its binary node/children format, msgpack inside), then QUERY
-# .../versions (an HTTP method OpenAPI 3.0 cannot name) for the files' bytes by node hash.
-FOLDER_DOWNLOAD = (
-    "RemoteRepo.download of a folder needs Oxen's Merkle tree transport (GET"
-    " .../tree/download/<commit>, then QUERY .../versions), which evaldock does not serve:"
-    " download the folder as a zip with RemoteRepo.download_zip('<folder>', '<dst>.zip')"
-    " (GET .../export/download/<revision>/<folder>), or each file with"
-    " RemoteRepo.download('<folder>/<file>') after RemoteRepo.ls('<folder>')"
-)
-
 
 class OxenApiError(ApiError):
     """An :class:`ApiError` that knows its Oxen ``status_message`` and ``title``."""
@@ -287,8 +276,6 @@ class OxenErrors(VendorErrors):
         parts = path.strip("/").split("/")
         # /api/repos/<ns>/<repo>/<resource>/...: a known oxen-server resource we do not serve
         if len(parts) >= 5 and parts[:2] == ["api", "repos"] and parts[4] in UNSERVED_RESOURCES:
-            if parts[4] == "tree" and parts[5:6] == ["download"]:
-                return OxenApiError(501, FOLDER_DOWNLOAD, NOT_IMPLEMENTED, "Not implemented")
             return not_implemented(f"{method} .../{parts[4]}")
         return not_found(f"no route for {method} {path}; see /oxen/openapi.yaml for the routes")
 

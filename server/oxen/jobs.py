@@ -9,7 +9,8 @@ rows, a blob's key); anything bigger is written to a file and its path returned.
 - requests (the request lane, ``BackendContext.task``): :func:`table_info`,
   :func:`page_rows`, :func:`results_csv`, :func:`store_upload`, :func:`store_texts`
   (blobs are classified where they are written), :func:`collect_blobs`,
-  :func:`remove_folders`;
+  :func:`remove_folders`, :func:`tree_nodes`, :func:`tree_hash`, :func:`versions_tar`,
+  :func:`blob_range` (a folder download: Oxen's Merkle tree transport);
 - an evaluation's steps (the job lane, ``Job.run_task``): :func:`render_prompts` and
   :func:`read_prompts` / :func:`write_text_part` around the judge's generations (which
   stay in the API process: they are HTTP calls), :func:`embed_rows` (the embedder lives
@@ -27,9 +28,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import csv
+import gzip
 import math
 import os
 import shutil
+import tarfile
 import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -44,9 +47,10 @@ import pyarrow.parquet as pq
 from evaldock.engines.protocols import Embedder
 
 from ..compute import TaskContext
-from . import tables
+from . import merkle, tables
 from .blobs import Blob, BlobStore
 from .filetypes import FileType
+from .merkle import TreeFile
 from .prompts import Prompt, compile_prompt
 from .uploads import Upload, parse_upload
 
@@ -215,6 +219,100 @@ def zip_files(ctx: TaskContext, files: list[tuple[str, str, int]], folder: str) 
                 info.file_size = size  # picks ZIP64 up front for a file over 2 GiB
                 with open(blob, "rb") as src, zf.open(info, "w") as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    return name
+
+
+# -- Merkle tree transport (requests: RemoteRepo.download of a folder) -----------------
+
+
+def tree_nodes(
+    ctx: TaskContext,
+    folders: list[tuple[str, list[TreeFile], dict[str, int]]],
+    depth: int,
+    folder: str,
+) -> tuple[str, int]:
+    """Each (folder name, its files, commit rank) built into Oxen's tree nodes
+    (:mod:`.merkle`) down to ``depth`` levels (-1 = all), written as one tar.gz in
+    ``folder``; returns its path and how many nodes it holds."""
+    fd, name = tempfile.mkstemp(dir=folder, prefix="tree-", suffix=".tar.gz")
+    try:
+        built = []
+        for folder_name, files, rank in folders:
+            _, nodes = merkle.TreeBuilder(files, rank).build(folder_name)
+            built += nodes
+        with os.fdopen(fd, "wb") as out:
+            count = merkle.write_tar_gz(merkle.iter_nodes(built, depth), out)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    return name, count
+
+
+def tree_hash(ctx: TaskContext, files: list[TreeFile], name: str) -> str:
+    """The hash of the folder node ``name`` holding ``files`` (unpadded hex)."""
+    return format(merkle.folder_hash(files, name), "x")
+
+
+class HashListInvalid(ValueError):
+    """A ``QUERY .../versions`` body that is not a gzipped list of hashes (Oxen's 400)."""
+
+
+def read_hashes(ctx: TaskContext, body: str, limit: int) -> list[str]:
+    """The content hashes of a gzipped ``QUERY .../versions`` body, one a line (at most
+    ``limit``: each is at most 32 hex digits, so decompression stops at 33 bytes each)."""
+    cap = limit * 33 + 1
+    try:
+        with gzip.open(body, "rb") as f:
+            text = f.read(cap + 1)
+    except (OSError, EOFError) as e:
+        raise HashListInvalid(f"the body is not gzip ({e}); send the hashes gzipped") from None
+    if len(text) > cap:
+        raise HashListInvalid(f"more than {limit} hashes; ask for fewer files at a time")
+    hashes = text.decode("ascii", "replace").split()
+    bad = next((h for h in hashes if not _is_hash(h)), None)
+    if bad is not None:
+        raise HashListInvalid(f"{bad[:40]!r} is not a content hash (1 to 32 hex digits)")
+    return hashes
+
+
+def _is_hash(value: str) -> bool:
+    return 0 < len(value) <= 32 and all(c in "0123456789abcdef" for c in value)
+
+
+def versions_tar(ctx: TaskContext, files: list[tuple[str, str]], folder: str) -> str:
+    """``files`` ((content hash, blob file)) as one tar.gz in their order, each entry named
+    by its hash (the client unpacks the n-th entry to the n-th path it asked for)."""
+    fd, name = tempfile.mkstemp(dir=folder, prefix="versions-", suffix=".tar.gz")
+    try:
+        with (
+            os.fdopen(fd, "wb") as raw,
+            tarfile.open(fileobj=raw, mode="w:gz", compresslevel=1) as tar,
+        ):
+            for content_hash, blob in files:
+                info = tar.gettarinfo(blob, arcname=content_hash)
+                info.mode, info.uid, info.gid, info.uname, info.gname = 0o644, 0, 0, "", ""
+                with open(blob, "rb") as src:
+                    tar.addfile(info, src)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    return name
+
+
+def blob_range(ctx: TaskContext, blob: str, start: int, size: int, folder: str) -> str:
+    """Bytes ``[start, start + size)`` of a blob copied to a new file in ``folder`` (the
+    client's ``GET .../chunk`` for files over its 10 MiB stream segment)."""
+    fd, name = tempfile.mkstemp(dir=folder, prefix="chunk-")
+    try:
+        with open(blob, "rb") as src, os.fdopen(fd, "wb") as dst:
+            src.seek(start)
+            left = size
+            while left > 0 and (data := src.read(min(left, 1 << 20))):
+                dst.write(data)
+                left -= len(data)
     except BaseException:
         Path(name).unlink(missing_ok=True)
         raise

@@ -169,6 +169,48 @@ class OxenProvider(Provider):
             path, media_type="application/zip", background=BackgroundTask(_remove, path)
         )
 
+    # -- Merkle tree transport: RemoteRepo.download of a folder ---------------------------
+
+    @oxen_errors
+    async def tree_download(self, req: ApiRequest) -> Response:
+        repo = await self._repo(req)
+        raw = req.query.get("subtrees") or ""
+        subtrees = raw.split(",") if raw else []
+        depth = req.query.get("depth")
+        path = await self.backend.tree_download(
+            repo, req.path["commit_id"], subtrees, -1 if depth is None else int(depth)
+        )
+        # Streamed from disk, then removed.
+        return FileResponse(
+            path, media_type="application/gzip", background=BackgroundTask(_remove, path)
+        )
+
+    @oxen_errors
+    async def node_hash(self, req: ApiRequest) -> Response:
+        repo = await self._repo(req)
+        revision = await self._resource(req, repo)
+        return ok(hash=await self.backend.node_hash(repo, revision))
+
+    @oxen_errors
+    async def query_versions(self, req: ApiRequest) -> Response:
+        repo = await self._repo(req)
+        path = await self.backend.versions(repo, req.body_file)
+        return FileResponse(
+            path, media_type="application/gzip", background=BackgroundTask(_remove, path)
+        )
+
+    @oxen_errors
+    async def get_chunk(self, req: ApiRequest) -> Response:
+        repo = await self._repo(req)
+        revision = await self._resource(req, repo)
+        start, size = int(req.query["chunk_start"]), int(req.query["chunk_size"])
+        path = await self.backend.chunk(repo, revision, start, size)
+        return FileResponse(
+            path,
+            media_type="application/octet-stream",
+            background=BackgroundTask(_remove, path),
+        )
+
     @oxen_errors
     async def upload_files(self, req: ApiRequest) -> Response:
         repo = await self._repo(req)

@@ -1,6 +1,7 @@
 """The official ``oxenai`` client against evaldock, run in the clients' own venv.
 
-Usage: python oxen_client_walk.py HOST:PORT WORKDIR OUT.json
+Usage: python oxen_client_walk.py HOST:PORT WORKDIR OUT.json [folder]
+(``folder``: only the folder download, into a new repository ox/folder.)
 (HOME must point at a scratch folder: the client writes ~/.config/oxen there.)
 Evaluations go over plain HTTP (the client has no evaluation wrapper), as documented.
 """
@@ -47,8 +48,8 @@ def finish(repo: str, eval_id: str) -> dict[str, Any]:
     raise TimeoutError(eval_id)
 
 
-# A folder with nested files: RemoteRepo.download_zip brings it back byte for byte;
-# RemoteRepo.download of the folder answers 501 naming download_zip (see the spec).
+# A folder with nested files comes back byte for byte through RemoteRepo.download_zip
+# and RemoteRepo.download (Oxen's Merkle tree transport: tree nodes, then versions).
 FOLDER = {"a.txt": b"alpha\n", "sub/b.csv": b"x,y\n1,2\n", "sub/deep/c.bin": bytes(range(256))}
 
 
@@ -64,11 +65,19 @@ def folder_download(repo: RemoteRepo) -> dict[str, Any]:
     with zipfile.ZipFile(dst) as zf:
         got = {n: zf.read(n) for n in zf.namelist()}
     out: dict[str, Any] = {"zip_names": sorted(got), "zip_equal": got == FOLDER}
+    down = WORK / "tree-down"
+    down.mkdir()
     try:
-        repo.download("tree", str(WORK / "tree-down"))
-        out["folder_download"] = "downloaded"
+        repo.download("tree", str(down))
     except Exception as e:  # the client raises ValueError carrying the body
         out["folder_download"] = str(e)
+        return out
+    # The client writes the folder under dst (and its scratch node store in dst/.oxen).
+    files = {str(p.relative_to(down / "tree")): p for p in (down / "tree").rglob("*")}
+    got = {name: p.read_bytes() for name, p in files.items() if p.is_file()}
+    out["folder_download"] = "downloaded"
+    out["folder_names"] = sorted(got)
+    out["folder_equal"] = got == FOLDER
     return out
 
 
@@ -76,6 +85,11 @@ def main() -> None:
     seen: dict[str, Any] = {}
     oxen.auth.config_auth(TOKEN, host=HOST)
     oxen.user.config_user("Ox", "ox@example.com")
+    if sys.argv[4:] == ["folder"]:
+        repo = RemoteRepo("ox/folder", host=HOST, scheme="http")
+        repo.create(empty=False)
+        OUT.write_text(json.dumps(folder_download(repo)))
+        return
     repo = RemoteRepo("ox/intents", host=HOST, scheme="http")
     seen["exists_before"] = repo.exists()
     repo.create(empty=False)

@@ -3,7 +3,9 @@ envelopes, repositories, uploads, evaluations and their failure modes."""
 
 from __future__ import annotations
 
+import gzip
 import io
+import tarfile
 import time
 import zipfile
 from typing import Any
@@ -188,12 +190,82 @@ def test_workspaces_and_clone_routes_are_501(repo: Any) -> None:
         assert "RemoteRepo.upload" in r.json()["status_description"]
 
 
-def test_folder_download_points_at_download_zip(repo: Any) -> None:
-    # What RemoteRepo.download("<folder>") sends first (oxenai 0.65.1).
-    r = repo.get(f"{R}/tree/download/abc?depth=-1&is_download=true&subtrees=d", headers=AUTH)
-    assert r.status_code == 501, r.text
-    assert r.json()["status_message"] == "not_implemented"
-    assert "RemoteRepo.download_zip" in r.json()["status_description"]
+def _tar(content: bytes) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(content), mode="r:gz") as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
+
+
+def test_folder_download_transport(repo: Any) -> None:
+    """What RemoteRepo.download("<folder>") sends (oxenai 0.65.1): the folder's latest
+    commit from meta, its tree nodes, the folder node's hash, then the files by hash."""
+    files = {"a.txt": b"alpha\n", "sub/b.csv": b"x,y\n1,2\n", "sub/deep/c.bin": bytes(range(256))}
+    for path, data in files.items():
+        folder, _, name = f"d/{path}".rpartition("/")
+        assert upload(repo, name, data, branch_dir=f"main/{folder}").status_code == 200
+    commit = repo.get(f"{R}/meta/main/d", headers=AUTH).json()["entry"]["latest_commit"]["id"]
+    r = repo.get(f"{R}/tree/download/{commit}?depth=-1&is_download=true&subtrees=d", headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/gzip"
+    nodes = _tar(r.content)
+    # d, sub, deep: a dir node and a vnode each, node and children files.
+    assert len(nodes) == 12 and all(n.startswith("tree/nodes/") for n in nodes)
+    r = repo.get(f"{R}/tree/nodes/resource/{commit}/d", headers=AUTH)
+    assert r.status_code == 200 and r.json()["status"] == "success", r.text
+    h = r.json()["hash"]
+    assert f"tree/nodes/{h[:3]}/{h[3:]}/node" in nodes
+    # Depth 0: the folder and its vnode only.
+    r = repo.get(f"{R}/tree/download/{commit}?depth=0&subtrees=d", headers=AUTH)
+    assert len(_tar(r.content)) == 4
+    # A file's node hash is its content hash, which QUERY .../versions takes.
+    hashes = [
+        repo.get(f"{R}/tree/nodes/resource/{commit}/d/{p}", headers=AUTH).json()["hash"]
+        for p in files
+    ]
+    assert hashes == [
+        repo.get(f"{R}/meta/main/d/{p}", headers=AUTH).json()["entry"]["hash"] for p in files
+    ]
+    body = gzip.compress("".join(f"{x}\n" for x in reversed(hashes)).encode())
+    r = repo.request("QUERY", f"{R}/versions", content=body, headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert list(_tar(r.content).items()) == list(
+        zip(reversed(hashes), reversed(list(files.values())), strict=True)
+    )
+    # Files over the client's 10 MiB segment come in ranges.
+    c_bin = f"{R}/chunk/{commit}/d/sub/deep/c.bin"
+    r = repo.get(f"{c_bin}?chunk_start=200&chunk_size=100", headers=AUTH)
+    assert r.status_code == 200 and r.content == bytes(range(200, 256)), r.text
+
+
+def test_folder_download_refusals(repo: Any) -> None:
+    r = repo.get(f"{R}/tree/download/main?subtrees=nope", headers=AUTH)
+    assert r.status_code == 404 and r.json()["status_message"] == "resource_not_found", r.text
+    r = repo.get(f"{R}/tree/download/nosuchcommit", headers=AUTH)
+    assert r.status_code == 404, r.text
+    r = repo.get(f"{R}/tree/download/main?subtrees=../x", headers=AUTH)
+    assert r.status_code == 400 and r.json()["status"] == "error", r.text
+    # A hash no commit of this repository holds; a body that is not gzip; not hex.
+    body = gzip.compress(b"abc123\n")
+    r = repo.request("QUERY", f"{R}/versions", content=body, headers=AUTH)
+    assert r.status_code == 404 and "abc123" in r.json()["status_description"], r.text
+    r = repo.request("QUERY", f"{R}/versions", content=b"plain", headers=AUTH)
+    assert r.status_code == 400 and "gzip" in r.json()["status_description"], r.text
+    r = repo.request("QUERY", f"{R}/versions", content=gzip.compress(b"<script>\n"), headers=AUTH)
+    assert r.status_code == 400 and "content hash" in r.json()["status_description"], r.text
+    r = repo.get(f"{R}/chunk/main/data.parquet?chunk_start=999999&chunk_size=1", headers=AUTH)
+    assert r.status_code == 400 and "past the end" in r.json()["status_description"], r.text
+    r = repo.get(f"{R}/chunk/main/data.parquet?chunk_start=0", headers=AUTH)
+    assert r.status_code == 400, r.text
+
+
+def test_versions_are_per_repository(repo: Any) -> None:
+    # A hash of one repository's file does not reach it through another repository.
+    h = repo.get(f"{R}/meta/main/data.parquet", headers=AUTH).json()["entry"]["hash"]
+    body = gzip.compress(f"{h}\n".encode())
+    assert repo.request("QUERY", f"{R}/versions", content=body, headers=AUTH).status_code == 200
+    r = repo.post("/api/repos", json={"namespace": "ox", "name": "other"}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    r = repo.request("QUERY", "/api/repos/ox/other/versions", content=body, headers=AUTH)
+    assert r.status_code == 404 and h in r.json()["status_description"], r.text
 
 
 def test_download_zip_of_a_nested_folder(repo: Any) -> None:
