@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from evaldock.engines.errors import EngineError
+from evaldock.engines.errors import EngineError, EngineUnavailable
+from evaldock.engines.judge.base import UnknownModel
 from evaldock.engines.protocols import Judge
 from evaldock.engines.signature import Signature
 from evaldock.engines.text_metrics import CaseMetrics, aggregate
@@ -45,7 +46,7 @@ from ..db import Row
 from ..jobs import Job, JobFailed, commit_in_batches
 from . import datasets as ds
 from . import jobs
-from .detail import compute_conf, detail_view
+from .detail import compute_conf, detail_view, generation
 from .errors import evaluation_not_found, name_invalid, param_invalid
 from .modes import JudgeConfig, judge_config, manual_scales, selected_metrics
 from .results import EXPORT_FIELDS
@@ -138,17 +139,65 @@ class QianfanBackend(Backend[QianfanSettings]):
     async def units(self, eval_id: str) -> list[Row]:
         return await self.store.units(eval_id)
 
-    def _backend_of(self, model_id: str, version_id: str) -> str | None:
-        models = self.options.models
-        backend = models.get(version_id, models.get(model_id))
-        return backend or None
+    def _model_of(self, model_id: str, version_id: str) -> tuple[str, str] | None:
+        """(the model name that generates for this model version, where that came from):
+        its ``[qianfan.models]`` entry by version id, then by model id ("" is the judge's
+        own model), else ``[qianfan] default_model``; None when neither names one."""
+        models = self.model_catalogue()
+        for key in (version_id, model_id):
+            if key in models:
+                return models[key], f'[qianfan.models] "{key}"'
+        if self.options.default_model:
+            return self.options.default_model, "[qianfan] default_model"
+        return None
 
     def model_catalogue(self) -> dict[str, str]:
-        """Model version id -> its generation backend ("" is the judge's own model)."""
+        """Model version id -> its generation backend ("" is the judge's own model). Mock
+        mode adds amv-evaldock-mock (the walk-through's id) for the mock judge's own model
+        unless [qianfan.models] maps it; real mode has only what the settings map."""
         models = dict(self.options.models)
-        if not models and self.ctx.settings.mode == "mock":
-            models[MOCK_MODEL] = ""
+        if self.ctx.settings.mode == "mock":
+            models.setdefault(MOCK_MODEL, "")
         return models
+
+    def _unit(self, field: str, model_id: str, version_id: str, generated: bool) -> Unit:
+        """The unit for one model version, refused (500001) when its answers must be
+        generated and no setting names a model the judge engine serves for it."""
+        chosen = self._model_of(model_id, version_id)
+        backend = (chosen[0] or None) if chosen else None
+        served = signature = ""
+        if generated:
+            if chosen is None:
+                raise param_invalid(
+                    field,
+                    f"{version_id} is not mapped to a model; map it in [qianfan.models] "
+                    f'"{version_id}" = "<model>" or set [qianfan] default_model = "<model>" '
+                    "(a [judge.models] name or the judge's own model), or give every case "
+                    "of the dataset a prediction",
+                )
+            try:
+                signature = self.judge.generation_signature(backend)
+            except UnknownModel as exc:
+                raise param_invalid(
+                    field,
+                    f"{version_id} maps to {backend!r} ({chosen[1]}), which the judge engine "
+                    f"does not serve (known: {', '.join(exc.known) or 'none'}); map it in "
+                    f'[judge.models] "{backend}" = "<served model>"',
+                ) from None
+            except EngineUnavailable as exc:
+                raise param_invalid(
+                    field, f"{version_id} cannot be generated for: {exc.message}; {exc.hint}"
+                ) from None
+            served = Signature.parse(signature).get("model") or ""
+        return Unit(
+            model_id=model_id,
+            model_version_id=version_id,
+            model_name=backend or string_id(model_id, "am-"),
+            model_version=string_id(version_id, "amv-"),
+            backend=backend,
+            served_model=served,
+            generation_signature=signature,
+        )
 
     async def create_task(self, tenant: str, body: dict[str, Any]) -> tuple[int, str]:
         """A task from a v1 eval/create body (v2's CreateEvalTask is translated to it),
@@ -165,7 +214,6 @@ class QianfanBackend(Backend[QianfanSettings]):
                 )
         if not modes:
             raise param_invalid("evalStandardConf.evalMode", "must name rule, model or manual")
-        judge = self.judge
         judge_signature = ""
         if "model" in modes:
             judge_signature = self.judge_signature(self.judge_config(conf))
@@ -183,27 +231,17 @@ class QianfanBackend(Backend[QianfanSettings]):
                 f"{dataset_id} not found; register it with `evaldock qianfan add-dataset` or "
                 "POST /wenxinworkshop/evaldock/dataset/create",
             )
-        known = set(judge.known_models())
-        units = []
-        for i, info in enumerate(body["versionEvalInfo"]):
-            model_id = _id_text(info["modelId"])
-            version_id = _id_text(info["modelVersionId"])
-            backend = self._backend_of(model_id, version_id)
-            if backend is not None and backend not in known and not dataset["with_predictions"]:
-                raise param_invalid(
-                    f"versionEvalInfo[{i}].modelVersionId",
-                    f"{version_id} maps to {backend!r}, which the judge engine does not serve; "
-                    f'map it in [judge.models] "{backend}" = "<served model>"',
-                )
-            units.append(
-                Unit(
-                    model_id=model_id,
-                    model_version_id=version_id,
-                    model_name=backend or string_id(model_id, "am-"),
-                    model_version=string_id(version_id, "amv-"),
-                    backend=backend,
-                )
+        # A dataset giving every prediction runs no model: any model version id will do.
+        generated = not dataset["with_predictions"]
+        units = [
+            self._unit(
+                f"versionEvalInfo[{i}].modelVersionId",
+                _id_text(info["modelId"]),
+                _id_text(info["modelVersionId"]),
+                generated,
             )
+            for i, info in enumerate(body["versionEvalInfo"])
+        ]
         conf["evalMode"] = ",".join(modes)
         return await self.store.create_task(
             tenant,
@@ -292,6 +330,9 @@ class QianfanBackend(Backend[QianfanSettings]):
                     "performanceMetric": {},
                     "metricsSignature": task.metrics_signature,
                     "judgeSignature": task.judge_signature,
+                    # evaldock: what generated the unit's answers ("" for both when the
+                    # dataset gave every prediction; absent for tasks from before).
+                    **generation(u),
                 }
             )
         return entries

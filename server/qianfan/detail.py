@@ -103,6 +103,19 @@ def _dimensions(
     return shown
 
 
+def generation(unit: Row) -> dict[str, str]:
+    """evaldock's account of what generated a unit's answers: ``servedModel`` (the model
+    the judge engine sent them to) and ``generationSignature`` (the engine's
+    ``generation_signature``), both "" when the dataset gave every prediction; absent
+    for a task created before they were recorded."""
+    if unit["served_model"] is None:
+        return {}
+    return {
+        "servedModel": unit["served_model"],
+        "generationSignature": unit["generation_signature"] or "",
+    }
+
+
 def eval_units(
     task: Task, units: list[Row], failures: Mapping[int, tuple[int, str]]
 ) -> list[dict[str, Any]]:
@@ -130,6 +143,7 @@ def eval_units(
                 "modelIdStr": string_id(u["model_id"], "am-"),
                 "modelVersionIdStr": string_id(u["model_version_id"], "amv-"),
                 "evalUnitId": u["id"],
+                **generation(u),
             }
         )
     return entries

@@ -29,6 +29,7 @@ from ..compute import TaskContext
 from ..datadir import private_dir
 from .datasets import Case, DatasetInvalid, decode_json, parse_cases, parse_jsonl
 from .results import case_entry
+from .store import SERVED_MODEL
 
 if TYPE_CHECKING:
     from evaldock.engines.text_metrics import TextMetrics
@@ -125,8 +126,9 @@ def rule_metrics(
 # -- exports -------------------------------------------------------------------------------
 
 _EXPORT_ROWS = (
-    "SELECT r.*, u.id AS unit_id, u.model_name, u.model_version, c.prompt, c.reference"
-    " FROM qianfan_results r"
+    "SELECT r.*, u.id AS unit_id, u.model_name, u.model_version, c.prompt, c.reference,"
+    + SERVED_MODEL
+    + " FROM qianfan_results r"
     " JOIN qianfan_units u ON u.eval_id = r.eval_id AND u.idx = r.unit_idx"
     " JOIN qianfan_evals e ON e.id = r.eval_id"
     " JOIN qianfan_dataset_cases c ON c.dataset_id = e.dataset_id AND c.idx = r.case_idx"

@@ -20,6 +20,10 @@ def case_entry(row: Row, content: set[str]) -> dict[str, Any]:
         "modelName": row["model_name"],
         "modelVersion": row["model_version"],
     }
+    if row["served_model"] is not None:
+        # evaldock: the served model that generated this prediction ("" when the dataset
+        # gave it); absent for a task from before served models were recorded.
+        entry["servedModel"] = row["served_model"]
     if "prompt" in content:
         entry["prompt"] = row["prompt"]
     if "completion" in content:

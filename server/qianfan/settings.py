@@ -26,6 +26,10 @@ class QianfanSettings(msgspec.Struct, kw_only=True):
     # Model version (or model) id -> generation backend: a model name the judge engine
     # serves ([judge.models]); "" is the judge's own model (the mock in mock mode).
     models: dict[str, str] = msgspec.field(default_factory=dict)
+    # The model name (as in [qianfan.models]) that generates for a model version id
+    # [qianfan.models] does not map; "" refuses such ids at eval/create, in both modes,
+    # so a task never runs a model nobody chose (mock mode maps amv-evaldock-mock itself).
+    default_model: str = ""
     # Judge mode: the referee scale runs judge_min_score..prompt.maxScore (default below).
     judge_min_score: int = 1
     judge_max_score: int = 5

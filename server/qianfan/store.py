@@ -48,6 +48,9 @@ METRIC_COLUMNS = {
     "bleu4": "bleu4",
 }
 _MAX_INT_ID = 2**31 - 1
+# A result's served model: none when the dataset gave its prediction (NULL: a unit from
+# before served models were recorded).
+SERVED_MODEL = " CASE WHEN c.prediction IS NOT NULL THEN '' ELSE u.served_model END AS served_model"
 
 
 def numeric_id(given: str) -> int:
@@ -69,6 +72,9 @@ class Unit:
     model_name: str
     model_version: str
     backend: str | None
+    # What generates its answers ("" for both when the dataset gives every prediction).
+    served_model: str = ""
+    generation_signature: str = ""
 
 
 @dataclass
@@ -178,7 +184,10 @@ class QianfanStore:
             assert cur.lastrowid is not None  # an INSERT on a rowid table
             num = cur.lastrowid
             await tx.executemany(
-                "INSERT INTO qianfan_units VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                "INSERT INTO qianfan_units (eval_id, idx, id, report_id, model_id,"
+                " model_version_id, model_num, model_version_num, model_name, model_version,"
+                " backend, served_model, generation_signature)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         eval_id,
@@ -192,6 +201,8 @@ class QianfanStore:
                         u.model_name,
                         u.model_version,
                         u.backend,
+                        u.served_model,
+                        u.generation_signature,
                     )
                     for i, u in enumerate(units)
                 ],
@@ -371,7 +382,10 @@ class QianfanStore:
         rows = await self.db.fetchall(
             "SELECT r.*, u.id AS unit_id, u.model_id, u.model_version_id, u.model_num,"
             " u.model_version_num, u.model_name, u.model_version, e.num AS eval_num,"
-            " c.prompt, c.reference" + joins + f" ORDER BY {order} LIMIT ? OFFSET ?",
+            " c.prompt, c.reference,"
+            + SERVED_MODEL
+            + joins
+            + f" ORDER BY {order} LIMIT ? OFFSET ?",
             [*args, page_size, (page_no - 1) * page_size],
         )
         return rows, int(total_row["n"]) if total_row else 0

@@ -118,7 +118,9 @@ def test_sigkill_during_a_task_ends_it(tmp_path: Path) -> None:
     Done (resumed from the stored results) or Failed with a reason, never stuck."""
     data = tmp_path / "data"
     config = tmp_path / "slow.toml"
-    config.write_text("[engines.judge]\ndelay_ms = 30\n[qianfan]\nconcurrency = 2\n")
+    config.write_text(
+        '[engines.judge]\ndelay_ms = 30\n[qianfan]\nconcurrency = 2\ndefault_model = "mock"\n'
+    )
     cases = [{"prompt": f"question {i}", "reference": f"answer {i}"} for i in range(300)]
     server = ServerProcess(data, config=config)
     server.start()
