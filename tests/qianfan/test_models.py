@@ -26,7 +26,7 @@ PROMPT = {"templateContent": "Grade {prediction} vs {reference}", "maxScore": 4}
 NOT_MAPPED = (
     "param invalid: versionEvalInfo[0].modelVersionId amv-evaldock-mock is not mapped to a "
     'model; map it in [qianfan.models] "amv-evaldock-mock" = "<model>" or set [qianfan] '
-    "default_model = \"<model>\" (a [judge.models] name or the judge's own model), or give "
+    'default_model = "<model>" (a [judge.models] name or the judge\'s own model), or give '
     "every case of the dataset a prediction"
 )
 
@@ -155,9 +155,7 @@ def test_default_model_generates_and_every_view_names_it(
     assert items[0]["prediction"].startswith("echo: What is 2+2?")
 
 
-def test_a_mapped_version_runs_its_served_model(
-    real: Callable[..., Any], fake: FakeOpenAI
-) -> None:
+def test_a_mapped_version_runs_its_served_model(real: Callable[..., Any], fake: FakeOpenAI) -> None:
     client = real(
         **{
             "judge.models": {"gpt-4o": "big-model"},
