@@ -160,6 +160,14 @@ class QianfanBackend(Backend[QianfanSettings]):
             models.setdefault(MOCK_MODEL, "")
         return models
 
+    def served_model(self, name: str) -> str:
+        """The model the judge engine generates with for a ``[qianfan.models]`` name ("":
+        the judge's own); "" when it serves none such."""
+        try:
+            return Signature.parse(self.judge.generation_signature(name or None)).get("model") or ""
+        except (UnknownModel, EngineUnavailable):
+            return ""
+
     def _unit(self, field: str, model_id: str, version_id: str, generated: bool) -> Unit:
         """The unit for one model version, refused (500001) when its answers must be
         generated and no setting names a model the judge engine serves for it."""

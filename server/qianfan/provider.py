@@ -38,10 +38,15 @@ def ok_v2(result: Any) -> Response:
 EXPORT_FOLDER = "model_eval_result_export"
 
 
-def evaluable_model(version_id: str, backend: str) -> dict[str, Any]:
+def evaluable_model(version_id: str, backend: str, served: str) -> dict[str, Any]:
     """One eval/model/list entry: a ``[qianfan.models]`` version (its own model), with
-    the console's fields (the SDK's mock server) and evaldock's ``backend``."""
-    served = backend or "the judge engine's default model"
+    the console's fields (the SDK's mock server) and evaldock's ``backend``: the model
+    the judge engine sends its prompts to (``served``; "" when it serves none)."""
+    about = (
+        f"served by {served} ([qianfan.models])"
+        if served
+        else f"{backend!r} is not a model the judge engine serves; map it in [judge.models]"
+    )
     number = numeric_id(version_id)
     return {
         "modelId": number,
@@ -60,8 +65,8 @@ def evaluable_model(version_id: str, backend: str) -> dict[str, Any]:
                 "algorithm": "",
                 "modelNet": backend,
                 "trainType": "",
-                "description": f"served by {served} ([qianfan.models])",
-                "backend": backend or "judge default",
+                "description": about,
+                "backend": served,
             }
         ],
     }
@@ -161,7 +166,7 @@ class QianfanProvider(Provider):
     # POST /wenxinworkshop/modelrepo/eval/model/list
     async def eval_model_list(self, req: ApiRequest) -> Response:
         models = [
-            evaluable_model(version_id, backend)
+            evaluable_model(version_id, backend, self.backend.served_model(backend))
             for version_id, backend in self.backend.model_catalogue().items()
         ]
         return ok(models)

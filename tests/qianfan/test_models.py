@@ -124,6 +124,8 @@ def test_mock_mode_answers_as_real_mode(make_client: Callable[..., Any]) -> None
     refused = create(client, dataset_id, "amv-1")
     assert refused["error_code"] == 500001
     assert refused["error_msg"] == NOT_MAPPED.replace("amv-evaldock-mock", "amv-1")
+    (listed,) = ok(client, f"{EVAL}/model/list", {})
+    assert listed["modelVersionList"][0]["backend"] == "mock"
     entry, unit, items = finished(client, dataset_id, "amv-evaldock-mock")
     assert entry["servedModel"] == unit["servedModel"] == "mock"
     assert [i["servedModel"] for i in items] == ["mock"]
@@ -170,6 +172,8 @@ def test_a_mapped_version_runs_its_served_model(real: Callable[..., Any], fake: 
     assert [r["model"] for r in generations(fake)] == ["big-model"]
     listed = {m["modelIdStr"]: m["modelVersionList"][0] for m in ok(client, f"{EVAL}/model/list")}
     assert listed["amv-big"]["modelNet"] == "gpt-4o"
+    assert listed["amv-big"]["backend"] == "big-model"  # what the task reports as served
+    assert listed["amv-lost"]["backend"] == ""
     # An id nothing maps, and a mapping to a model the judge does not serve: refused.
     assert "is not mapped to a model" in create(client, dataset_id, "amv-other")["error_msg"]
     lost = create(client, dataset_id, "amv-lost")["error_msg"]
