@@ -19,4 +19,4 @@ bash scripts/typecheck.sh
 .venv/bin/pytest "$@"
 # moto's server mode: the API suites again, over real HTTP against `evaldock serve`.
 EVALDOCK_TEST_SERVER=1 .venv/bin/pytest "$@" \
-  tests/{objective,marqtune,spice,qianfan,oxen}/test_api.py
+  tests/{objective,marqtune,spice,qianfan,oxen,openai}/test_api.py

@@ -62,7 +62,9 @@ def live_clients(tmp_path: Path) -> Iterator[Any]:
         if flags:
             config = tmp_path / f"live-{n}.toml"
             config.write_text(toml_from_flags(flags))
-        server = ServerProcess(tmp_path / f"live-data-{n}", config=config).start()
+        # The command line's --mode beats the file's: a real-mode test ran on mock engines.
+        mode = str(flags.get("server.mode", "mock"))
+        server = ServerProcess(tmp_path / f"live-data-{n}", config=config, mode=mode).start()
         client = LiveClient(server)
         started.append((server, client))
         return client
