@@ -12,6 +12,6 @@ SURFACE = SurfaceDeclaration(
     provider=OpenAIProvider,
     backend=OpenAIBackend,
     settings=OpenAISettings,
-    engines=("embedder",),
+    engines=("judge", "embedder"),
     jobs={JOB_KIND: JobKind(OpenAIBackend.run_eval, STATUSES)},
 )

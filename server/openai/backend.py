@@ -3,25 +3,40 @@ the Graders API and reset.
 
 The provider parses and renders; this decides, stores (:mod:`.store`) and hands every
 step that grows with the input to a worker process (:mod:`.jobs`): parsing an upload,
-checking a run's rows against the eval's schema, grading, ``graders.run``. What stays
-here is bounded: the checks of one eval's definition and the commit of a run's items,
-a chunk at a time, in one transaction with the run's counts (a run cut off by a restart
-is graded again from its rows file).
+checking a run's rows against the eval's schema, rendering prompts, grading,
+``graders.run``. What stays here is bounded: the checks of one eval's definition, the
+judge's HTTP calls (generation for ``completions``/``responses`` runs and the model
+graders, ``[openai] concurrency`` in flight, ``chunk_rows`` rows a step) and the commit of
+a run's items, a chunk at a time, in one transaction with the run's counts (a run cut off
+by a restart is generated and graded again from its rows file; the judge's cache answers
+what it already asked).
+
+A run's job: (1) a ``completions``/``responses`` run renders its ``input_messages`` per
+row (task) and generates each row's sample here; (2) the ``score_model``/``label_model``
+criteria's messages are rendered (task) and judged here; (3) each ``python`` criterion
+runs in a task of its own under the python limits; (4) one task grades every other
+criterion and writes the output items with all outcomes; (5) the commit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from pathlib import Path
 from typing import Any
 
+from evaldock.engines.errors import EngineError, EngineUnavailable
+from evaldock.engines.judge.base import UnknownModel
+from evaldock.engines.protocols import Judge
+
 from .. import jsonio
 from ..backend import Backend, BackendContext, TaskFailed
+from ..compute import TaskLimits
 from ..datadir import private_dir
 from ..jobs import Job, JobFailed
 from ..names import name_problem
-from . import graders, jobs
+from . import graders, jobs, modelgrade, sampling
 from .errors import OpenAIError, bad_request, not_found
 from .settings import OpenAISettings
 from .store import JOB_KIND, OpenAIStore, Page, Run, criterion_id, new_file_id, new_id, now
@@ -60,16 +75,54 @@ class OpenAIBackend(Backend[OpenAISettings]):
         """A run's rows and graded items wait here between its steps."""
         return self.ctx.data_dir / "runs"
 
+    def _run_file(self, run_id: str, what: str) -> Path:
+        """A run's file between its steps: rows, prompts, samples, judged, items, ..."""
+        return self.runs_dir / f"{run_id}.{what}.jsonl"
+
     def _rows_file(self, run_id: str) -> Path:
-        return self.runs_dir / f"{run_id}.rows.jsonl"
+        return self._run_file(run_id, "rows")
 
     def _items_file(self, run_id: str) -> Path:
-        return self.runs_dir / f"{run_id}.items.jsonl"
+        return self._run_file(run_id, "items")
 
     def _remove_run_files(self, run_id: str) -> None:
-        for path in (self._rows_file(run_id), self._items_file(run_id)):
+        for path in self.runs_dir.glob(f"{run_id}.*"):
             path.unlink(missing_ok=True)
-            Path(str(path) + ".part").unlink(missing_ok=True)
+
+    @property
+    def judge(self) -> Judge:
+        return self.ctx.engine("judge", Judge)
+
+    def _model_problem(self, model: str | None) -> str | None:
+        """Why the judge engine cannot generate for ``model`` (None: it can)."""
+        try:
+            self.judge.generation_signature(model)
+        except UnknownModel as exc:
+            return str(exc)
+        except EngineError as exc:
+            return f"no model can answer here: {exc}"
+        return None
+
+    def _python_limits(self, lane: str) -> TaskLimits:
+        return (
+            self.ctx.limits(lane)
+            .tighter(
+                "[openai] python_grader_seconds", wall_seconds=self.options.python_grader_seconds
+            )
+            .tighter(
+                "[openai] python_grader_memory_mb", memory_mb=self.options.python_grader_memory_mb
+            )
+        )
+
+    def _check(self, grader: Any, at: str, allowed: tuple[str, ...], *, evals: bool) -> None:
+        graders.check(
+            grader,
+            at,
+            allowed,
+            evals=evals,
+            python=self.options.python_graders,
+            model=self._model_problem,
+        )
 
     async def startup(self) -> None:
         private_dir(self.files_dir)
@@ -176,7 +229,7 @@ class OpenAIBackend(Backend[OpenAISettings]):
         for i, criterion in enumerate(criteria):
             at = f"testing_criteria[{i}]"
             try:
-                graders.check(criterion, at, graders.EVAL_GRADERS, evals=True)
+                self._check(criterion, at, graders.EVAL_GRADERS, evals=True)
             except graders.GraderInvalid as exc:
                 raise bad_request(exc.message, f"{at}.{exc.param}" if exc.param else at) from None
             self._check_name(criterion["name"], "testing criterion name", f"{at}.name")
@@ -291,13 +344,19 @@ class OpenAIBackend(Backend[OpenAISettings]):
                 f"a '{source['type']}' source reads logs stored at OpenAI. {LOGS_ALTERNATIVE}",
                 "data_source.source.type",
             )
+        model = ""
         if kind != "jsonl":
-            raise bad_request(
-                f"'{kind}' data sources (generating samples with a model) are not served by "
-                "this evaldock version; grade outputs you already have with a 'jsonl' data "
-                'source whose rows carry them: {"item": {...}, "sample": {"output_text": "..."}}',
-                "data_source.type",
-            )
+            sampling.check_input_messages(data_source.get("input_messages"))
+            sampling.check_sampling(data_source.get("sampling_params"))
+            named = data_source.get("model")
+            if named is not None and (not isinstance(named, str) or not named):
+                raise bad_request("data_source.model must be a model name", "data_source.model")
+            problem = self._model_problem(named)
+            if problem is not None:
+                raise bad_request(f"data_source.model: {problem}", "data_source.model")
+            model = named or ""
+            # Echoed as the service did: sampling_params null when not given.
+            data_source = {"sampling_params": None, **data_source}
         content, file_path, file_id = None, None, ""
         if source["type"] == "file_content":
             content = source.get("content")
@@ -332,7 +391,7 @@ class OpenAIBackend(Backend[OpenAISettings]):
                 run_id,
                 eval_id,
                 name or f"{kind} run {run_id[-8:]}",
-                str(data_source.get("model") or ""),
+                model,
                 data_source,
                 metadata if metadata is not None else {},
                 rows,
@@ -417,10 +476,40 @@ class OpenAIBackend(Backend[OpenAISettings]):
         if not rows.is_file():
             raise JobFailed("the run's rows are gone (its files were removed); run it again")
         criteria = found["criteria"]
+        usage: dict[str, list[int]] = {}  # model -> [calls, prompt tokens, completion tokens]
+        samples: str | None = None
+        if run.data_source["type"] in ("completions", "responses"):
+            samples = str(self._run_file(job.id, "samples"))
+            await self._generate(job, run, rows, samples, usage)
+        outcomes: list[str] = []
+        signatures: dict[str, str] = {}
+        missing: dict[str, str] = {}
+        judged = [c for c in criteria if c["type"] in graders.MODEL_GRADERS]
+        if judged:
+            path = str(self._run_file(job.id, "judged"))
+            await self._judge_rows(job, run, rows, samples, judged, path, usage)
+            outcomes.append(path)
+            for c in judged:
+                try:
+                    signatures[c["id"]] = self.judge.generation_signature(c["model"])
+                except EngineError:
+                    signatures[c["id"]] = f"model:{c['model']}"
+        for number, c in enumerate(x for x in criteria if x["type"] == "python"):
+            path = str(self._run_file(job.id, f"python{number}"))
+            missing[c["id"]] = await self._python_rows(job, rows, samples, c, path)
+            outcomes.append(path)
         items = self._items_file(job.id)
         try:
             graded: jobs.Graded = await job.run_task(
-                jobs.grade_rows, str(rows), criteria, self.options.wordnet_dir, str(items)
+                jobs.grade_rows,
+                str(rows),
+                criteria,
+                self.options.wordnet_dir,
+                str(items),
+                samples,
+                outcomes,
+                missing,
+                signatures,
             )
         except jobs.RowsInvalid as exc:
             raise JobFailed(str(exc)) from None
@@ -442,15 +531,161 @@ class OpenAIBackend(Backend[OpenAISettings]):
                     {"testing_criteria": cid, "passed": counts[0], "failed": counts[1]}
                     for cid, counts in graded.per_criteria.items()
                 ],
-                [],
+                [
+                    {
+                        "model_name": name,
+                        "invocation_count": calls,
+                        "prompt_tokens": prompt,
+                        "completion_tokens": completion,
+                        "total_tokens": prompt + completion,
+                        "cached_tokens": 0,
+                    }
+                    for name, (calls, prompt, completion) in usage.items()
+                ],
                 graded.signatures,
             )
             await job.progress(graded.total, graded.total, conn=tx)
 
+    async def _chunks(
+        self,
+        job: Job,
+        source: str,
+        target: str,
+        answer: Any,
+    ) -> None:
+        """Read ``source`` (JSON Lines) ``chunk_rows`` at a time, ``await answer(line)``
+        for each line (``[openai] concurrency`` of them in flight through the judge) and
+        write the answers to ``target`` in order; progress as rows go."""
+        done = 0
+        with open(source, "rb") as src, open(target, "wb") as dst:
+            while True:
+                chunk = await job.run_blocking(
+                    functools.partial(_read, src, max(1, self.options.chunk_rows))
+                )
+                if not chunk:
+                    break
+                tasks = [asyncio.ensure_future(answer(line)) for line in chunk]
+                try:
+                    lines = await asyncio.gather(*tasks)
+                except BaseException:
+                    for t in tasks:
+                        t.cancel()
+                    await asyncio.gather(*tasks, return_exceptions=True)
+                    raise
+                await job.run_blocking(functools.partial(_write, dst, lines))
+                done += len(chunk)
+                await job.progress(done)
+
+    async def _generate(
+        self, job: Job, run: Run, rows: Path, samples: str, usage: dict[str, list[int]]
+    ) -> None:
+        """Each row's sample from the run's model, into ``samples`` (one line a row:
+        the ``{{sample}}`` namespace, the output item's sample, or the row's error)."""
+        judge = self.judge
+        source = run.data_source
+        model = source.get("model") or None
+        params = sampling.check_sampling(source.get("sampling_params"))
+        json_output = sampling.wants_json(source.get("sampling_params"))
+        prompts = str(self._run_file(job.id, "prompts"))
+        await job.run_task(
+            jobs.render_inputs, str(rows), source["input_messages"], prompts, progress=False
+        )
+        await job.progress(0, run.rows)
+        gate = asyncio.Semaphore(max(1, self.options.concurrency))
+        named = run.model or "default"
+
+        async def one(entry: dict[str, Any]) -> dict[str, Any]:
+            messages = entry.get("messages")
+            if messages is None:
+                error = str(entry["error"])
+                failed = sampling.item_sample(None, None, named, (0, 0), params, error)
+                return {"ns": None, "sample": failed, "error": error}
+            async with gate:
+                try:
+                    gen = await judge.generate(
+                        sampling.for_model(messages), model=model, params=params
+                    )
+                except EngineUnavailable as exc:
+                    raise JobFailed(f"no model can generate the samples: {exc}") from None
+                except (EngineError, UnknownModel) as exc:
+                    error = f"the model gave no answer: {exc}"[:1000]
+                    failed = sampling.item_sample(messages, None, named, (0, 0), params, error)
+                    return {"ns": None, "sample": failed, "error": error}
+            used = (gen.prompt_tokens, gen.completion_tokens)
+            _count(usage, gen.model or named, used)
+            return {
+                "ns": sampling.sample_namespace(gen.text, "stop", json_output),
+                "sample": sampling.item_sample(
+                    messages, gen.text, gen.model or named, used, params
+                ),
+                "error": None,
+            }
+
+        await self._chunks(job, prompts, samples, one)
+
+    async def _judge_rows(
+        self,
+        job: Job,
+        run: Run,
+        rows: Path,
+        samples: str | None,
+        criteria: list[dict[str, Any]],
+        target: str,
+        usage: dict[str, list[int]],
+    ) -> None:
+        """The model criteria's outcomes per row into ``target`` (``{id: outcome}`` a line)."""
+        judge = self.judge
+        inputs = str(self._run_file(job.id, "grader-inputs"))
+        await job.run_task(
+            jobs.render_grader_inputs, str(rows), samples, criteria, inputs, progress=False
+        )
+        await job.progress(0, run.rows)
+        by_id = {c["id"]: c for c in criteria}
+        gate = asyncio.Semaphore(max(1, self.options.concurrency))
+
+        async def criterion(cid: str, entry: dict[str, Any]) -> dict[str, Any]:
+            if "messages" not in entry:
+                return {"score": 0.0, "passed": False, "error": entry["error"]}
+            async with gate:
+                try:
+                    outcome, used = await modelgrade.grade(
+                        judge, by_id[cid], entry["messages"], entry["output"]
+                    )
+                except EngineUnavailable as exc:
+                    raise JobFailed(f"no model can grade {cid!r}: {exc}") from None
+            _count(usage, by_id[cid]["model"], used)
+            return outcome
+
+        async def one(line: dict[str, Any]) -> dict[str, Any]:
+            keys = list(line)
+            found = await asyncio.gather(*(criterion(k, line[k]) for k in keys))
+            return dict(zip(keys, found, strict=True))
+
+        await self._chunks(job, inputs, target, one)
+
+    async def _python_rows(
+        self, job: Job, rows: Path, samples: str | None, criterion: dict[str, Any], target: str
+    ) -> str:
+        """One python criterion in a task of its own under the python limits; what the
+        rows it did not reach say (the limit that stopped it)."""
+        try:
+            await job.run_task(
+                jobs.python_grades,
+                str(rows),
+                samples,
+                criterion,
+                target,
+                limits=self._python_limits("job"),
+                progress=False,
+            )
+        except JobFailed as exc:
+            return f"python grader stopped before this row: {exc}"
+        return "not graded"
+
     # -- graders API ----------------------------------------------------------------------
     def check_grader(self, grader: Any) -> None:
         try:
-            graders.check(grader, "grader", graders.API_GRADERS, evals=False)
+            self._check(grader, "grader", graders.API_GRADERS, evals=False)
         except graders.GraderInvalid as exc:
             raise bad_request(
                 exc.message, f"grader.{exc.param}" if exc.param else "grader"
@@ -458,7 +693,75 @@ class OpenAIBackend(Backend[OpenAISettings]):
 
     async def run_grader(self, grader: Any, model_sample: str, item: Any) -> dict[str, Any]:
         self.check_grader(grader)
+        subs = graders.sub_graders(grader) if grader["type"] == "multi" else {"": grader}
+        sample = jobs.graders_run_sample(model_sample)
+        names = {"item": item if item is not None else {}, "sample": sample}
+        computed: dict[str, dict[str, Any]] = {}
+        usage: dict[str, list[int]] = {}
+        for key, sub in subs.items():
+            if sub["type"] in graders.MODEL_GRADERS:
+                try:
+                    messages = graders.render_messages(sub["input"], names)
+                except graders.MissingVariable as exc:
+                    computed[key] = {
+                        "score": 0.0,
+                        "passed": False,
+                        "error": f"the item has no {exc.args[0]} (named by a template)",
+                    }
+                    continue
+                try:
+                    computed[key], used = await modelgrade.grade(
+                        self.judge, sub, messages, model_sample
+                    )
+                except EngineUnavailable as exc:
+                    raise bad_request(f"no model can grade: {exc}", "grader.model") from None
+                _count(usage, sub["model"], used)
+            elif sub["type"] == "python":
+                try:
+                    computed[key] = await self.ctx.task(
+                        jobs.python_grade_one,
+                        sub,
+                        sample,
+                        item,
+                        limits=self._python_limits("request"),
+                    )
+                except TaskFailed as exc:
+                    computed[key] = {
+                        "score": 0.0,
+                        "passed": False,
+                        "error": f"python grader stopped: {exc.message}",
+                    }
         result: dict[str, Any] = await self._task(
-            jobs.run_grader, grader, model_sample, item, self.options.wordnet_dir
+            jobs.run_grader, grader, model_sample, item, self.options.wordnet_dir, computed
         )
+        if usage:
+            per_model = {
+                name: {
+                    "prompt_tokens": p,
+                    "completion_tokens": c,
+                    "total_tokens": p + c,
+                    "cached_tokens": 0,
+                }
+                for name, (_, p, c) in usage.items()
+            }
+            result["model_grader_token_usage_per_model"] = per_model
+            result["metadata"]["token_usage"] = {
+                k: sum(u[k] for u in per_model.values()) for k in next(iter(per_model.values()))
+            }
+            result["metadata"]["sampled_model_name"] = next(iter(usage))
         return result
+
+
+def _count(usage: dict[str, list[int]], model: str, used: tuple[int, int]) -> None:
+    entry = usage.setdefault(model, [0, 0, 0])
+    entry[0] += 1
+    entry[1] += used[0]
+    entry[2] += used[1]
+
+
+def _read(fh: Any, size: int, ctx: Any) -> list[Any]:
+    return jobs.read_chunk(fh, size)
+
+
+def _write(fh: Any, lines: list[Any], ctx: Any) -> None:
+    jobs.write_lines(fh, lines)

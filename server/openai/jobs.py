@@ -5,8 +5,14 @@ under the task limits (:mod:`evaldock.server.compute`), never in the API process
   ``purpose=evals``, each line checked to be a JSON object);
 - :func:`prepare_rows`: a run's rows (inline ``file_content`` or a stored file) checked
   against the eval's ``item_schema``, written as the run's own JSON Lines file;
-- :func:`grade_rows`: every testing criterion over every row, the output items written
-  as JSON Lines for the API process to commit;
+- :func:`render_inputs`: a ``completions``/``responses`` run's ``input_messages``
+  rendered per row (the API process reads them back a chunk at a time and generates);
+- :func:`render_grader_inputs`: the messages of each ``score_model``/``label_model``
+  criterion per row (the API process asks the judge);
+- :func:`python_grades`: one ``python`` criterion over every row, under its own limits;
+- :func:`grade_rows`: every testing criterion over every row (the model and python
+  graders' outcomes read from their files), the output items written as JSON Lines for
+  the API process to commit;
 - :func:`run_grader`: one ``graders.run`` call.
 
 Every step grows with the input (a 512 MB upload, 200,000 rows, a 1 MB sample scored by
@@ -16,6 +22,7 @@ METEOR), so none of them runs on the event loop.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import secrets
@@ -31,7 +38,7 @@ from evaldock.engines.text_metrics import similarity
 
 from .. import jsonio
 from ..compute import TaskContext
-from . import formula, graders
+from . import formula, graders, pygrade, sampling
 from .uploads import UploadInvalid, parse_upload
 
 # Rows per progress report while grading.
@@ -153,6 +160,121 @@ def read_rows(path: str) -> list[dict[str, Any]]:
         return [jsonio.decode(line) for line in fh if line.strip()]
 
 
+def _lines(path: str | None) -> Iterator[Any]:
+    """Each JSON line of ``path``; None forever when there is no file."""
+    if path is None:
+        while True:
+            yield None
+    with open(path, "rb") as fh:
+        for line in fh:
+            yield jsonio.decode(line)
+    while True:  # a file cut short (a killed python grader): the rest is missing
+        yield None
+
+
+@dataclass(frozen=True)
+class RowSample:
+    """A row and the sample graders read: the row's own, or the generated one."""
+
+    row: dict[str, Any]
+    namespace: dict[str, Any] | None  # {{sample.*}}
+    item_sample: dict[str, Any] | None  # the output item's sample
+    error: str | None  # why no sample could be generated
+
+
+def row_samples(rows_path: str, samples_path: str | None) -> Iterator[RowSample]:
+    with open(rows_path, "rb") as fh:
+        for row_line, generated in zip(fh, _lines(samples_path), strict=False):
+            row = jsonio.decode(row_line)
+            if samples_path is None:
+                yield RowSample(row, row.get("sample"), output_sample(row.get("sample")), None)
+            else:
+                yield RowSample(row, generated["ns"], generated["sample"], generated["error"])
+
+
+# -- generation and model graders: prompts out, answers back -------------------------------
+def render_inputs(ctx: TaskContext, rows_path: str, spec: dict[str, Any], out_path: str) -> int:
+    """Each row's messages for the model, ``{"messages": [...]}`` or ``{"error": why}``
+    a line; the number of rows."""
+    count = 0
+    with open(rows_path, "rb") as rows, open(out_path, "wb") as out:
+        for line in rows:
+            item = jsonio.decode(line)["item"]
+            try:
+                answer: dict[str, Any] = {"messages": sampling.render_input(spec, item)}
+            except graders.MissingVariable as exc:
+                answer = {"error": f"the row has no {exc.args[0]} (named by input_messages)"}
+            except ValueError as exc:
+                answer = {"error": f"input_messages: {exc}"}
+            out.write(jsonio.encode(answer) + b"\n")
+            count += 1
+    return count
+
+
+def render_grader_inputs(
+    ctx: TaskContext,
+    rows_path: str,
+    samples_path: str | None,
+    criteria: list[dict[str, Any]],
+    out_path: str,
+) -> int:
+    """Per row, per model criterion: ``{"messages", "output"}`` to ask the judge, or
+    ``{"error"}`` (a variable the row lacks, no sample); one JSON object a line."""
+    count = 0
+    with open(out_path, "wb") as out:
+        for found in row_samples(rows_path, samples_path):
+            line: dict[str, Any] = {}
+            names = {"item": found.row["item"], "sample": found.namespace}
+            for criterion in criteria:
+                if found.error is not None:
+                    line[criterion["id"]] = {"error": f"no sample to grade: {found.error}"}
+                    continue
+                try:
+                    messages = graders.render_messages(criterion["input"], names)
+                except graders.MissingVariable as exc:
+                    line[criterion["id"]] = {
+                        "error": f"the row has no {exc.args[0]} (named by a template)"
+                    }
+                    continue
+                output = graders.text_of((found.namespace or {}).get("output_text") or "")
+                line[criterion["id"]] = {"messages": messages, "output": output}
+            out.write(jsonio.encode(line) + b"\n")
+            count += 1
+    return count
+
+
+def python_grades(
+    ctx: TaskContext,
+    rows_path: str,
+    samples_path: str | None,
+    criterion: dict[str, Any],
+    out_path: str,
+) -> int:
+    """One python criterion over every row (see :mod:`.pygrade`); the rows graded."""
+    rows = (
+        (f.row["item"], None if f.error is not None else f.namespace)
+        for f in row_samples(rows_path, samples_path)
+    )
+    with open(out_path, "wb") as out:
+        return pygrade.grade_all(criterion, rows, out, criterion["id"])
+
+
+def read_chunk(fh: Any, size: int) -> list[Any]:
+    """Up to ``size`` JSON lines from an open file (the API process's chunks)."""
+    out = []
+    for _ in range(size):
+        line = fh.readline()
+        if not line:
+            break
+        out.append(jsonio.decode(line))
+    return out
+
+
+def write_lines(fh: Any, lines: list[Any]) -> None:
+    fh.write(b"".join(jsonio.encode(x) + b"\n" for x in lines))
+    fh.flush()
+
+
 # -- grading ---------------------------------------------------------------------------------
 @dataclass
 class Graded:
@@ -224,55 +346,105 @@ def _cosine(
     return out, str(embedder.signature)
 
 
+def _outcome_dict(outcome: graders.Outcome) -> dict[str, Any]:
+    out: dict[str, Any] = {"score": outcome.score, "passed": outcome.passed}
+    if outcome.error is not None:
+        out["error"] = outcome.error
+    return out
+
+
+def _computed_elsewhere(
+    criteria: list[dict[str, Any]],
+    total: int,
+    outcomes_paths: list[str],
+    missing: Mapping[str, str],
+) -> dict[str, list[dict[str, Any]]]:
+    """The outcomes of the model and python criteria, read from their row-aligned files
+    (``{criterion id: outcome}`` a line); a row a file lacks is errored with
+    ``missing[criterion id]`` (the limit that stopped a python grader)."""
+    ids = [c["id"] for c in criteria if c["type"] in (*graders.MODEL_GRADERS, "python")]
+    out: dict[str, list[dict[str, Any]]] = {cid: [] for cid in ids}
+    readers = [_lines(p) for p in outcomes_paths]
+    for _ in range(total):
+        line: dict[str, Any] = {}
+        for reader in readers:
+            line.update(next(reader) or {})
+        for cid in ids:
+            reason = missing.get(cid, "not graded")
+            out[cid].append(line.get(cid) or {"score": 0.0, "passed": False, "error": reason})
+    return out
+
+
 def grade_rows(
     ctx: TaskContext,
     rows_path: str,
     criteria: list[dict[str, Any]],
     wordnet_dir: str,
     out_path: str,
+    samples_path: str | None = None,
+    outcomes_paths: list[str] | None = None,
+    missing: dict[str, str] | None = None,
+    signatures: dict[str, str] | None = None,
 ) -> Graded:
     """Every criterion over every row; the output items go to ``out_path`` as JSON Lines
-    of ``{idx, id, status, item, results, sample}``. An engine failure (the embedder of a
-    cosine criterion) is a RowsInvalid naming the criterion."""
-    rows = read_rows(rows_path)
+    of ``{idx, id, status, item, results, sample}``. ``samples_path``: the generated
+    samples (a completions/responses run); ``outcomes_paths``: the model and python
+    criteria's outcomes, computed before. An engine failure (the embedder of a cosine
+    criterion) is a RowsInvalid naming the criterion."""
+    found_rows = list(row_samples(rows_path, samples_path))
+    rows = [{"item": f.row["item"], "sample": f.namespace} for f in found_rows]
     total = len(rows)
-    outcomes: list[list[graders.Outcome]] = []
-    signatures: dict[str, str] = {}
+    elsewhere = _computed_elsewhere(criteria, total, outcomes_paths or [], missing or {})
+    outcomes: list[list[dict[str, Any]]] = []
+    signed: dict[str, str] = {}
     for number, criterion in enumerate(criteria):
-        if criterion.get("evaluation_metric") == "cosine":
+        cid = criterion["id"]
+        if cid in elsewhere:
+            found = elsewhere[cid]
+            signed[cid] = graders.signature(criterion, wordnet_dir, (signatures or {}).get(cid, ""))
+        elif criterion.get("evaluation_metric") == "cosine":
             try:
-                found, embedder = _cosine(ctx, criterion, rows)
+                cosine, embedder = _cosine(ctx, criterion, rows)
             except (EngineError, LookupError, ValueError) as exc:
-                raise RowsInvalid(f"criterion {criterion['id']!r} (cosine): {exc}") from None
-            signatures[criterion["id"]] = graders.signature(criterion, wordnet_dir, embedder)
+                raise RowsInvalid(f"criterion {cid!r} (cosine): {exc}") from None
+            found = [_outcome_dict(o) for o in cosine]
+            signed[cid] = graders.signature(criterion, wordnet_dir, embedder)
         else:
             found = []
             for i, row in enumerate(rows):
-                found.append(graders.grade(criterion, _namespaces(row), wordnet_dir))
+                found.append(_outcome_dict(graders.grade(criterion, row, wordnet_dir)))
                 if (i + 1) % PROGRESS_EVERY == 0:
                     ctx.progress((number * total + i + 1) // len(criteria), total)
-            signatures[criterion["id"]] = graders.signature(criterion, wordnet_dir)
+            signed[cid] = graders.signature(criterion, wordnet_dir)
         outcomes.append(found)
-    graded = Graded(total, 0, 0, 0, {c["id"]: [0, 0] for c in criteria}, signatures)
+    graded = Graded(total, 0, 0, 0, {c["id"]: [0, 0] for c in criteria}, signed)
     now = int(time.time())
     part = Path(out_path + ".part")
     with part.open("wb") as out:
-        for idx, row in enumerate(rows):
+        for idx, row_found in enumerate(found_rows):
             results = []
             errored = False
             for criterion, found in zip(criteria, outcomes, strict=True):
                 outcome = found[idx]
+                if row_found.error is not None:
+                    outcome = {
+                        "score": 0.0,
+                        "passed": False,
+                        "error": f"no sample to grade: {row_found.error}",
+                    }
                 result: dict[str, Any] = {
                     "name": criterion["id"],
                     "type": criterion["type"],
-                    "score": outcome.score,
-                    "passed": outcome.passed,
-                    "sample": None,
+                    "score": outcome["score"],
+                    "passed": outcome["passed"],
+                    "sample": outcome.get("sample"),
                 }
-                if outcome.error is not None:
-                    result["error"] = outcome.error
+                result.update(
+                    (k, v) for k, v in outcome.items() if k not in ("score", "passed", "sample")
+                )
+                if "error" in outcome:
                     errored = True
-                graded.per_criteria[criterion["id"]][0 if outcome.passed else 1] += 1
+                graded.per_criteria[criterion["id"]][0 if outcome["passed"] else 1] += 1
                 results.append(result)
             ok = all(r["passed"] for r in results)
             if errored:
@@ -285,9 +457,9 @@ def grade_rows(
                 "idx": idx,
                 "id": "outputitem_" + secrets.token_hex(16),
                 "status": "pass" if ok else "fail",
-                "item": row["item"],
+                "item": row_found.row["item"],
                 "results": results,
-                "sample": output_sample(row.get("sample")),
+                "sample": row_found.item_sample,
                 "created_at": now,
             }
             out.write(jsonio.encode(item) + b"\n")
@@ -325,26 +497,60 @@ ERROR_FLAGS = (
 )
 
 
-def run_grader(
-    ctx: TaskContext, grader: dict[str, Any], model_sample: str, item: Any, wordnet_dir: str
-) -> dict[str, Any]:
-    """``graders.run``: the reward of ``grader`` on ``model_sample`` (the sample namespace's
-    ``output_text``, and ``output_json`` when it is JSON) with ``item``."""
-    started = time.perf_counter()
+def graders_run_sample(model_sample: str) -> dict[str, Any]:
+    """``graders.run``'s sample namespace: ``output_text``, and ``output_json`` when the
+    sample is JSON."""
     sample: dict[str, Any] = {"output_text": model_sample}
     with contextlib.suppress(ValueError):
         sample["output_json"] = json.loads(model_sample)
-    namespaces = {"item": item if item is not None else {}, "sample": sample}
+    return sample
+
+
+def run_grader(
+    ctx: TaskContext,
+    grader: dict[str, Any],
+    model_sample: str,
+    item: Any,
+    wordnet_dir: str,
+    computed: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """``graders.run``: the reward of ``grader`` on ``model_sample`` with ``item``.
+    ``computed``: the outcomes of model and python graders, by multi key ("" for the
+    grader itself), computed before (the judge lives in the API process; python code in
+    a task of its own)."""
+    started = time.perf_counter()
+    namespaces = {
+        "item": item if item is not None else {},
+        "sample": graders_run_sample(model_sample),
+    }
     errors: dict[str, Any] = dict.fromkeys(ERROR_FLAGS, False)
     errors.update(python_grader_server_error_type=None, python_grader_runtime_error_details=None)
     errors.update(model_grader_server_error_details=None)
-    sub_rewards: dict[str, float] = {}
-    if grader["type"] == "multi":
-        for key, sub in graders.sub_graders(grader).items():
+    computed = computed or {}
+
+    def one(key: str, sub: Mapping[str, Any]) -> float:
+        found = computed.get(key)
+        if found is None:
             outcome = graders.grade(sub, namespaces, wordnet_dir)
             if outcome.error is not None:
                 errors["invalid_variable_error"] = True
-            sub_rewards[key] = outcome.score
+            return outcome.score
+        error = found.get("error")
+        if error:
+            if sub["type"] == "python":
+                errors["python_grader_runtime_error"] = True
+                errors["python_grader_runtime_error_details"] = error
+            elif "has no" in error:
+                errors["invalid_variable_error"] = True
+            else:
+                errors["model_grader_parse_error"] = True
+                errors["model_grader_server_error_details"] = error
+        return float(found["score"])
+
+    sub_rewards: dict[str, float] = {}
+    if grader["type"] == "multi":
+        for key, sub in graders.sub_graders(grader).items():
+            sub_rewards[key] = one(key, sub)
         try:
             reward = formula.evaluate(
                 formula.parse(grader["calculate_output"], set(sub_rewards)), sub_rewards
@@ -355,10 +561,7 @@ def run_grader(
             reward = 0.0
         scores: dict[str, float] = dict(sub_rewards)
     else:
-        outcome = graders.grade(grader, namespaces, wordnet_dir)
-        if outcome.error is not None:
-            errors["invalid_variable_error"] = True
-        reward = outcome.score
+        reward = one("", grader)
         scores = {}
     return {
         "reward": reward,
@@ -374,3 +577,12 @@ def run_grader(
         "sub_rewards": sub_rewards,
         "model_grader_token_usage_per_model": {},
     }
+
+
+def python_grade_one(
+    ctx: TaskContext, criterion: dict[str, Any], sample: dict[str, Any], item: Any
+) -> dict[str, Any]:
+    """``graders.run`` of a python grader (a task of its own, under the python limits)."""
+    buffer = io.BytesIO()
+    pygrade.grade_all(criterion, [(item if item is not None else {}, sample)], buffer)
+    return dict(jsonio.decode(buffer.getvalue()))

@@ -16,6 +16,15 @@ class OpenAISettings(msgspec.Struct, kw_only=True):
     # A WordNet 3.0 folder (Debian's wordnet-base, laid out as nltk's corpora/wordnet) for
     # METEOR's synonym stage; empty: the stage is skipped, and signatures say so.
     wordnet_dir: str = ""
-    # python graders run user code as the server's user: off unless turned on (and not
-    # served by this version yet either way).
+    # python graders run the grader's source as the server's user (its files, its
+    # network): any key holder could run code here, so they are off unless turned on.
     python_graders: bool = False
+    # A python criterion's limits for its whole run (one worker task): OpenAI's hosted
+    # grader limits, 2 minutes wall and 2 GB of memory.
+    python_grader_seconds: float = 120.0
+    python_grader_memory_mb: int = 2048
+    # Judge calls in flight per run (generation and model graders; the judge's own
+    # [judge] concurrency caps the total): Spice's and Oxen's are 32 and 64.
+    concurrency: int = 32
+    # Rows a run generates or judges per step (prompts read back, answers written).
+    chunk_rows: int = 512
