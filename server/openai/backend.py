@@ -231,7 +231,7 @@ class OpenAIBackend(Backend[OpenAISettings]):
             try:
                 self._check(criterion, at, graders.EVAL_GRADERS, evals=True)
             except graders.GraderInvalid as exc:
-                raise bad_request(exc.message, f"{at}.{exc.param}" if exc.param else at) from None
+                raise bad_request(exc.message, exc.param or at) from None
             self._check_name(criterion["name"], "testing criterion name", f"{at}.name")
             ids.append({**criterion, "id": criterion_id(criterion["name"])})
         eval_id = await self.store.add_eval(tenant, name, metadata, answered, ids)
@@ -687,9 +687,7 @@ class OpenAIBackend(Backend[OpenAISettings]):
         try:
             self._check(grader, "grader", graders.API_GRADERS, evals=False)
         except graders.GraderInvalid as exc:
-            raise bad_request(
-                exc.message, f"grader.{exc.param}" if exc.param else "grader"
-            ) from None
+            raise bad_request(exc.message, exc.param or "grader") from None
 
     async def run_grader(self, grader: Any, model_sample: str, item: Any) -> dict[str, Any]:
         self.check_grader(grader)

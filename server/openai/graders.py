@@ -158,6 +158,26 @@ def check(
     with the field and its fix. ``evals``: a testing criterion (``cosine`` allowed,
     ``pass_threshold`` required for text_similarity); ``python``: python graders are on;
     ``model(name)``: why the judge cannot answer for that model name (None: it can)."""
+    try:
+        _check(grader, at, allowed, evals=evals, python=python, model=model)
+    except GraderInvalid as exc:
+        # Every param answered names the field from the request's root.
+        if exc.param is None:
+            exc.param = at
+        elif not exc.param.startswith(at):
+            exc.param = f"{at}.{exc.param}"
+        raise
+
+
+def _check(
+    grader: Any,
+    at: str,
+    allowed: tuple[str, ...],
+    *,
+    evals: bool,
+    python: bool,
+    model: Callable[[str], str | None] | None,
+) -> None:
     if not isinstance(grader, dict):
         raise GraderInvalid(f"{at} must be an object with a type", at)
     kind = grader.get("type")
