@@ -308,20 +308,20 @@ class OxenBackend(Backend[OxenSettings]):
         ``commit``, down to ``depth`` folder levels (-1 = all), as a tar.gz written for this
         response (the caller removes it). A path naming a file serves its folder, one level
         deep: what the client reads for a file."""
-        folders: list[tuple[str, list[TreeFile], dict[str, int]]] = []
+        folders: list[tuple[str, list[TreeFile], dict[str, int], int]] = []
         for raw in subtrees or [""]:
             revision = await self.store.resolve_resource(repo, join(commit, raw))
             entry = await self.store.entry(repo, revision, revision.path)
+            levels = depth
             if not entry.is_dir:
                 revision = Revision(revision.commit, revision.branch, parent(revision.path))
-                depth = 0
+                levels = 0
             files, rank = await self.store.tree_files(repo, revision)
-            folders.append((revision.path.rpartition("/")[2], files, rank))
+            folders.append((revision.path.rpartition("/")[2], files, rank, levels))
         name, _ = await self._task(
             "the tree could not be built",
             jobs.tree_nodes,
             folders,
-            depth,
             str(self.store.blobs.tmp_dir),
         )
         return Path(name)

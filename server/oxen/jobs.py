@@ -230,21 +230,21 @@ def zip_files(ctx: TaskContext, files: list[tuple[str, str, int]], folder: str) 
 
 def tree_nodes(
     ctx: TaskContext,
-    folders: list[tuple[str, list[TreeFile], dict[str, int]]],
-    depth: int,
+    folders: list[tuple[str, list[TreeFile], dict[str, int], int]],
     folder: str,
 ) -> tuple[str, int]:
-    """Each (folder name, its files, commit rank) built into Oxen's tree nodes
-    (:mod:`.merkle`) down to ``depth`` levels (-1 = all), written as one tar.gz in
-    ``folder``; returns its path and how many nodes it holds."""
+    """Each (folder name, its files, commit rank, depth) built into Oxen's tree nodes
+    (:mod:`.merkle`) down to depth folder levels (-1 = all), written as one tar.gz in
+    ``folder`` (a node two folders share goes once); returns its path and how many
+    nodes it holds."""
     fd, name = tempfile.mkstemp(dir=folder, prefix="tree-", suffix=".tar.gz")
     try:
-        built = []
-        for folder_name, files, rank in folders:
+        built: list[tuple[int, merkle.Node]] = []
+        for folder_name, files, rank, depth in folders:
             _, nodes = merkle.TreeBuilder(files, rank).build(folder_name)
-            built += nodes
+            built += [(0, n) for n in merkle.iter_nodes(nodes, depth)]
         with os.fdopen(fd, "wb") as out:
-            count = merkle.write_tar_gz(merkle.iter_nodes(built, depth), out)
+            count = merkle.write_tar_gz(merkle.iter_nodes(built, -1), out)
     except BaseException:
         Path(name).unlink(missing_ok=True)
         raise
