@@ -150,6 +150,8 @@ class OpenAIBackend(Backend[OpenAISettings]):
             raise bad_request(str(exc)) from None
         except TaskFailed as exc:
             raise bad_request(f"the request could not be processed: {exc.message}") from None
+        except RecursionError:
+            raise bad_request("the input nests too deeply to be processed; flatten it") from None
 
     # -- files ----------------------------------------------------------------------------
     async def create_file(

@@ -43,6 +43,9 @@ from .uploads import UploadInvalid, parse_upload
 
 # Rows per progress report while grading.
 PROGRESS_EVERY = 2000
+# One row of an evals file: 16 MB is far past a real row (a long document and its
+# answer), and bounds what one line may make a worker hold.
+MAX_LINE_BYTES = 16 * 1024 * 1024
 # Pairs per embedder call of a cosine criterion: bounded memory, one call per chunk.
 COSINE_CHUNK = 4096
 ZERO_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "cached_tokens": 0}
@@ -75,15 +78,30 @@ def store_upload(ctx: TaskContext, body: str, content_type: str, target: str) ->
 
 
 def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, value) of each non-blank line."""
+    """(line number, value) of each non-blank line; a line is read up to
+    :data:`MAX_LINE_BYTES` (memory stays bounded whatever the file holds)."""
     with path.open("rb") as fh:
-        for number, line in enumerate(fh, 1):
+        number = 0
+        while True:
+            line = fh.readline(MAX_LINE_BYTES + 1)
+            if not line:
+                return
+            number += 1
+            if len(line) > MAX_LINE_BYTES:
+                raise RowsInvalid(
+                    f"line {number} is over {MAX_LINE_BYTES // (1024 * 1024)} MB; a row of an "
+                    "evals file is one JSON object a line, each under that"
+                )
             if not line.strip():
                 continue
             try:
                 value = jsonio.decode(line)
             except ValueError:
                 raise RowsInvalid(f"line {number} is not JSON") from None
+            except RecursionError:
+                raise RowsInvalid(
+                    f"line {number} nests deeper than the JSON decoder allows; flatten it"
+                ) from None
             if not isinstance(value, dict):
                 raise RowsInvalid(f"line {number} is not a JSON object")
             yield number, value
@@ -143,7 +161,12 @@ def _checked_row(where: str, row: Any, validator: Any) -> dict[str, Any]:
     sample = row.get("sample")
     if sample is not None and not isinstance(sample, dict):
         raise RowsInvalid(f'{where}: "sample" must be an object (e.g. {{"output_text": "..."}})')
-    error = next(iter(validator.iter_errors(row["item"])), None)
+    try:
+        error = next(iter(validator.iter_errors(row["item"])), None)
+    except RecursionError:
+        raise RowsInvalid(
+            f"{where}: item nests too deeply to check against the item_schema"
+        ) from None
     if error is not None:
         at = "item" + "".join(f"[{p!r}]" for p in error.absolute_path)
         raise RowsInvalid(
