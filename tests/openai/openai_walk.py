@@ -87,6 +87,44 @@ out["item_sample"] = one.sample.output[0].content
 out["report"] = run.report_url.endswith(f"/evals/{ev.id}/runs/{run.id}/report")
 out["listed_runs"] = [r.id == run.id for r in client.evals.runs.list(ev.id, status="completed")]
 
+
+# A completions run (mock mode: the deterministic mock judge generates), templated per
+# row, with the docs' spelling of the token limit.
+gen = client.evals.runs.create(
+    ev.id,
+    name="generated",
+    data_source={
+        "type": "completions",
+        "model": "gpt-4o-mini",
+        "source": {"type": "file_content", "content": [{"item": r["item"]} for r in rows]},
+        "input_messages": {
+            "type": "template",
+            "template": [
+                {"role": "developer", "content": "Answer with the capital only."},
+                {"role": "user", "content": "{{ item.question }}"},
+            ],
+        },
+        "sampling_params": {"temperature": 0.0, "seed": 42, "max_completions_tokens": 16},
+    },
+)
+deadline = time.monotonic() + 60
+while gen.status in ("queued", "in_progress") and time.monotonic() < deadline:
+    time.sleep(0.1)
+    gen = client.evals.runs.retrieve(gen.id, eval_id=ev.id)
+gen_items = list(client.evals.runs.output_items.list(gen.id, eval_id=ev.id))
+out["generated"] = {
+    "status": gen.status,
+    "model": gen.model,
+    "total": gen.result_counts.total,
+    "usage": [(u.run_model_name, u.invocation_count) for u in gen.per_model_usage],
+    "input": [m.content for m in gen_items[0].sample.input],
+    "echoes": all(
+        i.sample.output[0].content.endswith(i.datasource_item["question"]) for i in gen_items
+    ),
+    "max_tokens": gen_items[0].sample.max_completion_tokens,
+    "finish": gen_items[0].sample.finish_reason,
+}
+
 try:
     client.evals.runs.cancel(run.id, eval_id=ev.id)
 except BadRequestError as exc:

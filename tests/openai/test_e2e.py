@@ -50,6 +50,12 @@ def test_the_official_client_walk(tmp_path: Path, clients_python: str) -> None:
     assert out["pass_ids"] == [0] and out["fail_ids"] == [1, 2]
     assert out["item_sample"] == "madrid"
     assert out["report"] is True and out["listed_runs"] == [True]
+    generated = out["generated"]
+    assert generated["status"] == "completed" and generated["model"] == "gpt-4o-mini"
+    assert generated["total"] == 3 and generated["usage"] == [["gpt-4o-mini", 3]]
+    assert generated["input"] == ["Answer with the capital only.", "Capital of France?"]
+    assert generated["echoes"] is True  # the mock echoes the last message
+    assert generated["max_tokens"] == 16 and generated["finish"] == "stop"
     assert out["cancel_finished"] == [400, True]
     assert out["canceled"] == ["canceled", "canceled"]
     # ilike matches "PARIS"; sacreBLEU is case-sensitive: 0.5 * 1 + 0.5 * 0.
