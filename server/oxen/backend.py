@@ -521,7 +521,7 @@ class OxenBackend(Backend[OxenSettings]):
             raise bad_request(
                 f"type text needs a generation model and none is served: {e.message}; fix: {e.hint}"
             ) from None
-        return served, str(judge.signature)
+        return served, judge.generation_signature(request.model)
 
     async def evaluation(
         self, tenant: str, repo: Repo, eval_id: str
