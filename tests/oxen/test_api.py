@@ -321,6 +321,9 @@ def test_text_evaluation_into_another_branch(repo: Any) -> None:
     done = finished(repo, body["evaluation"]["id"])
     assert done["status"] == "completed" and done["progress"] == {"processed": 3, "total": 3}
     assert done["closing_commit"]["message"] == "preds"
+    # Free text is described by generation's own signature, not the judge's prompt/schema.
+    assert done["engine_signature"].startswith("generate:mock|"), done["engine_signature"]
+    assert "prompt:" not in done["engine_signature"]
     table = read_parquet(repo, "results/data.parquet")
     assert table.column_names == ["text", "n", "pred"]
     assert table.column("n").type == pa.int64()
