@@ -6,7 +6,7 @@ step that grows with the input to a worker process (:mod:`.jobs`): parsing an up
 checking a run's rows against the eval's schema, rendering prompts, grading,
 ``graders.run``. What stays here is bounded: the checks of one eval's definition, the
 judge's HTTP calls (generation for ``completions``/``responses`` runs and the model
-graders, ``[openai] concurrency`` in flight, ``chunk_rows`` rows a step) and the commit of
+graders, ``[openai] concurrency`` in flight, 512 rows a step) and the commit of
 a run's items, a chunk at a time, in one transaction with the run's counts (a run cut off
 by a restart is generated and graded again from its rows file; the judge's cache answers
 what it already asked).
@@ -50,6 +50,9 @@ PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 MAX_SCHEMA_BYTES = 256 * 1024
 # Output items committed per chunk of a run's one transaction (reads go on between).
 COMMIT_CHUNK = 2000
+# Rows a run generates or judges per step: prompts read back, 512 answers awaited
+# ([openai] concurrency in flight), written, progress committed.
+CHUNK_ROWS = 512
 EXPIRES_SECONDS = (3600, 2_592_000)  # OpenAI's expires_after bounds: 1 hour to 30 days
 LOGS_ALTERNATIVE = (
     "evaldock holds no logs stored at OpenAI: export the logged items (and their outputs) "
@@ -555,15 +558,13 @@ class OpenAIBackend(Backend[OpenAISettings]):
         target: str,
         answer: Any,
     ) -> None:
-        """Read ``source`` (JSON Lines) ``chunk_rows`` at a time, ``await answer(line)``
+        """Read ``source`` (JSON Lines) :data:`CHUNK_ROWS` at a time, ``await answer(line)``
         for each line (``[openai] concurrency`` of them in flight through the judge) and
         write the answers to ``target`` in order; progress as rows go."""
         done = 0
         with open(source, "rb") as src, open(target, "wb") as dst:
             while True:
-                chunk = await job.run_blocking(
-                    functools.partial(_read, src, max(1, self.options.chunk_rows))
-                )
+                chunk = await job.run_blocking(functools.partial(_read, src, CHUNK_ROWS))
                 if not chunk:
                     break
                 tasks = [asyncio.ensure_future(answer(line)) for line in chunk]

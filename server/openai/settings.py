@@ -26,5 +26,3 @@ class OpenAISettings(msgspec.Struct, kw_only=True):
     # Judge calls in flight per run (generation and model graders; the judge's own
     # [judge] concurrency caps the total): Spice's and Oxen's are 32 and 64.
     concurrency: int = 32
-    # Rows a run generates or judges per step (prompts read back, answers written).
-    chunk_rows: int = 512
