@@ -19,7 +19,18 @@ setup(
     package_dir={f"evaldock.{root}": root for root in ROOTS},
     # Specs, migrations, prompt templates and model configs travel inside the wheel.
     package_data={
-        "": ["*.yaml", "migrations/*.sql", "prompts/*.txt", "*.json", "*.toml", "example/*"]
+        "": [
+            "*.yaml",
+            "migrations/*.sql",
+            "prompts/*.txt",
+            "*.json",
+            "*.toml",
+            "example/*",
+            # The dashboard's templates and its stylesheet and script (no CDN).
+            "templates/*.html",
+            "static/*.css",
+            "static/*.js",
+        ]
     },
     include_package_data=True,
 )

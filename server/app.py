@@ -28,6 +28,7 @@ from .compute.worker import check_engine
 from .config import ConfigError, Settings
 from .control import ControlPlane
 from .control.provider import ControlProvider
+from .dashboard import Dashboard
 from .db import Database
 from .jobs import JobRunner
 from .jsonio import JSONResponse, encode
@@ -197,7 +198,10 @@ def create_app(
             media_type="application/json",
         )
 
-    routes: list[BaseRoute] = list(control_routes)
+    # The dashboard's routes first: the control plane's fallback answers every other
+    # /_evaldock/* path. Guarded by the same key, so off when the control plane is.
+    routes: list[BaseRoute] = Dashboard(ctx, plane).routes() if plane.enabled else []
+    routes.extend(control_routes)
     for rt in runtimes:
         routes.extend(_spec_routes(rt.spec))
     # Every specific template of every surface before any catch-all (sort is stable).

@@ -166,6 +166,9 @@ def banner(settings: Settings, app_state: object) -> str:
     control = getattr(app_state, "control", None)
     if control is not None:
         lines.extend(control.banner_lines())
+        if control.enabled:
+            how = "open, no login" if control.open else "log in with the control key"
+            lines.append(f"  dashboard  {base}/_evaldock/ui/  ({how})")
     lines.append(f"  judge      {judge_summary(settings)}")
     served = [rt.spec.surface for rt in getattr(app_state, "runtimes", [])]
     exposed = exposed_dev_keys(settings, served)

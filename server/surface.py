@@ -35,6 +35,8 @@ from .spec import Operation, Spec
 if TYPE_CHECKING:
     import argparse
 
+    from .dashboard.protocols import RunsView
+
 
 class SurfaceCli(Protocol):
     """Optional ``evaldock <vendor> …`` commands of a surface."""
@@ -86,6 +88,9 @@ class SurfaceDeclaration:
     spec_file: Path | None = None
     # Package holding ``migrations/``: the declaring package unless given.
     package: str = ""
+    # The dashboard's read model of the surface's runs (server/dashboard/protocols.py),
+    # built with no arguments; None leaves the surface out of the dashboard's tables.
+    views: Callable[[], RunsView] | None = None
 
     def defaults(self) -> dict[str, Any]:
         return dict(msgspec.to_builtins(self.settings()))

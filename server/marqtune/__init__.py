@@ -6,6 +6,7 @@ from .backend import MarqtuneBackend
 from .provider import MarqtuneProvider
 from .settings import MarqtuneSettings
 from .store import DATASET_JOB, DATASET_STATUSES, EVALUATION_JOB, EVALUATION_STATUSES
+from .views import MarqtuneRunsView
 
 SURFACE = SurfaceDeclaration(
     name="marqtune",
@@ -20,4 +21,5 @@ SURFACE = SurfaceDeclaration(
         EVALUATION_JOB: JobKind(MarqtuneBackend.run_evaluation, EVALUATION_STATUSES),
     },
     cli=cli,
+    views=MarqtuneRunsView,
 )

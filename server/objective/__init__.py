@@ -5,6 +5,7 @@ from .backend import ObjectiveBackend
 from .provider import ObjectiveProvider
 from .settings import ObjectiveSettings
 from .store import JOB_KIND, STATUSES
+from .views import ObjectiveRunsView
 
 SURFACE = SurfaceDeclaration(
     name="objective",
@@ -13,4 +14,5 @@ SURFACE = SurfaceDeclaration(
     settings=ObjectiveSettings,
     engines=("judge",),
     jobs={JOB_KIND: JobKind(ObjectiveBackend.run_evaluation, STATUSES)},
+    views=ObjectiveRunsView,
 )

@@ -6,6 +6,7 @@ from .backend import SpiceBackend
 from .provider import SpiceProvider
 from .settings import SpiceSettings
 from .store import JOB_KIND, STATUSES
+from .views import SpiceRunsView
 
 SURFACE = SurfaceDeclaration(
     name="spice",
@@ -16,4 +17,5 @@ SURFACE = SurfaceDeclaration(
     jobs={JOB_KIND: JobKind(SpiceBackend.run_eval, STATUSES)},
     # `evaldock serve --spicepod ./spicepod.yaml`, as `spice run` serves the pod it finds.
     serve_flags=(ServeFlag("--spicepod", "spice.spicepod", "the spicepod.yaml to serve"),),
+    views=SpiceRunsView,
 )

@@ -1,0 +1,78 @@
+"""Small SQL helpers the surfaces' read models share (keyset clauses, score bins)."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from ..masking import mask_key
+from .protocols import CasesQuery, RunsQuery
+
+# Bins of a score in [0, 1], named by their lower bound: tenths, the last one closed
+# (1.0 falls in "0.9"). Scores outside [0, 1] fall in the first or last.
+TENTHS = [f"{i / 10:.1f}" for i in range(10)]
+
+
+def keyset(query: RunsQuery, created: str, ident: str) -> tuple[str, list[Any], str]:
+    """``(where, args, order by)`` of one keyset page over ``(created, ident)``."""
+    direction = "DESC" if query.order == "desc" else "ASC"
+    where, args = "", []
+    if query.after is not None:
+        op = "<" if query.order == "desc" else ">"
+        where = f"({created}, {ident}) {op} (?, ?)"
+        args = list(query.after)
+    return where, args, f"{created} {direction}, {ident} {direction}"
+
+
+def status_clause(query: RunsQuery, column: str) -> tuple[str, list[Any]]:
+    if query.status is None:
+        return "", []
+    return f"{column} = ?", [query.status]
+
+
+def where(*clauses: str) -> str:
+    kept = [c for c in clauses if c]
+    return " WHERE " + " AND ".join(kept) if kept else ""
+
+
+def masked_tenant(tenant: str | None) -> str:
+    """As the journal masks a key: the first and last two characters of the digest."""
+    return mask_key(tenant) if tenant and tenant != "public" else (tenant or "")
+
+
+def tenths(conn: sqlite3.Connection, sql: str, args: list[Any]) -> list[tuple[str, int]]:
+    """Counts per tenth of ``sql``'s single ``value`` column (NULLs left out)."""
+    counts = [0] * 10
+    for bucket, n in conn.execute(
+        "SELECT MIN(MAX(CAST(value * 10 AS INTEGER), 0), 9), COUNT(*)"
+        f" FROM ({sql}) WHERE value IS NOT NULL GROUP BY 1",
+        args,
+    ):
+        counts[int(bucket)] = int(n)
+    return list(zip(TENTHS, counts, strict=True))
+
+
+def score_filter(query: CasesQuery, column: str, threshold: float | None) -> tuple[str, list[Any]]:
+    """The WHERE clause of a cases query's score filters on ``column``."""
+    clauses, args = [], []
+    if query.failed_only and threshold is not None:
+        clauses.append(f"{column} < ?")
+        args.append(threshold)
+    if query.min_score is not None:
+        clauses.append(f"{column} >= ?")
+        args.append(query.min_score)
+    if query.max_score is not None:
+        clauses.append(f"{column} <= ?")
+        args.append(query.max_score)
+    return " AND ".join(clauses), args
+
+
+def text_of(value: Any) -> str:
+    """A cell as the cases table shows it: strings as they are, the rest as JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    from .. import jsonio
+
+    return jsonio.encode(value).decode()
