@@ -30,14 +30,7 @@ FREE_FORM = frozenset({"models", "timing"})
 
 # Settings other engineers are adding in issue 18, written into the docs as facts: listed
 # here until their field lands in the class (then the class's own default is checked).
-PENDING: dict[tuple[str, str], tuple[Any, str]] = {
-    ("qianfan", "max_expiration_seconds"): (
-        1800,
-        "Longest expiration a bce-auth-v1 signature may ask for (seconds); longer ones are "
-        "refused with 401/403: the body is not signed, so a captured request must not "
-        "replay for long.",
-    ),
-}
+PENDING: dict[tuple[str, str], tuple[Any, str]] = {}
 
 
 @dataclass(frozen=True)
