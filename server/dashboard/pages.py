@@ -59,6 +59,14 @@ SECURITY_HEADERS = {
 }
 
 
+LOGIN_FAILURES = {
+    "missing": "Enter the control key (<data dir>/control.key).",
+    "wrong": "Wrong key: use the one in <data dir>/control.key or [control] key.",
+    "expired": "The form expired: log in again (the dashboard needs cookies).",
+    "large": "The form is too large.",
+}
+
+
 class BadQuery(Exception):
     """A query parameter the page cannot use: a 400 page saying which and why."""
 
@@ -262,49 +270,43 @@ class Dashboard:
             return value
         return ROOT + "/"
 
-    async def login_form(
-        self, request: Request, message: str = "", status: int = 200, next_: str | None = None
-    ) -> Response:
+    async def login_form(self, request: Request) -> Response:
         if self.plane.open:
             return self._secure(RedirectResponse(self._root(request) + ROOT + "/", 303))
         token = request.cookies.get(LOGIN_COOKIE) or _token()
+        failed = request.query_params.get("failed", "")
         response = self._page(
             request,
             "login.html",
             None,
-            status=status,
             csrf=token,
-            message=message,
-            next=self._next(next_ or request.query_params.get("next")),
+            message=LOGIN_FAILURES.get(failed, ""),
+            next=self._next(request.query_params.get("next")),
         )
         response.set_cookie(
             LOGIN_COOKIE, token, path=ROOT, httponly=True, samesite="strict", secure=_https(request)
         )
         return response
 
+    def _refused(self, request: Request, why: str, next_: str) -> Response:
+        """Back to the login form, saying why (post/redirect/get: a reload resends nothing)."""
+        query = urllib.parse.urlencode({"failed": why, "next": next_})
+        return self._secure(RedirectResponse(f"{self._root(request)}{ROOT}/login?{query}", 303))
+
     async def login(self, request: Request) -> Response:
         if self.plane.open:
             return self._secure(RedirectResponse(self._root(request) + ROOT + "/", 303))
         form = await _form(request)
         if form is None:
-            return await self.login_form(request, "The form is too large.", 413)
+            return self._refused(request, "large", ROOT + "/")
         next_ = self._next(form.get("next"))
         if not same(form.get("csrf"), request.cookies.get(LOGIN_COOKIE)):
-            return await self.login_form(
-                request, "The form expired: log in again (cookies must be on).", 403, next_
-            )
+            return self._refused(request, "expired", next_)
         key = (form.get("key") or "").strip()
         if not key:
-            return await self.login_form(
-                request, "Enter the control key (<data dir>/control.key).", 401, next_
-            )
+            return self._refused(request, "missing", next_)
         if not same(key, self.plane.key):
-            return await self.login_form(
-                request,
-                "Wrong key: use the one in <data dir>/control.key or [control] key.",
-                401,
-                next_,
-            )
+            return self._refused(request, "wrong", next_)
         session = self.sessions.create()
         response = self._secure(RedirectResponse(self._root(request) + next_, 303))
         response.set_cookie(
@@ -367,10 +369,12 @@ class Dashboard:
             )
         jobs = []
         for view in await self.ctx.runner.views(active_only=True):
-            name, _ = self.plane.kinds.get(view.kind, ("", None))
+            name, statuses = self.plane.kinds.get(view.kind, ("", None))
+            vendor = statuses.word(view.status) if statuses is not None else view.status
             jobs.append(
                 {
                     "surface": name,
+                    "vendor": " / ".join(vendor) if isinstance(vendor, tuple) else str(vendor),
                     "view": view,
                     "held": view.id in self.plane.timing.held,
                     "linked": any(

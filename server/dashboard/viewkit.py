@@ -9,7 +9,9 @@ from ..masking import mask_key
 from .protocols import CasesQuery, RunsQuery
 
 # Bins of a score in [0, 1], named by their lower bound: tenths, the last one closed
-# (1.0 falls in "0.9"). Scores outside [0, 1] fall in the first or last.
+# (1.0 falls in "0.9"). Scores outside [0, 1] fall in the first or last. A score on an
+# edge goes up: 0.3 stored as a float32 (0.30000001) and as a float64 (0.29999999999999
+# after x10) both land in "0.3", hence the 1e-9 nudge.
 TENTHS = [f"{i / 10:.1f}" for i in range(10)]
 
 
@@ -44,7 +46,7 @@ def tenths(conn: sqlite3.Connection, sql: str, args: list[Any]) -> list[tuple[st
     """Counts per tenth of ``sql``'s single ``value`` column (NULLs left out)."""
     counts = [0] * 10
     for bucket, n in conn.execute(
-        "SELECT MIN(MAX(CAST(value * 10 AS INTEGER), 0), 9), COUNT(*)"
+        "SELECT MIN(MAX(CAST(value * 10 + 1e-9 AS INTEGER), 0), 9), COUNT(*)"
         f" FROM ({sql}) WHERE value IS NOT NULL GROUP BY 1",
         args,
     ):
