@@ -5,6 +5,7 @@ output items; sources that read logs stored at OpenAI are 400s with the alternat
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -276,3 +277,20 @@ def test_an_unknown_item_schema_key_is_still_checked_before_generating(client: A
     err = _error(_run(client, e["id"], _completions([{"item": {"question": 1}}])))
     assert err["message"].startswith("row 0:")
     assert ITEM_SCHEMA["required"] == ["question", "answer"]
+
+
+def test_cancelling_a_run_while_it_generates(make_client: Any) -> None:
+    # Each mock generation takes 300 ms: the run is still generating when cancelled.
+    client = make_client(**{"judge.delay_ms": 300, "openai.concurrency": 1})
+    e = make_eval(client, testing_criteria=[ECHOES])
+    rows = [{"item": {"question": f"q{i}", "answer": "a"}} for i in range(50)]
+    run = _run(client, e["id"], _completions(rows)).json()
+    deadline = time.monotonic() + 30
+    while run["status"] == "queued" and time.monotonic() < deadline:
+        time.sleep(0.05)
+        run = client.get(f"{BASE}/evals/{e['id']}/runs/{run['id']}", headers=AUTH).json()
+    assert run["status"] == "in_progress", run
+    r = client.post(f"{BASE}/evals/{e['id']}/runs/{run['id']}/cancel", headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "canceled"
+    assert _items(client, e["id"], run["id"]) == []
