@@ -47,6 +47,11 @@ def test_wheel_installs_and_serves(tmp_path: Path) -> None:
             headers={"Authorization": "Bearer test"},
         )
         assert r.status_code == 200, r.text
+        # The dashboard's templates, stylesheet and script travel in the wheel too.
+        login = httpx.get(server.url + "/_evaldock/ui/login")
+        assert login.status_code == 200 and "Control key" in login.text
+        for asset in ("dashboard.css", "live.js"):
+            assert httpx.get(f"{server.url}/_evaldock/ui/static/{asset}").status_code == 200
 
     # Real mode without the [models] extra stops at start-up with the command to run.
     out = subprocess.run(

@@ -503,7 +503,7 @@ class Dashboard:
             row=detail.row,
             live=detail.row.status not in TERMINAL,
             bars=charts.metric_bars(detail.metrics, f"Metrics of run {run_id}"),
-            histograms=[charts.histogram(h.scorer, h.bins) for h in hists],
+            histograms=[(h.scorer, charts.histogram(h.scorer, h.bins)) for h in hists],
             cases=cases,
             rows=rows,
             query=query,

@@ -50,9 +50,20 @@ def flat_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
     return out
 
 
+def headline(metrics: Mapping[str, Any] | None) -> dict[str, float]:
+    """GCL's summary (mAP@1000, mrr@1000, NDCG@10, mERR, mRBPs), lists unwrapped."""
+    summary = (metrics or {}).get("summary") or {}
+    out = {}
+    for name, value in summary.items():
+        first = value[0] if isinstance(value, list) and value else value
+        if isinstance(first, int | float):
+            out[name] = float(first)
+    return out
+
+
 def _row(row: sqlite3.Row) -> RunRow:
     state = row["state"]
-    metrics = flat_metrics(jsonio.decode(row["metrics"]) if row["metrics"] else None)
+    metrics = headline(jsonio.decode(row["metrics"]) if row["metrics"] else None)
     model = row["model"] + (f"@{row['checkpoint']}" if row["checkpoint"] else "")
     return RunRow(
         surface="marqtune",
@@ -94,7 +105,7 @@ class MarqtuneRunsView:
         row = _row(found)
         return RunDetail(
             row=row,
-            metrics=row.metrics,
+            metrics=flat_metrics(jsonio.decode(found["metrics"]) if found["metrics"] else None),
             signature=found["ranker_signature"],
             configuration={
                 "datasetId": found["dataset_id"],

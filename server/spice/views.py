@@ -105,11 +105,14 @@ class SpiceRunsView:
         if not page:
             return CasesPage([], int(total), scorer)
         marks = ",".join("?" * len(page))
+        names = ",".join("?" * len(scorers))
         cells: dict[int, dict[str, Any]] = {}
+        # Both IN lists, so each row is one primary-key lookup (run_id, scorer, idx):
+        # without the scorers SQLite walks all of the run's rows (40 ms at 100,000 cases).
         for r in conn.execute(
             "SELECT idx, scorer, input, actual, expected, value FROM spice_results"
-            f" WHERE run_id = ? AND idx IN ({marks})",
-            [run_id, *page],
+            f" WHERE run_id = ? AND scorer IN ({names}) AND idx IN ({marks})",
+            [run_id, *scorers, *page],
         ):
             case = cells.setdefault(
                 r["idx"], {"input": r["input"], "output": r["actual"], "ideal": r["expected"]}
