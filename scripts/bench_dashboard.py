@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from evaldock.server.dashboard.protocols import CasesQuery, RunsQuery
 from evaldock.server.db import Database
+from evaldock.server.readmodel import CasesQuery, RunsQuery
 from evaldock.server.spice.views import SpiceRunsView
 
 SPEC = b'{"eval":"e","dataset":"d","model":"replay","scorers":["match","lev"]}'

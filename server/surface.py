@@ -35,7 +35,7 @@ from .spec import Operation, Spec
 if TYPE_CHECKING:
     import argparse
 
-    from .dashboard.protocols import RunsView
+    from .readmodel import RunsView
 
 
 class SurfaceCli(Protocol):
@@ -88,7 +88,7 @@ class SurfaceDeclaration:
     spec_file: Path | None = None
     # Package holding ``migrations/``: the declaring package unless given.
     package: str = ""
-    # The dashboard's read model of the surface's runs (server/dashboard/protocols.py),
+    # The dashboard's read model of the surface's runs (server/readmodel.py),
     # built with no arguments; None leaves the surface out of the dashboard's tables.
     views: Callable[[], RunsView] | None = None
 

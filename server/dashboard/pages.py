@@ -28,8 +28,8 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ..jsonio import JSONResponse, encode
+from ..readmodel import STATES, CasesQuery, RunRow, RunsQuery, RunsView
 from . import charts
-from .protocols import STATES, CasesQuery, RunRow, RunsQuery, RunsView
 from .sessions import COOKIE, LOGIN_COOKIE, Session, Sessions, same
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import jsonio
-from ..dashboard.protocols import (
+from ..readmodel import (
     CasesPage,
     CasesQuery,
     Histogram,
@@ -20,7 +20,7 @@ from ..dashboard.protocols import (
     RunRow,
     RunsQuery,
 )
-from ..dashboard.viewkit import keyset, masked_tenant, status_clause, where
+from ..readsql import keyset, masked_tenant, status_clause, where
 from .store import EVALUATION_JOB, EVALUATION_STATUSES
 
 _SELECT = (

@@ -13,7 +13,7 @@ import sqlite3
 from typing import Any
 
 from .. import jsonio
-from ..dashboard.protocols import (
+from ..readmodel import (
     CaseRow,
     CasesPage,
     CasesQuery,
@@ -22,7 +22,7 @@ from ..dashboard.protocols import (
     RunRow,
     RunsQuery,
 )
-from ..dashboard.viewkit import keyset, masked_tenant, status_clause, text_of, where
+from ..readsql import keyset, masked_tenant, status_clause, text_of, where
 from .store import JOB_KIND, STATUSES
 
 SCORER = "relevance"

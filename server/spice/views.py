@@ -1,6 +1,6 @@
 """The dashboard's read model of Spice runs (``spice.eval.runs`` / ``eval.results``).
 
-The only SQL the dashboard runs on Spice's tables (see server/dashboard/protocols.py
+The only SQL the dashboard runs on Spice's tables (see server/readmodel.py
 for the paging: keyset on runs, covering-index LIMIT/OFFSET on cases).
 """
 
@@ -10,7 +10,7 @@ import sqlite3
 from typing import Any
 
 from .. import jsonio
-from ..dashboard.protocols import (
+from ..readmodel import (
     CaseRow,
     CasesPage,
     CasesQuery,
@@ -19,7 +19,7 @@ from ..dashboard.protocols import (
     RunRow,
     RunsQuery,
 )
-from ..dashboard.viewkit import keyset, masked_tenant, score_filter, status_clause, tenths, where
+from ..readsql import keyset, masked_tenant, score_filter, status_clause, tenths, where
 from .store import JOB_KIND, STATUSES
 
 # The built-in scorers give 1 to a full match; anything less fails the case (the cases

@@ -14,11 +14,11 @@ import pytest
 from evaldock.server import jsonio
 from evaldock.server.dashboard.charts import metric_bars, number
 from evaldock.server.dashboard.pages import highlight
-from evaldock.server.dashboard.protocols import CasesQuery, RunsQuery
 from evaldock.server.dashboard.sessions import Sessions, same
 from evaldock.server.db import Database
 from evaldock.server.marqtune.views import MarqtuneRunsView, flat_metrics, headline
 from evaldock.server.objective.views import ObjectiveRunsView
+from evaldock.server.readmodel import CasesQuery, RunsQuery
 from evaldock.server.spice.views import SpiceRunsView
 
 TENANT = "0123456789abcdef01234567"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from ..masking import mask_key
-from .protocols import CasesQuery, RunsQuery
+from . import jsonio
+from .masking import mask_key
+from .readmodel import CasesQuery, RunsQuery
 
 # Bins of a score in [0, 1], named by their lower bound: tenths, the last one closed
 # (1.0 falls in "0.9"). Scores outside [0, 1] fall in the first or last. A score on an
@@ -75,6 +76,4 @@ def text_of(value: Any) -> str:
         return ""
     if isinstance(value, str):
         return value
-    from .. import jsonio
-
     return jsonio.encode(value).decode()
