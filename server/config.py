@@ -50,6 +50,29 @@ class JobsSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     worker_recycle_mb: int = 2048
 
 
+class TaskResources(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What one task (or one engine actor) asks of a Ray cluster."""
+
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+
+
+class ComputeSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``[compute]``: where the tasks of jobs run (server/compute)."""
+
+    # local: the worker processes of [jobs]; ray: a Ray cluster (`pip install
+    # 'evaldock[ray]'`). Work a request waits for stays on the local workers either way.
+    backend: str = "local"
+    # ray: "auto" (the cluster this machine is a node of), "ray://<head>:10001", or empty:
+    # start a Ray of this machine inside the server (tests, a trial).
+    ray_address: str = ""
+    # Resources per task kind: "task" (parsing, scoring, metrics) and each engine kind
+    # ("embedder", "ranker"), whose tasks run on actors that keep the engine loaded.
+    resources: dict[str, TaskResources] = {}
+    # Actors per engine kind (each loads the model once, runs one task at a time).
+    actors: int = 1
+
+
 T = TypeVar("T", bound=msgspec.Struct)
 
 
@@ -128,6 +151,7 @@ DEFAULTS: dict[str, Any] = {
     # The core's tables: their defaults are their typed settings' (one default, one place).
     "server": msgspec.to_builtins(ServerSettings()),
     "jobs": msgspec.to_builtins(JobsSettings()),
+    "compute": msgspec.to_builtins(ComputeSettings()),
     # Per-surface credentials; a surface whose vendor has no auth may set enabled = false.
     "auth": {},
     # [engines.<kind>] impl = "<name>" plus options for that implementation.
@@ -240,6 +264,10 @@ class Settings:
         return typed_table("jobs", self.section("jobs"), JobsSettings)
 
     @property
+    def compute(self) -> ComputeSettings:
+        return typed_table("compute", self.section("compute"), ComputeSettings)
+
+    @property
     def control(self) -> ControlSettings:
         return typed_table("control", self.section("control"), ControlSettings)
 
@@ -276,6 +304,8 @@ class Settings:
     def validate(self) -> None:
         self.server  # noqa: B018 - typed: a wrong or unknown key stops here
         self.control  # noqa: B018
+        if self.compute.backend not in ("local", "ray"):
+            raise ConfigError(f"compute.backend must be local or ray, not {self.compute.backend!r}")
         if self.mode not in MODES:
             raise ConfigError(f"server.mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if not 0 < self.port < 65536:
