@@ -22,7 +22,8 @@ from starlette.routing import BaseRoute, Route
 
 from evaldock.engines.errors import EngineUnavailable
 
-from .compute import TaskLimits, WorkerPool
+from .compute import TaskLimits
+from .compute.backend import pool_class
 from .compute.engines import build_engines, placed
 from .compute.worker import check_engine
 from .config import ConfigError, Settings
@@ -98,7 +99,8 @@ def create_app(
         cpu_seconds=jobs.task_cpu_seconds,
         memory_mb=jobs.task_memory_mb,
     )
-    pool = WorkerPool(
+    # [compute] backend: local worker processes, or a Ray cluster for the job lane.
+    pool = pool_class(settings)(
         settings,
         workers=jobs.workers,
         request_workers=jobs.request_workers,
