@@ -76,7 +76,9 @@ class RunDetail:
 @dataclass(frozen=True)
 class CasesQuery:
     """Cases of one run: filtered on ``scorer`` (the first when empty), sorted by case
-    index or by that scorer's score, a page at ``offset``."""
+    index or by that scorer's score, a page at ``offset``. ``q`` keeps the cases whose
+    input, ideal or output holds it (a substring, ASCII case-insensitive: SQL ``LIKE``,
+    at most ``readsql.MAX_Q`` characters); a view that cannot search ignores it."""
 
     scorer: str = ""
     failed_only: bool = False
@@ -86,6 +88,7 @@ class CasesQuery:
     order: Literal["asc", "desc"] = "asc"
     offset: int = 0
     limit: int = 50
+    q: str = ""
 
 
 @dataclass(frozen=True)

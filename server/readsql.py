@@ -70,6 +70,27 @@ def score_filter(query: CasesQuery, column: str, threshold: float | None) -> tup
     return " AND ".join(clauses), args
 
 
+# A search term longer than this is not a substring a person typed: 200 characters keep
+# each LIKE pattern (one per text column) cheap to compile and to match.
+MAX_Q = 200
+
+
+def like_pattern(text: str) -> str:
+    """``%text%`` with LIKE's wildcards in ``text`` escaped (``ESCAPE '\\'``)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def text_filter(query: CasesQuery, columns: list[str]) -> tuple[str, list[Any]]:
+    """The WHERE clause of a cases query's ``q``: any of ``columns`` holds it. Bounded:
+    the term is cut at MAX_Q characters and the scan stays within one run's rows."""
+    if not query.q:
+        return "", []
+    pattern = like_pattern(query.q[:MAX_Q])
+    clause = " OR ".join(f"{c} LIKE ? ESCAPE '\\'" for c in columns)
+    return f"({clause})", [pattern] * len(columns)
+
+
 def text_of(value: Any) -> str:
     """A cell as the cases table shows it: strings as they are, the rest as JSON."""
     if value is None:

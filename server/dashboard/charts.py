@@ -87,3 +87,58 @@ def histogram(scorer: str, bins: Sequence[tuple[str, int]]) -> Markup:
         )
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+# One colour class per run of a comparison (dashboard.css .s0 … .s5).
+SERIES = 6
+
+
+def compare_bars(
+    runs: Sequence[str], metrics: Sequence[tuple[str, Sequence[float | None]]], title: str
+) -> Markup:
+    """Grouped bars: per metric, one bar per run (in the comparison's order, a colour
+    each), its value written beside it; a missing value is a dash, no bar."""
+    if not metrics or not runs:
+        return Markup("")
+    values = [abs(v) for _, vs in metrics for v in vs if v is not None]
+    top = max([1.0, *values])
+    bar = 16
+    group = len(runs) * (bar + 2) + GAP * 2
+    legend = 22
+    height = legend + len(metrics) * group + GAP
+    width = LABEL_WIDTH + PLOT_WIDTH + VALUE_WIDTH
+    parts = [
+        f'<svg class="chart bars compare" viewBox="0 0 {width} {height}" role="img"'
+        f' aria-label="{escape(title)}" data-chart="compare">',
+        f"<title>{escape(title)}</title>",
+    ]
+    for r, run in enumerate(runs):
+        x = LABEL_WIDTH + r * (PLOT_WIDTH // max(1, len(runs)))
+        parts.append(
+            f'<g class="legend s{r % SERIES}"><rect class="fill" x="{x}" y="4" width="12"'
+            f' height="12"/><text x="{x + 16}" y="15">{escape(run)}</text></g>'
+        )
+    for m, (name, vs) in enumerate(metrics):
+        y0 = legend + m * group + GAP
+        parts.append(
+            f'<g class="group" data-metric="{escape(name)}">'
+            f'<text class="label" x="{LABEL_WIDTH - 8}" y="{y0 + group / 2:.1f}"'
+            f' text-anchor="end">{escape(name)}</text>'
+        )
+        for r, value in enumerate(vs):
+            y = y0 + r * (bar + 2)
+            w = 0.0 if value is None else max(0.0, PLOT_WIDTH * abs(value) / top)
+            shown = "—" if value is None else number(value)
+            exact = "" if value is None else repr(value)
+            parts.append(
+                f'<g class="bar s{r % SERIES}" data-run="{r}" data-value="{exact}">'
+                f'<rect class="track" x="{LABEL_WIDTH}" y="{y}" width="{PLOT_WIDTH}"'
+                f' height="{bar}" rx="2"/>'
+                f'<rect class="fill" x="{LABEL_WIDTH}" y="{y}" width="{w:.1f}"'
+                f' height="{bar}" rx="2"/>'
+                f'<text class="value" x="{LABEL_WIDTH + PLOT_WIDTH + 8}"'
+                f' y="{y + bar * 0.8:.1f}">{shown}</text></g>'
+            )
+        parts.append("</g>")
+    parts.append("</svg>")
+    return Markup("".join(parts))

@@ -28,8 +28,11 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ..jsonio import JSONResponse, encode
-from ..readmodel import STATES, CasesQuery, RunRow, RunsQuery, RunsView
+from ..readmodel import STATES, CasesQuery, RunDetail, RunRow, RunsQuery, RunsView
+from ..readsql import MAX_Q
 from . import charts
+from .compare import MAX_RUNS, Side, compare_cases, metric_rows, pick_scorers
+from .control import ControlPages
 from .sessions import COOKIE, LOGIN_COOKIE, Session, Sessions, same
 
 if TYPE_CHECKING:
@@ -168,6 +171,7 @@ class Dashboard:
         self.sessions = Sessions()
         self.env = _env()
         self._open_session = Session("open", "open", float("inf"))
+        self.control = ControlPages(self)
 
     # -- wiring ---------------------------------------------------------------------------
     def routes(self) -> list[BaseRoute]:
@@ -187,6 +191,8 @@ class Dashboard:
                 page(self.progress, json=True),
                 methods=["GET"],
             ),
+            Route(ROOT + "/compare", page(self.compare), methods=["GET"]),
+            *self.control.routes(page),
             Route(ROOT + "/{rest:path}", page(self.not_found)),
         ]
 
@@ -243,6 +249,30 @@ class Dashboard:
         response.headers.update(SECURITY_HEADERS)
         return response
 
+    async def posted(self, request: Request, session: Session) -> dict[str, str] | None:
+        """A state-changing form's fields when its CSRF token is this session's; None
+        (the caller answers 403) when it is missing, stale or the form too large."""
+        form = await _form(request)
+        if form is None or not same(form.get("csrf"), session.csrf):
+            return None
+        return form
+
+    def stale(self, request: Request, session: Session) -> Response:
+        return self._page(
+            request,
+            "error.html",
+            session,
+            status=403,
+            message="Stale form (its token is not this session's): reload the page and try again.",
+        )
+
+    def back(self, request: Request, path: str, flash: str = "") -> Response:
+        """Post/redirect/get to a dashboard page, a message for its next render."""
+        session = self._session(request)
+        if session is not None and flash:
+            session.flash = flash
+        return self._secure(RedirectResponse(self._root(request) + ROOT + path, 303))
+
     def _json(self, body: Any, status: int = 200) -> Response:
         return self._secure(JSONResponse(body, status_code=status))
 
@@ -255,8 +285,11 @@ class Dashboard:
         **values: Any,
     ) -> Response:
         base = self._root(request) + ROOT
+        flash = ""
+        if session is not None and session.flash:
+            flash, session.flash = session.flash, ""
         text = self.env.get_template(template).render(
-            ui=base, session=session, open=self.plane.open, request=request, **values
+            ui=base, session=session, open=self.plane.open, request=request, flash=flash, **values
         )
         return self._secure(Response(text, status_code=status, media_type="text/html"))
 
@@ -463,7 +496,11 @@ class Dashboard:
         low, high = _number(q, "min"), _number(q, "max")
         if low is not None and high is not None and low > high:
             raise BadQuery(f"min ({low}) is above max ({high}): swap them")
+        text = (q.get("q") or "").strip()
+        if len(text) > MAX_Q:
+            raise BadQuery(f"q (the text searched) is at most {MAX_Q} characters")
         query = CasesQuery(
+            q=text,
             scorer=q.get("scorer") or "",
             failed_only=q.get("failed") in ("1", "on", "true"),
             min_score=low,
@@ -557,6 +594,73 @@ class Dashboard:
             Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
         )
 
+    async def compare(self, request: Request, session: Session) -> Response:
+        q = request.query_params
+        picks = [p for p in q.getlist("run") if p]
+        if len(picks) < 2:
+            raise BadQuery(
+                "Compare takes two runs or more: tick them in the runs table, or give "
+                "run=<surface>:<id> once per run"
+            )
+        if len(picks) > MAX_RUNS:
+            raise BadQuery(f"Compare takes at most {MAX_RUNS} runs at once; got {len(picks)}")
+        per = _int(q, "per", 50, 1, 500)
+        page = _int(q, "page", 1, 1, 10_000_000)
+        db = self.ctx.db
+        found = []
+        for pick in picks:
+            name, sep, run_id = pick.partition(":")
+            if not sep or not run_id:
+                raise BadQuery(f"run must be <surface>:<id>, e.g. run=spice:abc; got {pick!r}")
+            view = self._surface(name).view
+            assert view is not None
+            detail = await db.read_off_loop(functools.partial(_detail, view, run_id))
+            if detail is None:
+                raise LookupError(f"no {name} run {run_id!r}")
+            found.append((name, run_id, view, detail))
+        details = [d for *_, d in found]
+        scorers, note = pick_scorers(details, q.get("scorer") or "")
+        sides = [
+            Side(name, run_id, view, detail, scorer)
+            for (name, run_id, view, detail), scorer in zip(found, scorers, strict=True)
+        ]
+        offset = (page - 1) * per
+        result = await db.read_off_loop(lambda c: compare_cases(c, sides, offset, per))
+        tally = result.tally
+        pages = max(1, -(-tally.differing // per))
+        labels = [f"{s.surface}:{s.detail.row.name or s.run_id}" for s in sides]
+        metrics = metric_rows(details)
+        params = [(k, v) for k, v in q.multi_items() if k != "page"]
+
+        def link(page: int) -> str:
+            return "?" + urllib.parse.urlencode([*params, ("page", str(page))])
+
+        return self._page(
+            request,
+            "compare.html",
+            session,
+            sides=sides,
+            labels=labels,
+            metrics=metrics,
+            bars=charts.compare_bars(
+                labels, [(n, vs) for n, vs, _ in metrics], "Metrics of the runs compared"
+            ),
+            note=note,
+            tally=tally,
+            rows=result.rows,
+            page=page,
+            pages=pages,
+            per=per,
+            sizes=PAGE_SIZES,
+            picks=picks,
+            common=sorted(set.intersection(*(set(d.scorers) for d in details)))
+            if all(d.scorers for d in details)
+            else [],
+            scorer=sides[0].scorer,
+            prev=link(page - 1) if page > 1 else "",
+            next=link(page + 1) if page < pages else "",
+        )
+
     async def progress(self, request: Request, session: Session) -> Response:
         surface = self._surface(request.path_params["surface"])
         run_id = request.path_params["run_id"]
@@ -581,6 +685,10 @@ class Dashboard:
 
 def _runs(view: RunsView, query: RunsQuery, conn: sqlite3.Connection) -> list[RunRow]:
     return view.runs(conn, query)
+
+
+def _detail(view: RunsView, run_id: str, conn: sqlite3.Connection) -> RunDetail | None:
+    return view.run(conn, run_id)
 
 
 def _key(row: RunRow) -> str:

@@ -33,6 +33,7 @@ class Session:
     id: str
     csrf: str
     expires: float
+    flash: str = ""  # what the last form did, shown once on the next page
 
 
 class Sessions:

@@ -22,7 +22,7 @@ from ..readmodel import (
     RunRow,
     RunsQuery,
 )
-from ..readsql import keyset, masked_tenant, status_clause, text_of, where
+from ..readsql import keyset, masked_tenant, status_clause, text_filter, text_of, where
 from .store import JOB_KIND, STATUSES
 
 SCORER = "relevance"
@@ -120,6 +120,17 @@ class ObjectiveRunsView:
         if query.max_score is not None:
             clauses.append(f"{_SCORE} <= ?")
             args.append(query.max_score)
+        # The input is the item's query, the output its object (JSON text when an object,
+        # as the cases table shows it); there is no ideal.
+        search, sargs = text_filter(
+            query,
+            [
+                "json_extract(CAST(item AS TEXT), '$.query')",
+                "json_extract(CAST(item AS TEXT), '$.object')",
+            ],
+        )
+        clauses.append(search)
+        args.extend(sargs)
         base = where(*clauses)
         total = conn.execute(f"SELECT COUNT(*) FROM objective_items{base}", args).fetchone()[0]
         direction = "DESC" if query.order == "desc" else "ASC"

@@ -19,7 +19,15 @@ from ..readmodel import (
     RunRow,
     RunsQuery,
 )
-from ..readsql import keyset, masked_tenant, score_filter, status_clause, tenths, where
+from ..readsql import (
+    keyset,
+    masked_tenant,
+    score_filter,
+    status_clause,
+    tenths,
+    text_filter,
+    where,
+)
 from .store import JOB_KIND, STATUSES
 
 # The built-in scorers give 1 to a full match; anything less fails the case (the cases
@@ -90,8 +98,10 @@ class SpiceRunsView:
             return CasesPage([], 0, "")
         scorer = query.scorer if query.scorer in scorers else scorers[0]
         filters, fargs = score_filter(query, "value", PASS)
-        base = where("run_id = ?", "scorer = ?", filters)
-        args: list[Any] = [run_id, scorer, *fargs]
+        # Every scorer's row of a case holds the same texts: search the filtered scorer's.
+        search, sargs = text_filter(query, ["input", "expected", "actual"])
+        base = where("run_id = ?", "scorer = ?", filters, search)
+        args: list[Any] = [run_id, scorer, *fargs, *sargs]
         total = conn.execute(f"SELECT COUNT(*) FROM spice_results{base}", args).fetchone()[0]
         direction = "DESC" if query.order == "desc" else "ASC"
         order = f"idx {direction}" if query.sort == "idx" else f"value {direction}, idx"

@@ -203,3 +203,40 @@ def test_sessions_expire_and_stay_bounded() -> None:
     first, *_ = [bounded.create() for _ in range(3)]
     assert bounded.get(first.id) is None
     assert same("a", "a") and not same("a", "b") and not same(None, None)
+
+
+def test_case_search_is_a_bounded_substring_with_like_wildcards_escaped(conn) -> None:
+    spice_run(conn, "r", "2025-01-01T00:00:00Z", "completed", n=12)
+    conn.execute(
+        "UPDATE spice_results SET actual = 'a 100% match_here' WHERE run_id = 'r' AND idx = 7"
+    )
+    conn.commit()
+    view = SpiceRunsView()
+    assert [c.idx for c in view.cases(conn, "r", CasesQuery(q="in1")).rows] == [1, 10, 11]
+    assert [c.idx for c in view.cases(conn, "r", CasesQuery(q="IDEAL3")).rows] == [3]
+    # % and _ are the text they are, not LIKE's wildcards.
+    assert [c.idx for c in view.cases(conn, "r", CasesQuery(q="100%")).rows] == [7]
+    assert view.cases(conn, "r", CasesQuery(q="0%m")).total == 0
+    assert [c.idx for c in view.cases(conn, "r", CasesQuery(q="h_h")).rows] == [7]
+    assert view.cases(conn, "r", CasesQuery(q="out_")).total == 0
+    # With the other filters: failed (match = 0) cases holding "1".
+    both = view.cases(conn, "r", CasesQuery(q="1", failed_only=True))
+    assert [c.idx for c in both.rows] == [10] and both.total == 1
+
+    conn.execute(
+        "INSERT INTO objective_evaluations VALUES ('ev', ?, 'demo', 'mock', 'judge:mock', 2,"
+        " '2025-01-01T00:00:00Z')",
+        (TENANT,),
+    )
+    for idx, item in enumerate(
+        [{"query": "red shirt", "object": {"title": "Blue"}}, {"query": "dress", "object": "red"}]
+    ):
+        conn.execute(
+            "INSERT INTO objective_items VALUES ('ev', ?, ?, 1, 'label', 'why', NULL)",
+            (idx, jsonio.encode(item)),
+        )
+    conn.commit()
+    objective = ObjectiveRunsView()
+    assert [c.idx for c in objective.cases(conn, "ev", CasesQuery(q="red")).rows] == [0, 1]
+    assert [c.idx for c in objective.cases(conn, "ev", CasesQuery(q="blue")).rows] == [0]
+    assert objective.cases(conn, "ev", CasesQuery(q="query")).total == 0  # keys are not text
