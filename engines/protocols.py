@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import numpy as np
 
-    from evaldock.engines.judge.base import Generation, Relevance, Score, Usage
+    from evaldock.engines.judge.base import Generation, Relevance, Score, Structured, Usage
 
 
 class Engine(Protocol):
@@ -104,6 +104,19 @@ class Judge(RelevanceJudge, Protocol):
         params: Mapping[str, Any] | None = None,
     ) -> float: ...
 
+    async def structured(
+        self,
+        messages: list[dict[str, Any]],
+        schema: Mapping[str, Any],
+        *,
+        model: str | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Structured:
+        """A JSON object valid under ``schema`` (a JSON schema whose root is an object),
+        asked with the served model's structured output and validated here; an answer
+        that stays invalid after the judge's retries raises ``EngineError``."""
+        ...
+
 
 class GenerationBackend(Protocol):
     """A backend that serves models by their served name (after routing resolved the
@@ -122,6 +135,14 @@ class GenerationBackend(Protocol):
         served: str,
         params: Mapping[str, Any] | None,
     ) -> float: ...
+
+    async def structured_served(
+        self,
+        messages: list[dict[str, Any]],
+        schema: Mapping[str, Any],
+        served: str,
+        params: Mapping[str, Any] | None,
+    ) -> Structured: ...
 
     async def check(self) -> None: ...
 

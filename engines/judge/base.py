@@ -9,7 +9,9 @@ Four surfaces ask a language model for something, and each call is a method of
 - ``score(prompt_template=, variables=, max_score=, dimensions=)``: a grade on a
   configurable scale with named dimensions (Qianfan's ``model`` eval mode);
 - ``json_score(messages, metadata, model=)``: the ``.score`` of a JSON reply (Spice's
-  judge scorers).
+  judge scorers);
+- ``structured(messages, schema, model=)``: a JSON object under a caller's JSON schema
+  (OpenAI's ``score_model`` ``{result, steps}`` and ``label_model`` ``{label}``).
 
 Token counts and failures are counted on ``judge.usage`` (the whole process) and on every
 :func:`usage_scope` open in the calling task, so a job reads its own numbers.
@@ -50,13 +52,29 @@ class Relevance:
 
 @dataclass(frozen=True)
 class Generation:
-    """Free text for a prompt; ``choices`` holds every sampled answer (``n`` > 1)."""
+    """Free text for a prompt; ``choices`` holds every sampled answer (``n`` > 1).
+
+    ``finish_reason`` is the first choice's, as the served model gave it: ``stop`` (it
+    ended), ``length`` (the token limit cut it), ``content_filter``, ``tool_calls``."""
 
     text: str
     choices: list[str] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     model: str = ""
+    finish_reason: str = "stop"
+
+
+@dataclass(frozen=True)
+class Structured:
+    """A JSON object answered under a caller's JSON schema (validated against it), the
+    tokens it cost, the served model and why it ended."""
+
+    value: dict[str, Any]
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    model: str = ""
+    finish_reason: str = "stop"
 
 
 @dataclass(frozen=True)
@@ -156,6 +174,7 @@ __all__ = [
     "Generation",
     "Relevance",
     "Score",
+    "Structured",
     "UnknownModel",
     "Usage",
     "count",

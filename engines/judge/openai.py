@@ -20,6 +20,8 @@ import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import jsonschema
+
 from evaldock.engines.errors import EngineError, EngineUnavailable
 from evaldock.engines.protocols import GenerationBackend
 from evaldock.engines.signature import Signature
@@ -30,6 +32,7 @@ from .base import (
     Generation,
     Relevance,
     Score,
+    Structured,
     Usage,
     count,
     dimension_names,
@@ -146,10 +149,10 @@ class OpenAIJudge:
         self.explanation_max_chars = int(
             options.get("explanation_max_chars", templates.EXPLANATION_MAX_CHARS)
         )
-        self.structured = str(options.get("structured", "json_schema"))
-        if self.structured not in STRUCTURED:
+        self.structured_field = str(options.get("structured", "json_schema"))
+        if self.structured_field not in STRUCTURED:
             raise EngineUnavailable(
-                f"[judge] structured = '{self.structured}' is not supported",
+                f"[judge] structured = '{self.structured_field}' is not supported",
                 "use 'json_schema' (OpenAI's response_format: vLLM 0.6 and later, most "
                 "servers), 'structured_outputs' (vLLM 0.10.2 and later) or 'guided_json' "
                 "(vLLM before 0.12; later versions ignore it and answer unconstrained)",
@@ -193,7 +196,7 @@ class OpenAIJudge:
             prompt=templates.version(templates.RELEVANCE),
             temp=f"{self.temperature:g}",
             max_tokens=self.max_tokens,
-            structured=self.structured,
+            structured=self.structured_field,
         ).format()
 
     def generation_signature(self, model: str | None = None) -> str:
@@ -251,7 +254,7 @@ class OpenAIJudge:
             templates.probe_schema(),
             max_tokens=48,
         )
-        what = f"[judge] structured = '{self.structured}'"
+        what = f"[judge] structured = '{self.structured_field}'"
         try:
             answer = await self.transport.chat(body, at=url)
             choice = answer["choices"][0]
@@ -259,7 +262,7 @@ class OpenAIJudge:
         except EngineError as exc:
             raise EngineUnavailable(
                 f"judge server {url} refused a structured-output request ({what}): {exc}",
-                STRUCTURED_FIX[self.structured],
+                STRUCTURED_FIX[self.structured_field],
             ) from None
         except (KeyError, IndexError, TypeError):
             raise EngineUnavailable(
@@ -276,7 +279,7 @@ class OpenAIJudge:
             raise EngineUnavailable(
                 f"judge server {url} ignored {what}: asked for a JSON object under a "
                 f"schema, it answered {text[:120]!r}",
-                STRUCTURED_FIX[self.structured],
+                STRUCTURED_FIX[self.structured_field],
             )
 
     async def aclose(self) -> None:
@@ -294,6 +297,7 @@ class OpenAIJudge:
         params: Mapping[str, Any] | None = None,
         *,
         max_tokens: int | None = None,
+        schema_name: str = "judgement",
     ) -> dict[str, Any]:
         """The request; ``max_tokens`` None: the judgement limit; 0: none sent."""
         limit = self.max_tokens if max_tokens is None else max_tokens
@@ -306,14 +310,14 @@ class OpenAIJudge:
             body["max_tokens"] = limit
         body.update({k: v for k, v in (params or {}).items() if k not in _FIXED})
         if schema is not None:
-            if self.structured == "guided_json":
+            if self.structured_field == "guided_json":
                 body["guided_json"] = schema
-            elif self.structured == "structured_outputs":
+            elif self.structured_field == "structured_outputs":
                 body["structured_outputs"] = {"json": schema}
             else:
                 body["response_format"] = {
                     "type": "json_schema",
-                    "json_schema": {"name": "judgement", "schema": schema, "strict": True},
+                    "json_schema": {"name": schema_name, "schema": schema, "strict": True},
                 }
         return body
 
@@ -322,8 +326,9 @@ class OpenAIJudge:
         body: dict[str, Any],
         kind: str,
         parse: Callable[[str], Any] | None = None,
-    ) -> tuple[Any, list[str], int, int]:
-        """(parsed first choice, all choices, prompt tokens, completion tokens).
+    ) -> tuple[Any, list[str], int, int, str]:
+        """(parsed first choice, all choices, prompt tokens, completion tokens, the first
+        choice's finish_reason as the server gave it).
 
         Answered from the cache when this very request was answered before; otherwise
         asked, and with ``parse`` re-asked (bounded) while the answer fails validation.
@@ -335,7 +340,8 @@ class OpenAIJudge:
             count(self.usage, cache_hits=1)
             texts = hit["choices"]
             value = parse(texts[0]) if parse else None
-            return value, texts, hit["prompt_tokens"], hit["completion_tokens"]
+            finish = str(hit.get("finish_reason") or "stop")  # entries before it: "stop"
+            return value, texts, hit["prompt_tokens"], hit["completion_tokens"], finish
         try:
             attempt_body, problem = body, ""
             for attempt in range(1 + (self.output_retries if parse else 0)):
@@ -361,9 +367,15 @@ class OpenAIJudge:
                         problem = f"{exc} (reply: {texts[0][:160]!r}, finish: {finish})"
                         attempt_body = self._retry_body(body, attempt_body, attempt + 1, finish)
                         continue
-                stored = {"choices": texts, "prompt_tokens": p, "completion_tokens": c}
+                finish_reason = str(finish or "stop")
+                stored = {
+                    "choices": texts,
+                    "prompt_tokens": p,
+                    "completion_tokens": c,
+                    "finish_reason": finish_reason,
+                }
                 await self.cache.put(key, stored, self.signature)
-                return value, texts, p, c
+                return value, texts, p, c, finish_reason
             raise EngineError(
                 f"judge model gave no valid answer after {1 + self.output_retries} tries: {problem}"
             )
@@ -416,8 +428,8 @@ class OpenAIJudge:
         self, messages: list[dict[str, Any]], served: str, params: Mapping[str, Any] | None
     ) -> Generation:
         body = self._body(messages, served, None, params, max_tokens=self.generation_max_tokens)
-        _, texts, p, c = await self._call(body, "generate")
-        return Generation(texts[0], texts, p, c, served)
+        _, texts, p, c, finish = await self._call(body, "generate")
+        return Generation(texts[0], texts, p, c, served, finish)
 
     async def score(
         self,
@@ -523,6 +535,57 @@ class OpenAIJudge:
 
         value, *_ = await self._call(body, templates.JSON_SCORE, parse)
         return value
+
+    async def structured(
+        self,
+        messages: list[dict[str, Any]],
+        schema: Mapping[str, Any],
+        *,
+        model: str | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Structured:
+        target, served = self.routes.resolve(model)
+        return await target.structured_served(messages, schema, served, params)
+
+    async def structured_served(
+        self,
+        messages: list[dict[str, Any]],
+        schema: Mapping[str, Any],
+        served: str,
+        params: Mapping[str, Any] | None,
+    ) -> Structured:
+        """The messages as they are, with ``schema`` as the response format (``[judge]
+        structured``) and the judgement token limit (``params`` may raise it); the reply
+        parsed as JSON and validated against ``schema``, re-asked (bounded) while it is
+        not valid."""
+        validator = _validator(schema)
+        body = self._body(messages, served, dict(schema), params, schema_name="answer")
+
+        def parse(text: str) -> dict[str, Any]:
+            data = _json_object(text)
+            problem = jsonschema.exceptions.best_match(validator.iter_errors(data))
+            if problem is not None:
+                where = "/".join(str(p) for p in problem.absolute_path) or "the answer"
+                raise ValueError(f"{where} does not match the schema: {problem.message[:200]}")
+            return data
+
+        value, _, p, c, finish = await self._call(body, "structured", parse)
+        return Structured(value, p, c, served, finish)
+
+
+def _validator(schema: Mapping[str, Any]) -> Any:
+    """A validator of ``schema``; a schema that is not one (or whose root is not an
+    object) is the caller's error, raised as ``EngineError`` before any request."""
+    try:
+        cls = jsonschema.validators.validator_for(schema)
+        cls.check_schema(dict(schema))
+    except jsonschema.SchemaError as exc:
+        raise EngineError(
+            f"the answer's schema is not a valid JSON schema: {exc.message}"
+        ) from None
+    if schema.get("type") != "object":
+        raise EngineError('structured output needs a schema whose root is {"type": "object"}')
+    return cls(schema)
 
 
 def make_backend(

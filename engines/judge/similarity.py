@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from evaldock.engines.errors import EngineError, EngineUnavailable, require
 from evaldock.engines.signature import Signature
 
-from .base import Generation, Relevance, Score, Usage, count, object_text
+from .base import Generation, Relevance, Score, Structured, Usage, count, object_text
 from .cache import JudgeCache, cache_key
 from .openai import make_backend
 from .routing import ModelRoutes
@@ -288,6 +288,17 @@ class SimilarityJudge:
     ) -> float:
         target, served = self.routes.resolve(model)  # EngineUnavailable: no generator
         return await target.json_score_served(messages, metadata, served, params)
+
+    async def structured(
+        self,
+        messages: list[dict[str, Any]],
+        schema: Mapping[str, Any],
+        *,
+        model: str | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Structured:
+        target, served = self.routes.resolve(model)  # EngineUnavailable: no generator
+        return await target.structured_served(messages, schema, served, params)
 
 
 if TYPE_CHECKING:  # mypy proves the class serves what the server calls

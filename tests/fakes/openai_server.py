@@ -10,7 +10,13 @@ a thread). Each completion takes the next scripted behaviour, then ``ok`` foreve
 - ``malformed``: cut-off JSON; ``length``: cut-off JSON with ``finish_reason: length``;
 - ``out_of_range``: a score of 7 (``out_of_range:<n>``: of n); ``no_score``: an object
   without ``score``;
-- ``fenced``: valid JSON inside a Markdown code fence.
+- ``fenced``: valid JSON inside a Markdown code fence;
+- ``json:<text>``: ``<text>`` as the answer, verbatim (a structured answer of the test's
+  choosing); ``cut:<text>``: the same with ``finish_reason: length``.
+
+A schema without a ``score`` (a caller's own, :meth:`OpenAIJudge.structured`) is answered
+with its first enum value, ``0.75`` for a number, ``[]`` for an array, ``"fake"`` for a
+string.
 
 ``ignores`` names the structured-output fields it does not know (``"guided_json"``, as vLLM
 0.12 and later): a schema sent in one is ignored, as vLLM ignores unknown fields, and the
@@ -35,6 +41,16 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from tests.serverproc import free_port
+
+
+def _instance(schema: dict[str, Any]) -> Any:
+    """A plain value of ``schema``: first enum value, 0.75, [], "fake", objects in full."""
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if kind == "object":
+        return {k: _instance(v) for k, v in (schema.get("properties") or {}).items()}
+    return {"number": 0.75, "integer": 1, "array": [], "boolean": True}.get(kind, "fake")
 
 
 class FakeOpenAI:
@@ -85,6 +101,8 @@ class FakeOpenAI:
             return "echo: " + str(body["messages"][-1]["content"])[:80]
         if "probe" in schema["properties"]:
             return json.dumps({"probe": schema["properties"]["probe"]["enum"][0]})
+        if "score" not in schema["properties"]:
+            return json.dumps(_instance(schema))
         score_schema = schema["properties"]["score"]
         score: Any
         if "enum" in score_schema:  # relevance: a crude, predictable rule
@@ -172,6 +190,10 @@ class FakeOpenAI:
                     content = json.dumps({"explanation": "x"})
                 elif action == "fenced":
                     content = f"```json\n{content}\n```"
+                elif action.startswith("json:"):
+                    content = action[5:]
+                elif action.startswith("cut:"):
+                    content, finish = action[4:], "length"
                 n = int(body.get("n") or 1)
                 return JSONResponse(
                     {
