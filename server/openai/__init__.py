@@ -6,6 +6,7 @@ from .backend import OpenAIBackend
 from .provider import OpenAIProvider
 from .settings import OpenAISettings
 from .store import JOB_KIND, STATUSES
+from .views import OpenAIRunsView
 
 SURFACE = SurfaceDeclaration(
     name="openai",
@@ -14,4 +15,5 @@ SURFACE = SurfaceDeclaration(
     settings=OpenAISettings,
     engines=("judge", "embedder"),
     jobs={JOB_KIND: JobKind(OpenAIBackend.run_eval, STATUSES)},
+    views=OpenAIRunsView,
 )

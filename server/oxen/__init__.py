@@ -6,6 +6,7 @@ from .backend import OxenBackend
 from .evaluations import EVALUATION_JOB, EVALUATION_STATUSES
 from .provider import OxenProvider
 from .settings import OxenSettings
+from .views import OxenRunsView
 
 SURFACE = SurfaceDeclaration(
     name="oxen",
@@ -17,4 +18,5 @@ SURFACE = SurfaceDeclaration(
     engines=("judge", "embedder"),
     jobs={EVALUATION_JOB: JobKind(OxenBackend.run_evaluation, EVALUATION_STATUSES)},
     cli=None,
+    views=OxenRunsView,
 )

@@ -7,6 +7,7 @@ from .backend import QianfanBackend
 from .provider import QianfanProvider
 from .settings import QianfanSettings
 from .store import EVAL_JOB, EVAL_STATUSES, EXPORT_JOB, EXPORT_STATUSES
+from .views import QianfanRunsView
 
 SURFACE = SurfaceDeclaration(
     name="qianfan",
@@ -19,4 +20,5 @@ SURFACE = SurfaceDeclaration(
         EXPORT_JOB: JobKind(QianfanBackend.run_export, EXPORT_STATUSES),
     },
     cli=cli,
+    views=QianfanRunsView,
 )
