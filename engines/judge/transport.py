@@ -1,23 +1,26 @@
-"""HTTP to a fleet of OpenAI-compatible servers: round-robin, bounded, retried.
+"""HTTP to a fleet of OpenAI-compatible servers: least outstanding, bounded, retried.
 
-Requests go round-robin over the base URLs (a vLLM fleet), at most ``concurrency`` in
-flight, retried with exponential backoff and full jitter on 429, 5xx, timeouts and
-connection errors (a retry goes to the next server, so one that is down is routed
-around). Cancelling the calling task closes its HTTP request, which makes vLLM abort the
-generation. Nothing here knows what is asked: :mod:`.openai` builds the bodies.
+Each request goes to the server with the fewest requests outstanding (a vLLM fleet; see
+:mod:`.fleet`, which also takes a failing server out and health-checks it back in), at most
+``concurrency`` in flight in all and ``per_url_concurrency`` per server, retried with
+exponential backoff and full jitter on 429, 5xx, timeouts and connection errors (a retry
+goes to another server when there is one). Cancelling the calling task closes its HTTP
+request, which makes vLLM abort the generation. Nothing here knows what is asked:
+:mod:`.openai` builds the bodies.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import random
+import time
 from typing import Any
 
 import httpx
 
 from evaldock.engines.errors import EngineError, EngineUnavailable
 from evaldock.engines.judge.base import Usage, count
+from evaldock.engines.judge.fleet import EJECT_MAX_SECONDS, EJECT_SECONDS, Fleet, Server
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 URLS_HINT = "fix EVALDOCK_JUDGE_URLS / [judge] urls (base URLs ending in /v1)"
@@ -42,6 +45,9 @@ class ChatTransport:
         max_backoff: float = 8.0,
         concurrency: int = 256,
         pool_size: int = 8,
+        per_url_concurrency: int = 0,
+        eject_seconds: float = EJECT_SECONDS,
+        eject_max_seconds: float = EJECT_MAX_SECONDS,
     ) -> None:
         if not urls:
             raise ValueError("a transport needs at least one base URL")
@@ -66,7 +72,13 @@ class ChatTransport:
         for i in range(concurrency):
             self._slots.put_nowait(i % pools)
         self._clients: list[httpx.AsyncClient | None] = [None] * pools
-        self._next_url = itertools.cycle(range(len(self.urls)))
+        self.fleet = Fleet(
+            self.urls,
+            check=self.healthy,
+            per_url_concurrency=per_url_concurrency,
+            eject_seconds=eject_seconds,
+            eject_max_seconds=eject_max_seconds,
+        )
 
     def _http(self, pool: int = 0) -> httpx.AsyncClient:
         client = self._clients[pool]
@@ -108,42 +120,63 @@ class ChatTransport:
                 guess + URLS_HINT,
             ) from None
 
+    async def healthy(self, url: str) -> bool:
+        """The fleet's health check: ``GET {url}/models`` answers below 500."""
+        try:
+            r = await self._http().get(f"{url}/models", timeout=min(self.timeout, 5.0))
+        except httpx.HTTPError:
+            return False
+        return r.status_code < 500
+
     async def chat(self, body: dict[str, Any], *, at: str | None = None) -> dict[str, Any]:
         """One chat completion, retried on transient failures; the answer's JSON.
 
         ``at`` (one of :attr:`urls`) pins every try to that server (the start-up probe
-        asks each one); otherwise requests go round-robin."""
+        asks each one); otherwise each try goes where :class:`.fleet.Fleet` says."""
         last = ""
-        index = self.urls.index(at.rstrip("/")) if at else next(self._next_url)
+        pinned = at.rstrip("/") if at else None
+        if pinned is not None and pinned not in self.urls:
+            raise ValueError(f"{at} is not one of this transport's URLs")
+        server: Server | None = None
         for attempt in range(self.max_retries + 1):
-            # A retry goes to the next server: one that is down is routed around.
-            if attempt and not at:
-                index = (index + 1) % len(self.urls)
-            url = self.urls[index]
             wait: float | None = None
+            pool = await self._slots.get()
             try:
-                pool = await self._slots.get()
+                # A retry goes to another server when there is one.
+                server = await self.fleet.acquire(avoid=server, at=pinned)
+                url = server.url
+                ok = failed = False
+                started = time.perf_counter()
                 try:
                     count(self.usage, requests=1)
                     r = await self._http(pool).post(f"{url}/chat/completions", json=body)
+                    ok = r.status_code < 400
+                    failed = r.status_code >= 500
+                except (httpx.TimeoutException, httpx.TransportError):
+                    failed = True
+                    raise
                 finally:
-                    self._slots.put_nowait(pool)
-                if r.status_code < 400:
-                    answer = r.json()
-                    if isinstance(answer, dict):
-                        return answer
-                    last = f"HTTP {r.status_code} from {url} is not a JSON object"
-                else:
-                    last = f"HTTP {r.status_code} from {url}: {r.text[:300]}"
-                    if r.status_code not in RETRY_STATUS:
-                        raise EngineError(f"judge request failed: {last}")
-                    wait = retry_after(r)
+                    self.fleet.release(server, time.perf_counter() - started, ok=ok, failed=failed)
             except httpx.TimeoutException as exc:
                 last = f"{type(exc).__name__} after {self.timeout:g}s from {url}"
             except httpx.TransportError as exc:
                 last = f"{type(exc).__name__} talking to {url}: {exc}"
-            except ValueError:
-                last = f"HTTP {r.status_code} from {url} is not JSON"
+            else:
+                try:
+                    if r.status_code < 400:
+                        answer = r.json()
+                        if isinstance(answer, dict):
+                            return answer
+                        last = f"HTTP {r.status_code} from {url} is not a JSON object"
+                    else:
+                        last = f"HTTP {r.status_code} from {url}: {r.text[:300]}"
+                        if r.status_code not in RETRY_STATUS:
+                            raise EngineError(f"judge request failed: {last}")
+                        wait = retry_after(r)
+                except ValueError:
+                    last = f"HTTP {r.status_code} from {url} is not JSON"
+            finally:
+                self._slots.put_nowait(pool)
             if attempt < self.max_retries:
                 count(self.usage, retries=1)
                 # Exponential backoff with full jitter, so a fleet does not retry in step.
@@ -152,6 +185,7 @@ class ChatTransport:
         raise EngineError(f"judge request failed after {self.max_retries + 1} tries: {last}")
 
     async def aclose(self) -> None:
+        await self.fleet.aclose()
         for i, client in enumerate(self._clients):
             if client is not None:
                 await client.aclose()

@@ -4,7 +4,8 @@ so two apps in one process — tests — do not collide).
 Requests by surface, operation and status with latency histograms (counted in the
 pipeline's hook); jobs by surface and state and the queue depth (read from ``job_view``
 at scrape time: one GROUP BY, not a counter to keep in step); engine usage (judge
-requests, cache hits, tokens, retries, errors) from each engine's ``usage`` counters.
+requests, cache hits, tokens, retries, errors) from each engine's ``usage`` counters; per
+judge server URL from the judge's fleet client.
 """
 
 from __future__ import annotations
@@ -19,7 +20,12 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from starlette.responses import Response
 
 from ..db import Database
@@ -77,11 +83,57 @@ class _RequestStats:
         yield latency
 
 
+class _JudgeFleetStats:
+    """Per judge server URL (credentials stripped): requests, failures, outstanding,
+    latency, up/down and health checks, from the open judge fleets
+    (engines/judge/fleet.py) at scrape time."""
+
+    def collect(self) -> Iterator[Metric]:
+        from evaldock.engines.judge import fleet
+
+        servers = fleet.stats()
+        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
+            "requests": CounterMetricFamily(
+                "evaldock_judge_backend_requests", "Judge requests by server", labels=["url"]
+            ),
+            "failures": CounterMetricFamily(
+                "evaldock_judge_backend_failures",
+                "Judge requests failed by the server (connection, timeout, 5xx)",
+                labels=["url"],
+            ),
+            "checks": CounterMetricFamily(
+                "evaldock_judge_backend_health_checks",
+                "Health checks of a server taken out",
+                labels=["url"],
+            ),
+            "outstanding": GaugeMetricFamily(
+                "evaldock_judge_backend_outstanding", "Judge requests in flight", labels=["url"]
+            ),
+            "up": GaugeMetricFamily(
+                "evaldock_judge_backend_up", "1: taking requests; 0: taken out", labels=["url"]
+            ),
+        }
+        latency = HistogramMetricFamily(
+            "evaldock_judge_backend_seconds", "Judge request latency by server", labels=["url"]
+        )
+        for s in servers:
+            for name, family in families.items():
+                family.add_metric([s.label], float(getattr(s, name)))
+            latency.add_metric(
+                [s.label],
+                list(zip(fleet.bucket_labels(), fleet.cumulative(s.buckets), strict=True)),
+                s.seconds,
+            )
+        yield from families.values()
+        yield latency
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.request_stats = _RequestStats()
         self.registry.register(self.request_stats)
+        self.registry.register(_JudgeFleetStats())
         self.jobs = Gauge(
             "evaldock_jobs",
             "Jobs by surface and state",
