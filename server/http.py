@@ -26,9 +26,10 @@ time bounds file descriptors and memory and leaves established clients alone; ke
 ``max_connections`` well above the expected pollers (the default, 2,000, is 10x the
 200 that ``scripts/bench_poll.py`` runs).
 
-The protocol is uvicorn's h11 implementation (the one uvicorn picks here, where
-httptools is not installed; pinned so that installing httptools does not drop the
-deadline).
+Both of uvicorn's HTTP/1.1 parsers carry it: httptools (C, the default of ``[server]
+http = "auto"``; :mod:`evaldock.server.http_httptools`) and h11 (pure Python, where
+httptools is not installed). uvicorn's own choice is never used: it would drop the
+deadline.
 """
 
 from __future__ import annotations
@@ -122,31 +123,54 @@ class _TimedFlowControl(FlowControl):
         return self._paused_total + running
 
 
-class ReceiptDeadlineProtocol(H11Protocol):
-    """:class:`H11Protocol` with the receipt deadline and the connection cap."""
+class ReceiptDeadline:
+    """The receipt deadline and the connection cap, for either of uvicorn's HTTP/1.1
+    protocols (:class:`ReceiptDeadlineProtocol` over h11,
+    :class:`~evaldock.server.http_httptools.HttpToolsReceiptProtocol` over httptools).
 
-    def __init__(
-        self,
-        config: uvicorn.Config,
-        server_state: Any,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
+    The protocol says which part of a request is arriving (:meth:`_phase`) and whether
+    the client sent any of it (:meth:`_sent_something`); this class does the timing.
+    """
+
+    # Provided by uvicorn's protocol classes.
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    connections: set[Any]
+    client: tuple[str, int] | None
+    cycle: Any
+    flow: FlowControl
+
+    limits: ReceiptLimits
+    timed_flow: _TimedFlowControl
+    _request_started: float | None  # loop time of the request's start; None between requests
+    _paused_before: float  # timed_flow.paused_seconds() at the request's start
+    _upgraded: bool  # handed to a WebSocket protocol: no longer ours to time
+    _deadline: asyncio.TimerHandle | None
+    _deadline_at: float | None
+    # For the read gate: how long the connection sat idle before this request.
+    _last_response_at: float | None
+    _idle_before: float
+
+    def _init_receipt(self, config: uvicorn.Config) -> None:
         self.limits = config.receipt_limits if isinstance(config, ServerConfig) else ReceiptLimits()
-        self._request_started: float | None = None  # loop time of the request's start
-        self._paused_before = 0.0  # flow.paused_seconds() at the request's start
-        self._upgraded = False  # handed to a WebSocket protocol: no longer ours to time
-        self._deadline: asyncio.TimerHandle | None = None
-        self._deadline_at: float | None = None
-        # For the read gate: how long the connection sat idle before this request.
-        self._last_response_at: float | None = None
+        self._request_started = None
+        self._paused_before = 0.0
+        self._upgraded = False
+        self._deadline = None
+        self._deadline_at = None
+        self._last_response_at = None
         self._idle_before = 0.0
 
-    # -- asyncio.Protocol --------------------------------------------------------------------
+    def _phase(self) -> str | None:
+        """The part of a request now arriving ("headers", "body"), or None between requests."""
+        raise NotImplementedError
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+    def _sent_something(self) -> bool:
+        """Whether the client sent bytes of the request whose headers are still due."""
+        raise NotImplementedError
+
+    def _accept(self, transport: asyncio.Transport) -> None:
+        """After uvicorn's ``connection_made``: refuse past the cap, else start the clock."""
         self.timed_flow = _TimedFlowControl(transport, self.loop)
         self.flow = self.timed_flow
         if len(self.connections) > self.limits.max_connections:
@@ -170,53 +194,11 @@ class ReceiptDeadlineProtocol(H11Protocol):
         self._start_request()
         self._watch()
 
-    def data_received(self, data: bytes) -> None:
-        if self._request_started is None:
-            self._start_request()  # the first byte of the next request
-        super().data_received(data)
-        self._tag_scope()
-        self._watch()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_deadline()
-        super().connection_lost(exc)
-
-    def on_response_complete(self) -> None:
-        self._last_response_at = self.loop.time()
-        super().on_response_complete()  # may start the next, pipelined request
-        self._tag_scope()
-        self._watch()
-
-    def handle_websocket_upgrade(self, event: h11.Request) -> None:
-        self._upgraded = True
-        self._cancel_deadline()
-        super().handle_websocket_upgrade(event)
-
-    # -- the deadline ------------------------------------------------------------------------
-
-    def _phase(self) -> str | None:
-        """The part of a request now arriving ("headers", "body"), or None between requests."""
-        their = self.conn.their_state
-        if their is h11.SEND_BODY:
-            return "body"
-        if their is h11.IDLE:
-            if self._request_started is None and self.conn.trailing_data[0]:
-                self._start_request()  # pipelined bytes, now unpaused
-            return "headers" if self._request_started is not None else None
-        return None  # received whole (DONE, MUST_CLOSE) or closing
-
     def _start_request(self) -> None:
         self._request_started = self.loop.time()
         self._paused_before = self.timed_flow.paused_seconds()
         last = self._last_response_at
         self._idle_before = self._request_started - last if last is not None else IDLE_UNKNOWN
-
-    def _tag_scope(self) -> None:
-        """Tell the read gate how long the connection idled before the request it just
-        parsed (uvicorn builds the scope; its task starts on the next loop iteration)."""
-        scope = getattr(self, "scope", None)
-        if scope is not None and IDLE_KEY not in scope:  # a new request's scope
-            scope[IDLE_KEY] = self._idle_before
 
     def _due(self, phase: str) -> float:
         """When ``phase`` must be complete: the setting's seconds after the request's
@@ -237,8 +219,6 @@ class ReceiptDeadlineProtocol(H11Protocol):
             return
         phase = self._phase()
         if phase is None:
-            if self.conn.their_state is not h11.IDLE:
-                self._request_started = None  # whole request in; the next starts later
             # The armed timer stays: when it fires, _expired finds nothing due (or the
             # next request's due) and acts on that. Re-arming per request cost a timer
             # handle and a heap push each poll.
@@ -282,13 +262,19 @@ class ReceiptDeadlineProtocol(H11Protocol):
             limit,
             setting,
         )
-        started_response = self.cycle is not None and self.cycle.response_started
-        if phase == "body" and self.cycle is not None and not self.cycle.response_complete:
-            # The application's receive() returns http.disconnect; its sends are dropped.
-            self.cycle.disconnected = True
-            self.cycle.message_event.set()
-        sent_something = phase == "body" or bool(self.conn.trailing_data[0])
-        if sent_something and not started_response:
+        cycle = self.cycle  # this request's while its body arrives, else the one before
+        if phase == "body":
+            responding = cycle is not None and cycle.response_started
+            if cycle is not None and not cycle.response_complete:
+                # The application's receive() returns http.disconnect; its sends are dropped.
+                cycle.disconnected = True
+                cycle.message_event.set()
+        else:  # a 408 after the previous answer, never inside one still being written
+            responding = (
+                cycle is not None and cycle.response_started and not cycle.response_complete
+            )
+        sent_something = phase == "body" or self._sent_something()
+        if sent_something and not responding:
             self.transport.write(
                 _raw_response(
                     408,
@@ -297,6 +283,106 @@ class ReceiptDeadlineProtocol(H11Protocol):
                 )
             )
         self.transport.close()
+
+
+class ReceiptDeadlineProtocol(ReceiptDeadline, H11Protocol):
+    """:class:`H11Protocol` (pure Python) with the receipt deadline and the connection cap."""
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        server_state: Any,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self._init_receipt(config)
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._accept(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._request_started is None:
+            self._start_request()  # the first byte of the next request
+        super().data_received(data)
+        self._tag_scope()
+        self._watch()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_deadline()
+        super().connection_lost(exc)
+
+    def on_response_complete(self) -> None:
+        self._last_response_at = self.loop.time()
+        super().on_response_complete()  # may start the next, pipelined request
+        self._tag_scope()
+        self._watch()
+
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        self._upgraded = True
+        self._cancel_deadline()
+        super().handle_websocket_upgrade(event)
+
+    # -- what h11 says of the request ----------------------------------------------------------
+
+    def _phase(self) -> str | None:
+        their = self.conn.their_state
+        if their is h11.SEND_BODY:
+            return "body"
+        if their is h11.IDLE:
+            if self._request_started is None and self.conn.trailing_data[0]:
+                self._start_request()  # pipelined bytes, now unpaused
+            return "headers" if self._request_started is not None else None
+        self._request_started = None  # received whole (DONE, MUST_CLOSE) or closing
+        return None
+
+    def _sent_something(self) -> bool:
+        return bool(self.conn.trailing_data[0])
+
+    def _tag_scope(self) -> None:
+        """Tell the read gate how long the connection idled before the request it just
+        parsed (uvicorn builds the scope; its task starts on the next loop iteration)."""
+        scope = getattr(self, "scope", None)
+        if scope is not None and IDLE_KEY not in scope:  # a new request's scope
+            scope[IDLE_KEY] = self._idle_before
+
+
+# The values of [server] http.
+HTTP_IMPLEMENTATIONS = ("auto", "httptools", "h11")
+
+
+def protocol_class(http: str) -> type[asyncio.Protocol]:
+    """The receipt-deadline protocol for ``[server] http``: "httptools" (uvicorn's C
+    parser), "h11" (pure Python, about 100 us more CPU a request), or "auto" (httptools
+    where it is installed, as uvicorn itself picks)."""
+    if http not in HTTP_IMPLEMENTATIONS:
+        raise ValueError(
+            f"[server] http must be one of {', '.join(HTTP_IMPLEMENTATIONS)}, not {http!r}"
+        )
+    if http == "h11":
+        return ReceiptDeadlineProtocol
+    try:
+        from .http_httptools import HttpToolsReceiptProtocol
+    except ImportError:
+        if http == "httptools":
+            raise ValueError(
+                '[server] http = "httptools" needs the httptools package: '
+                'pip install httptools (or set [server] http = "auto")'
+            ) from None
+        return ReceiptDeadlineProtocol
+    return HttpToolsReceiptProtocol
+
+
+def _app_http_setting(app: Any) -> str:
+    """``[server] http`` of an evaldock app (its settings ride on ``app.state.ctx``);
+    "auto" for any other app."""
+    ctx = getattr(getattr(app, "state", None), "ctx", None)
+    server = getattr(getattr(ctx, "settings", None), "server", None)
+    value = getattr(server, "http", "auto")
+    return value if isinstance(value, str) else "auto"
 
 
 def uvicorn_config(
@@ -308,16 +394,20 @@ def uvicorn_config(
     header_timeout: float = ReceiptLimits.header_timeout,
     body_timeout: float = ReceiptLimits.body_timeout,
     max_connections: int = ReceiptLimits.max_connections,
+    http: str | None = None,
     access_log: bool = True,
     **uvicorn_options: Any,
 ) -> uvicorn.Config:
     """A uvicorn config serving ``app`` with the receipt deadline and connection cap.
 
-    Run it with ``uvicorn.Server(config).run()``. ``uvicorn_options`` pass through
+    Run it with ``uvicorn.Server(config).run()``. ``http`` picks the HTTP/1.1 parser
+    (:func:`protocol_class`); None: the app's ``[server] http`` setting, "auto" for an
+    app without evaldock's settings. ``uvicorn_options`` pass through
     (``timeout_keep_alive``, ``fd`` ...). The access log, when on, masks signed-URL
     signatures (:class:`evaldock.server.masking.AccessLogFilter`).
     """
     limits = ReceiptLimits(header_timeout, body_timeout, max_connections)
+    protocol = protocol_class(http if http is not None else _app_http_setting(app))
     uvicorn_options.setdefault("lifespan", "on")
     config = ServerConfig(
         app,
@@ -325,7 +415,7 @@ def uvicorn_config(
         port=port,
         log_level=log_level,
         access_log=access_log,
-        http=ReceiptDeadlineProtocol,
+        http=protocol,
         **uvicorn_options,
     )
     config.receipt_limits = limits
