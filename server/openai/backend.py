@@ -617,9 +617,9 @@ class OpenAIBackend(Backend[OpenAISettings]):
             used = (gen.prompt_tokens, gen.completion_tokens)
             _count(usage, gen.model or named, used)
             return {
-                "ns": sampling.sample_namespace(gen.text, "stop", json_output),
+                "ns": sampling.sample_namespace(gen.text, gen.finish_reason, json_output),
                 "sample": sampling.item_sample(
-                    messages, gen.text, gen.model or named, used, params
+                    messages, gen.text, gen.model or named, used, params, None, gen.finish_reason
                 ),
                 "error": None,
             }
@@ -651,9 +651,7 @@ class OpenAIBackend(Backend[OpenAISettings]):
                 return {"score": 0.0, "passed": False, "error": entry["error"]}
             async with gate:
                 try:
-                    outcome, used = await modelgrade.grade(
-                        judge, by_id[cid], entry["messages"], entry["output"]
-                    )
+                    outcome, used = await modelgrade.grade(judge, by_id[cid], entry["messages"])
                 except EngineUnavailable as exc:
                     raise JobFailed(f"no model can grade {cid!r}: {exc}") from None
             _count(usage, by_id[cid]["model"], used)
@@ -711,9 +709,7 @@ class OpenAIBackend(Backend[OpenAISettings]):
                     }
                     continue
                 try:
-                    computed[key], used = await modelgrade.grade(
-                        self.judge, sub, messages, model_sample
-                    )
+                    computed[key], used = await modelgrade.grade(self.judge, sub, messages)
                 except EngineUnavailable as exc:
                     raise bad_request(f"no model can grade: {exc}", "grader.model") from None
                 _count(usage, sub["model"], used)

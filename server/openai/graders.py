@@ -13,11 +13,13 @@ Pinned conventions (docs/openai.md says the same):
 - ``text_similarity``: :mod:`evaldock.engines.text_metrics.similarity`; passes when the
   score is at least ``pass_threshold``;
 - ``score_model``: the grader's messages rendered with ``item`` and ``sample``, asked of
-  the judge engine for a JSON number (:mod:`.modelgrade`); the number clamped into
-  ``range`` (default ``[0, 1]``), an answer without one scores 0 (errored); passes when
-  the score is at least ``pass_threshold`` (default: the top of ``range``);
-- ``label_model``: the same messages plus the numbered labels; the judge answers the
-  label's number; scores 1 and passes when that label is in ``passing_labels``;
+  the judge engine for OpenAI's ``{"steps", "result"}`` JSON (:mod:`.modelgrade`); the
+  result clamped into ``range`` (default ``[0, 1]``), an answer without one scores 0
+  (errored); passes when the score is at least ``pass_threshold`` (default: the top of
+  ``range``);
+- ``label_model``: the same messages plus the labels; the judge answers
+  ``{"label": <one of them>}`` (an enum in the schema); scores 1 and passes when that
+  label is in ``passing_labels``;
 - ``python``: ``grade(sample, item) -> float`` (:mod:`.pygrade`), only with ``[openai]
   python_graders = true``; passes when the score is at least ``pass_threshold``
   (default 1.0); an exception scores 0 (errored, the error in the result).

@@ -173,14 +173,16 @@ def item_sample(
     usage: tuple[int, int],
     params: Mapping[str, Any],
     error: str | None = None,
+    finish_reason: str = "stop",
 ) -> dict[str, Any]:
     """An output item's ``sample`` for a generated (or failed) answer; the sampling fields
-    are what was sent, null where the run set none (the served model's defaults)."""
+    are what was sent, null where the run set none (the served model's defaults);
+    ``finish_reason`` the served model's (``length``: the token limit cut the answer)."""
     prompt, completion = usage
     return {
         "input": messages or [],
         "output": [] if text is None else [{"role": "assistant", "content": text}],
-        "finish_reason": "" if text is None else "stop",
+        "finish_reason": "" if text is None else finish_reason,
         "model": model,
         "usage": {
             "prompt_tokens": prompt,

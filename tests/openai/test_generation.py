@@ -294,3 +294,49 @@ def test_cancelling_a_run_while_it_generates(make_client: Any) -> None:
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "canceled"
     assert _items(client, e["id"], run["id"]) == []
+
+
+FINISHED = {
+    "type": "string_check",
+    "name": "Finished",
+    "input": "{{sample.choices[0].finish_reason}}",
+    "reference": "stop",
+    "operation": "eq",
+}
+
+
+def test_an_answer_cut_at_the_token_limit_says_length(client: Any) -> None:
+    """The mock counts a word a token: three words of its answer, then finish_reason
+    length, in the sample and in ``{{sample.choices[0].finish_reason}}``."""
+    e = make_eval(client, testing_criteria=[FINISHED])
+    for limit, finish in ((3, "length"), (64, "stop")):
+        params = {"max_completions_tokens": limit}
+        source = _completions(ROWS[:1], sampling_params=params)
+        run = poll_run(client, e["id"], _run(client, e["id"], source).json()["id"])
+        (item,) = _items(client, e["id"], run["id"])
+        sample = item["sample"]
+        assert sample["finish_reason"] == finish, sample
+        assert item["results"][0]["passed"] is (finish == "stop")
+        if finish == "length":
+            assert len(sample["output"][0]["content"].split()) == 3
+
+
+def test_a_served_models_finish_reason_reaches_the_sample(make_client: Any) -> None:
+    with FakeOpenAI() as fake:
+        client = make_client(
+            **{
+                "server.mode": "real",
+                "server.surfaces": ["openai"],
+                "judge.urls": [fake.url],
+                "judge.model": "fake-model",
+                "engines.embedder.impl": "mock",
+            }
+        )
+        e = make_eval(client, testing_criteria=[FINISHED])
+        fake.script.append("cut:Par")
+        source = _completions(ROWS[:1], model="fake-model")
+        run = poll_run(client, e["id"], _run(client, e["id"], source).json()["id"])
+    (item,) = _items(client, e["id"], run["id"])
+    assert item["sample"]["finish_reason"] == "length"
+    assert item["sample"]["output"][0]["content"] == "Par"
+    assert item["results"][0]["passed"] is False

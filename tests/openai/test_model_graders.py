@@ -79,7 +79,8 @@ def test_model_graders_in_mock_mode_are_deterministic(client: Any) -> None:
     assert [i["results"] for i in first] == [i["results"] for i in second]
     score, label = first[0]["results"]
     assert 0 <= score["score"] <= 1 and score["type"] == "score_model"
-    # The mock label_model picks the first label.
+    # The mock label_model picks the label the messages name most: "right" (the grader's
+    # question says it, the list of labels names both once).
     assert label["label"] == "right" and label["passed"] is True and label["score"] == 1.0
     assert score["sample"]["input"][1]["content"] == (
         "Question: Capital of France? Reference: Paris Answer: Paris"
@@ -89,37 +90,59 @@ def test_model_graders_in_mock_mode_are_deterministic(client: Any) -> None:
 
 
 def test_score_model_on_a_served_model_clamps_and_zeroes(make_client: Any) -> None:
+    step = {"description": "compared with the reference", "conclusion": "same city"}
+    scripts = (
+        [],  # the fake's own answer: result 0.75, no steps
+        ['json:{"steps": [], "result": 7}'],  # above the range: clamped to 1
+        [f'json:{{"steps": [{json.dumps(step)}], "result": -3}}'],  # below: clamped to 0
+        ['json:{"steps": []}'] * 3,  # no result after every retry
+        ['json:{"steps": [], "result": "high"}'] * 3,  # not a number after every retry
+    )
     with FakeOpenAI() as fake:
         client = _real(make_client, fake)
         e = make_eval(client, testing_criteria=[SCORE])
         results = []
-        # in range (0.75), above (7 -> 1), below (-3 -> 0), no number after every retry
-        for n, script in enumerate(([], ["out_of_range:7"], ["out_of_range:-3"], ["no_score"] * 3)):
+        for n, script in enumerate(scripts):
             fake.script.extend(script)
             run = poll_run(client, e["id"], start_run(client, e["id"], _row(n)).json()["id"])
             assert run["status"] == "completed", run
             (item,) = _items(client, e, run)
             results.append((item["results"][0], run["result_counts"]))
         asked = [r for r in fake.requests if r.get("response_format")]
-    assert [r["score"] for r, _ in results] == [0.75, 1.0, 0.0, 0.0]
-    assert [r["passed"] for r, _ in results] == [True, True, False, False]
+    assert [r["score"] for r, _ in results] == [0.75, 1.0, 0.0, 0.0, 0.0]
+    assert [r["passed"] for r, _ in results] == [True, True, False, False, False]
     assert [r.get("result") for r, _ in results[:3]] == [0.75, 7, -3]
-    assert "error" not in results[1][0] and "model_grader" in results[3][0]["error"]
-    assert results[3][1] == {"total": 1, "passed": 0, "failed": 0, "errored": 1}
+    assert results[2][0]["steps"] == [step] and results[0][0]["steps"] == []
+    assert "error" not in results[1][0]
+    for errored, counts in results[3:]:
+        assert "model_grader_parse_error" in errored["error"], errored
+        assert "does not match the schema" in errored["error"]
+        assert counts == {"total": 1, "passed": 0, "failed": 0, "errored": 1}
+    # OpenAI's answer shape, as a JSON schema the served model decodes with.
+    sent = asked[0]["response_format"]["json_schema"]["schema"]
+    assert sent["required"] == ["steps", "result"]
+    assert sent["properties"]["result"] == {"type": "number"}
     prompt = json.dumps(asked[0]["messages"])
     assert (
         "Question 0? Reference: Paris Answer: Paris" in prompt and asked[0]["model"] == "fake-model"
     )
-    assert results[0][0]["sample"]["usage"]["total_tokens"] == 18
+    assert "a number from 0 to 1" in asked[0]["messages"][-1]["content"]
+    first = results[0][0]["sample"]
+    assert first["usage"]["total_tokens"] == 18 and first["finish_reason"] == "stop"
+    assert json.loads(first["output"][0]["content"]) == {"steps": [], "result": 0.75}
 
 
 def test_label_model_on_a_served_model(make_client: Any) -> None:
+    scripts = (
+        ['json:{"label": "right"}'],
+        ['json:{"label": "wrong"}'],
+        ['json:{"label": "maybe"}'] * 3,  # no label of the grader's after every retry
+    )
     with FakeOpenAI() as fake:
         client = _real(make_client, fake)
         e = make_eval(client, testing_criteria=[LABEL])
         got = []
-        # label 1 (passing), label 2 (not), 0.75 (no label's number)
-        for n, script in enumerate((["out_of_range:1"], ["out_of_range:2"], [])):
+        for n, script in enumerate(scripts):
             fake.script.extend(script)
             run = poll_run(client, e["id"], start_run(client, e["id"], _row(n)).json()["id"])
             got.append(_items(client, e, run)[0]["results"][0])
@@ -129,8 +152,10 @@ def test_label_model_on_a_served_model(make_client: Any) -> None:
         ("wrong", False, 0.0),
         (None, False, 0.0),
     ]
-    assert "is not 1..2" in got[2]["error"]
-    assert '1 = \\"right\\"' in json.dumps(asked[0]["messages"])
+    assert "'maybe' is not one of ['right', 'wrong']" in got[2]["error"]
+    sent = asked[0]["response_format"]["json_schema"]["schema"]
+    assert sent["properties"]["label"] == {"type": "string", "enum": ["right", "wrong"]}
+    assert '\\"right\\", \\"wrong\\"' in json.dumps(asked[0]["messages"])
 
 
 @pytest.mark.parametrize(
