@@ -1,0 +1,249 @@
+"""The Ray compute backend against a local Ray head (2 CPUs, in a temp dir, stopped after):
+the same jobs give the same results as on local workers; a task killed on Ray fails its
+job with a reason; cancelling a job kills its task on the cluster; limits still hold."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evaldock.server.compute import TaskContext, TaskLimits
+from evaldock.server.compute.backend import pool_class
+from evaldock.server.config import ConfigError
+from evaldock.server.db import Database
+from evaldock.server.jobs import Job, JobRunner
+from evaldock.server.load import load_settings
+from tests.marqtune import test_api as marqtune_api
+from tests.marqtune.conftest import ready_dataset
+from tests.oxen import test_api as oxen_api
+from tests.server import compute_tasks as tasks
+
+RAY = {"compute.backend": "ray"}
+
+
+def test_a_missing_ray_stops_start_up_with_the_install_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    settings = load_settings(None, {"server.mode": "mock", **RAY}, environ={})
+    with pytest.raises(ConfigError, match=r"pip install 'evaldock\[ray\]'"):
+        pool_class(settings)
+
+
+@pytest.fixture(scope="module")
+def ray_head() -> Iterator[Any]:
+    """One local Ray for the module (starting one takes ~10 s on 2 busy cores)."""
+    ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
+    # Ray's socket paths must stay under 108 bytes: a short folder, not pytest's tmp_path.
+    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        _temp_dir=temp,
+        namespace="evaldock-tests",
+        log_to_driver=False,
+        # Its workers import the test's modules (task functions) as local workers do.
+        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}},
+    )
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+pytestmark = pytest.mark.ray
+
+
+# -- the same jobs on both backends ---------------------------------------------------------
+
+
+def _marqtune_metrics(client: Any) -> tuple[dict[str, Any], list[str]]:
+    dataset_id = ready_dataset(client)
+    final = marqtune_api.finished(client, dataset_id)
+    assert final["status"] == "Finished", final
+    logs = client.get(f"/evaluation/{final['evaluationId']}/logs", headers=marqtune_api.AUTH).json()
+    lines = [line["message"].replace(dataset_id, "<dataset>") for line in logs]
+    return final["evaluationMetrics"], lines
+
+
+def test_marqtune_evaluation_is_the_same_on_ray(ray_head: Any, make_client: Any) -> None:
+    local_metrics, local_logs = _marqtune_metrics(make_client())
+    ray_metrics, ray_logs = _marqtune_metrics(make_client(**RAY))
+    assert ray_metrics == local_metrics
+    # The ranker's and the dataset's lines came back from the cluster as from a worker.
+    assert ray_logs == local_logs
+
+
+def _oxen_embeddings(client: Any) -> tuple[dict[str, Any], Any, Any]:
+    oxen_api.make_repo(client)
+    data = oxen_api.parquet_bytes(text=["good movie", "bad film", "fine"], n=[1, 2, 3])
+    assert oxen_api.upload(client, "data.parquet", data).status_code == 200
+    r = oxen_api.evaluate(
+        client, type="embeddings", model="text-embedding-3-large", prompt="{text}"
+    )
+    done = oxen_api.finished(client, r.json()["evaluation"]["id"])
+    assert done["status"] == "completed", done
+    results = client.get(
+        f"{oxen_api.R}/evaluations/{done['id']}/results", headers=oxen_api.AUTH
+    ).json()
+    return done, results, oxen_api.read_parquet(client, "main/data.parquet")
+
+
+def test_oxen_embeddings_are_the_same_on_ray(
+    ray_head: Any, make_client: Any, tmp_path: Path
+) -> None:
+    local, local_results, local_table = _oxen_embeddings(make_client())
+    # Its own data folder: the same repository name as the local run's.
+    ray_data = str(tmp_path / "ray-data")
+    ray, ray_results, ray_table = _oxen_embeddings(make_client(**RAY, **{"server.data": ray_data}))
+    assert ray["model_ran"] == local["model_ran"] == "evaldock-mock-embedder"
+    assert ray["progress"] == local["progress"]
+    assert ray_results == local_results
+    # The same rows committed into the branch, vectors bit for bit.
+    assert ray_table.equals(local_table)
+    assert ray_table.num_rows == 3
+
+
+# -- failures, cancellation, limits ---------------------------------------------------------
+
+
+def say_pid_then_sleep(ctx: TaskContext, seconds: float) -> int:
+    """A task that tells its process id, then waits (to be killed or cancelled)."""
+    ctx.say(str(os.getpid()))
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as fh:
+        return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def _job_on_ray(tmp_path: Path, limits: TaskLimits | None = None) -> Any:
+    """A runner with a RayPool and one job running ``say_pid_then_sleep``: (the runner,
+    the task's pid once it runs on the cluster, a coroutine function closing them)."""
+    settings = load_settings(
+        None, {"server.mode": "mock", "server.data": str(tmp_path), **RAY}, environ={}
+    )
+    db = Database(tmp_path / "jobs.sqlite3")
+    await db.open()
+    await db.migrate("core", "evaldock.server")
+    pool = pool_class(settings)(settings, workers=1, request_workers=1, limits=limits)
+    pool.start()
+    runner = JobRunner(db, pool=pool)
+    pids: asyncio.Queue[int] = asyncio.Queue()
+
+    async def said(text: str) -> None:
+        await pids.put(int(text))
+
+    async def handler(job: Job) -> None:
+        await job.run_task(say_pid_then_sleep, 120.0, on_say=said)
+
+    runner.register("sleep", handler)
+    async with db.transaction() as tx:
+        await runner.submit(tx, "j1", "sleep", "t")
+    await runner.start()
+    pid = await asyncio.wait_for(pids.get(), 120)
+
+    async def close() -> None:
+        await runner.stop()
+        await pool.close()
+        await db.close()
+
+    return runner, pid, close
+
+
+async def _until_dead(pid: int) -> bool:
+    for _ in range(300):
+        if not _alive(pid):
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+def test_a_task_killed_on_ray_fails_its_job_with_the_reason(ray_head: Any, tmp_path: Path) -> None:
+    async def main() -> None:
+        runner, pid, close = await _job_on_ray(tmp_path)
+        try:
+            os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer or an operator would
+            ended = await runner.wait("j1", timeout=60)
+            assert ended is not None and ended.status == "failed", ended
+            assert ended.error is not None
+            assert "Ray worker process running the task died" in ended.error
+            assert "WorkerCrashedError" in ended.error
+        finally:
+            await close()
+
+    asyncio.run(main())
+
+
+def test_cancelling_a_job_kills_its_task_on_the_cluster(ray_head: Any, tmp_path: Path) -> None:
+    async def main() -> None:
+        runner, pid, close = await _job_on_ray(tmp_path)
+        try:
+            assert _alive(pid)
+            assert await runner.cancel("j1")
+            ended = await runner.wait("j1", timeout=60)
+            assert ended is not None and ended.status == "cancelled", ended
+            assert await _until_dead(pid), "the Ray worker still runs the cancelled task"
+        finally:
+            await close()
+
+    asyncio.run(main())
+
+
+def test_a_task_over_its_wall_time_on_ray_is_killed_and_names_the_setting(
+    ray_head: Any, tmp_path: Path
+) -> None:
+    async def main() -> None:
+        runner, pid, close = await _job_on_ray(tmp_path, TaskLimits(wall_seconds=1.0))
+        try:
+            ended = await runner.wait("j1", timeout=60)
+            assert ended is not None and ended.status == "failed", ended
+            assert ended.error is not None and "wall-time limit" in ended.error
+            assert "[jobs] task_wall_seconds" in ended.error
+            assert await _until_dead(pid)
+        finally:
+            await close()
+
+    asyncio.run(main())
+
+
+def test_a_tasks_own_exception_and_messages_come_back_from_ray(ray_head: Any) -> None:
+    async def main() -> None:
+        settings = load_settings(None, {"server.mode": "mock", **RAY}, environ={})
+        pool = pool_class(settings)(settings, workers=1, request_workers=1)
+        pool.start()
+        said: list[Any] = []
+
+        async def say(text: str) -> None:
+            said.append(text)
+
+        async def progress(done: int, total: int | None) -> None:
+            said.append((done, total))
+
+        try:
+            assert await pool.run(tasks.add, 2, 3, on_say=say, on_progress=progress) == 5
+            assert said == ["adding 2 and 3", (1, 2), (2, 2)]
+            with pytest.raises(tasks.Refused) as raised:
+                await pool.run(tasks.refuse)
+            assert (raised.value.name, raised.value.limit) == ("cell", 16)
+        finally:
+            await pool.close()
+
+    asyncio.run(main())
