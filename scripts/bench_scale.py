@@ -10,7 +10,9 @@ Three parts, each printed as it ends:
    evaluations in a loop for ``--duration`` seconds; then the clock runs until
    ``/metrics`` shows no job queued or running. Accepting one is a transaction (the
    evaluation and its job); completing it is the job's run in a worker and its results'
-   commit. Also the API process's CPU per evaluation, which says which part is the limit.
+   commit. Also the CPU per evaluation of the API process and of the whole process tree
+   (the workers too): on a shared machine these say more than the rates;
+   ``--jobs-concurrency`` sets the server's ``[jobs] concurrency`` (jobs in flight, 4).
 3. ``engines``: rows/s of the per-row engines in one process (one core): the built-in
    Spice scorers (match, includes, levenshtein, fuzzy_match), the text metrics (jieba, ROUGE,
    BLEU, F1) on English pairs, and the mock judge's relevance calls.
@@ -96,6 +98,16 @@ async def queue_left(conn: bp.Conn) -> int:
     return left
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` and its live children (the worker processes)."""
+    total = bp.cpu_seconds(pid)
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return total
+    return total + sum(tree_cpu_seconds(int(c)) for c in children)
+
+
 async def submit(port: int, pid: int, clients: int, duration: float) -> None:
     body = json.dumps({"configuration": {"eval_name": "scale"}, "data": PAIRS}).encode()
     accepted = bad = 0
@@ -117,7 +129,7 @@ async def submit(port: int, pid: int, clients: int, duration: float) -> None:
         finally:
             conn.close()
 
-    cpu0, t0 = bp.cpu_seconds(pid), time.perf_counter()
+    cpu0, tree0, t0 = bp.cpu_seconds(pid), tree_cpu_seconds(pid), time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
     t_accept = time.perf_counter() - t0
     watch = await bp.Conn.open(port)
@@ -126,6 +138,7 @@ async def submit(port: int, pid: int, clients: int, duration: float) -> None:
     watch.close()
     t_done = time.perf_counter() - t0
     cpu = bp.cpu_seconds(pid) - cpu0
+    tree = tree_cpu_seconds(pid) - tree0
     latencies.sort()
     p50 = latencies[len(latencies) // 2] * 1000
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
@@ -133,15 +146,20 @@ async def submit(port: int, pid: int, clients: int, duration: float) -> None:
         f"submit clients={clients:<3} accepted {accepted / t_accept:7.1f}/s "
         f"(POST p50 {p50:6.1f} ms, p99 {p99:7.1f} ms, {bad} refused); "
         f"completed {accepted / t_done:7.1f} evaluations/s = {5 * accepted / t_done:7.1f} pairs/s; "
-        f"API process {1000 * cpu / max(accepted, 1):5.2f} ms CPU per evaluation"
+        f"CPU per evaluation: API process {1000 * cpu / max(accepted, 1):5.2f} ms, "
+        f"with the workers {1000 * tree / max(accepted, 1):5.2f} ms"
     )
 
 
 async def http_part(args: argparse.Namespace, tmp: Path) -> None:
     port = bp.free_port()
+    config = tmp / "evaldock.toml"
+    config.write_text(f"[jobs]\nconcurrency = {args.jobs_concurrency}\n")
     cmd = [
         *bp.evaldock_command(args),
         "serve",
+        "--config",
+        str(config),
         "--mode",
         "mock",
         "--data",
@@ -200,6 +218,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", default="1,8,32", help="concurrent submitting clients")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of submitting")
+    parser.add_argument(
+        "--jobs-concurrency", type=int, default=4, help="the server's [jobs] concurrency"
+    )
     parser.add_argument("--rows", type=int, default=20_000, help="rows per engine")
     parser.add_argument("--sqlite-seconds", type=float, default=3.0)
     parser.add_argument("--only", default="sqlite,submit,engines")
