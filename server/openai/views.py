@@ -105,6 +105,12 @@ def _pass_rates(
     return out
 
 
+def _graders(criteria: list[dict[str, Any]]) -> str:
+    """What scored a run whose rows gave their samples (no model ran): its graders."""
+    kinds = dict.fromkeys(str(c.get("type", "")) for c in criteria)
+    return "graders: " + ", ".join(k for k in kinds if k)
+
+
 def _dataset(source: dict[str, Any]) -> str:
     """The data source as ``<type>: <source type> <file id>`` (``jsonl: file_id file-...``)."""
     inner = source.get("source") or {}
@@ -126,7 +132,7 @@ def _row(row: sqlite3.Row) -> RunRow:
         id=row["id"],
         name=f"{row['eval_name']} / {row['name']}" if row["eval_name"] else row["name"],
         dataset=_dataset(jsonio.decode(row["data_source"])),
-        model=row["model"],
+        model=row["model"] or _graders(jsonio.decode(row["criteria"])),
         status=state,
         vendor_status=STATUSES.word(state),
         processed=int(row["processed"]),

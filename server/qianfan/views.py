@@ -30,7 +30,7 @@ from ..readmodel import (
     RunRow,
     RunsQuery,
 )
-from ..readsql import keyset, masked_tenant, status_clause, tenths, where
+from ..readsql import TENTHS, keyset, masked_tenant, status_clause, where
 from .modes import selected_metrics
 from .store import EVAL_JOB, EVAL_STATUSES, METRIC_COLUMNS
 
@@ -103,28 +103,43 @@ def _judge_means(conn: sqlite3.Connection, eval_id: str, low: int, top: int) -> 
     return {
         int(r[0]): float(r[1])
         for r in conn.execute(
+            # Only inferred cases are judged (a row with an error keeps judge_score NULL),
+            # so the index (eval_id, judge_score, unit_idx, ...) answers it alone.
             "SELECT unit_idx, AVG(judge_score) FROM qianfan_results WHERE eval_id = ?"
-            " AND judge_score BETWEEN ? AND ? AND error IS NULL GROUP BY unit_idx",
+            " AND judge_score BETWEEN ? AND ? GROUP BY unit_idx",
             (eval_id, low, top),
         )
     }
 
 
+def _failures(conn: sqlite3.Connection, eval_id: str) -> int:
+    """Cases whose inference failed (the partial index qianfan_results_errors)."""
+    return int(
+        conn.execute(
+            "SELECT COUNT(*) FROM qianfan_results WHERE eval_id = ? AND error IS NOT NULL",
+            (eval_id,),
+        ).fetchone()[0]
+    )
+
+
 def _metrics(
     conn: sqlite3.Connection, row: sqlite3.Row, units: list[sqlite3.Row], first_only: bool
 ) -> dict[str, float]:
-    """Rule means (stored per unit) and the judge's mean; a unit's name prefixes its
-    metrics when the task has several."""
+    """Rule means (stored per unit) and, on the run's page, the judge's mean; a unit's
+    name prefixes its metrics when the task has several. The runs table (``first_only``)
+    shows the stored rule means only: the judge's mean is an index walk over every case
+    (100,000 per task), too much for each of a page's 50 rows."""
     conf = jsonio.decode(row["standard_conf"])
     modes = _modes(row)
     keys = _rule_keys(conf, modes)
-    judged = _judge_means(conn, row["id"], *judge_scale(conf)) if "model" in modes else {}
+    judging = "model" in modes and not first_only
+    judged = _judge_means(conn, row["id"], *judge_scale(conf)) if judging else {}
     out: dict[str, float] = {}
     for u in units[:1] if first_only else units:
         prefix = (
             "" if len(units) == 1 or first_only else f"{u['model_name']} {u['model_version']}: "
         )
-        if "model" in modes and int(u["idx"]) in judged:
+        if int(u["idx"]) in judged:
             out[prefix + "avgJudgeScore"] = judged[int(u["idx"])]
         means = jsonio.decode(u["metrics"]) if u["metrics"] else {}
         out.update({prefix + k: float(means[k]) for k in keys if k in means})
@@ -178,10 +193,7 @@ class QianfanRunsView:
         if found is None:
             return None
         units = _units(conn, [run_id]).get(run_id, [])
-        failed = conn.execute(
-            "SELECT COUNT(*) FROM qianfan_results WHERE eval_id = ? AND error IS NOT NULL",
-            (run_id,),
-        ).fetchone()[0]
+        failed = _failures(conn, run_id)
         conf = jsonio.decode(found["standard_conf"])
         row = _row(found, _metrics(conn, found, units, True), int(failed))
         signature = " ".join(s for s in (found["metrics_signature"], found["judge_signature"]) if s)
@@ -348,19 +360,26 @@ class QianfanRunsView:
             out.append(self._judge_histogram(conn, run_id, conf))
         for d in _dimensions(conf, modes):
             out.append(self._manual_histogram(conn, run_id, d))
-        for k in _rule_keys(conf, modes):
-            column = METRIC_COLUMNS[k]
-            out.append(
-                Histogram(
-                    k,
-                    tenths(
-                        conn,
-                        f"SELECT {column} AS value FROM qianfan_results WHERE eval_id = ?",
-                        [run_id],
-                    ),
-                )
-            )
+        keys = _rule_keys(conf, modes)
+        if keys:
+            out += self._rule_histograms(conn, run_id, keys)
         return out
+
+    @staticmethod
+    def _rule_histograms(conn: sqlite3.Connection, run_id: str, keys: list[str]) -> list[Histogram]:
+        """Tenths of every rule metric in one pass over the task's rows (as
+        readsql.tenths bins them), not one pass per metric."""
+        sums = []
+        for k in keys:
+            bucket = f"MIN(MAX(CAST({METRIC_COLUMNS[k]} * 10 + 1e-9 AS INTEGER), 0), 9)"
+            sums += [f"SUM({bucket} = {b})" for b in range(10)]
+        found = conn.execute(
+            f"SELECT {', '.join(sums)} FROM qianfan_results WHERE eval_id = ?", (run_id,)
+        ).fetchone()
+        return [
+            Histogram(k, [(TENTHS[b], int(found[i * 10 + b] or 0)) for b in range(10)])
+            for i, k in enumerate(keys)
+        ]
 
     @staticmethod
     def _judge_histogram(conn: sqlite3.Connection, run_id: str, conf: dict[str, Any]) -> Histogram:
@@ -368,13 +387,16 @@ class QianfanRunsView:
         count for every score of the scale, over the successfully inferred cases."""
         low, top = judge_scale(conf)
         counts = {"-1": 0, **{str(s): 0 for s in range(low, top + 1)}}
+        # Over the index (eval_id, judge_score, ...); a failed inference is never judged
+        # (NULL), so the failures (a partial index) come off the NULL count.
         for score, n in conn.execute(
             "SELECT CAST(judge_score AS INTEGER), COUNT(*) FROM qianfan_results"
-            " WHERE eval_id = ? AND error IS NULL GROUP BY 1",
+            " WHERE eval_id = ? GROUP BY 1",
             (run_id,),
         ):
             key = "-1" if score is None or not low <= score <= top else str(score)
             counts[key] += int(n)
+        counts["-1"] -= _failures(conn, run_id)
         return Histogram(JUDGE, list(counts.items()))
 
     @staticmethod
@@ -382,9 +404,8 @@ class QianfanRunsView:
         """As the report's manualScoreDistribution: "-1" (unscored, of the inferred cases)
         and each score seen."""
         inferred = conn.execute(
-            "SELECT COUNT(*) FROM qianfan_results WHERE eval_id = ? AND error IS NULL",
-            (run_id,),
-        ).fetchone()[0]
+            "SELECT COUNT(*) FROM qianfan_results WHERE eval_id = ?", (run_id,)
+        ).fetchone()[0] - _failures(conn, run_id)
         seen: dict[int, int] = {}
         for score, n in conn.execute(
             "SELECT m.score, COUNT(*) FROM qianfan_manual_scores m JOIN qianfan_results r"
