@@ -38,6 +38,7 @@ from evaldock.engines.text_metrics import similarity
 
 from .. import jsonio
 from ..compute import TaskContext
+from ..compute.pool import retire_worker
 from . import formula, graders, pygrade, sampling
 from .uploads import UploadInvalid, parse_upload
 
@@ -266,6 +267,8 @@ def render_grader_inputs(
     return count
 
 
+# User code runs in a worker no later task shares: the pool retires it afterwards.
+@retire_worker
 def python_grades(
     ctx: TaskContext,
     rows_path: str,
@@ -602,6 +605,7 @@ def run_grader(
     }
 
 
+@retire_worker
 def python_grade_one(
     ctx: TaskContext, criterion: dict[str, Any], sample: dict[str, Any], item: Any
 ) -> dict[str, Any]:

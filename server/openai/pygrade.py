@@ -4,7 +4,10 @@ hosted limits (``[openai] python_grader_seconds`` 120 s wall and ``python_grader
 2,048 MB for the criterion's whole run: the pool kills the worker past either).
 
 Only with ``[openai] python_graders = true``: the source runs as the server's user, with
-its file system and network. Each row's result is written (and flushed) as it is
+its file system and network. The worker that ran it is retired when the task ends
+(:func:`evaldock.server.compute.pool.retire_worker`): module globals it set, threads it
+left running or patches it made never reach a later task (another criterion, another
+run, another tenant's request). Each row's result is written (and flushed) as it is
 computed, so when the limit kills the worker the rows before it keep their scores and the
 API process errors the rest with the reason.
 

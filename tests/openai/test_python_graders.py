@@ -133,3 +133,60 @@ def test_graders_run_of_python_graders(make_client: Any) -> None:
     ).json()
     assert loop["reward"] == 0.0
     assert "wall-time" in loop["metadata"]["errors"]["python_grader_runtime_error_details"]
+
+
+# A grader that leaves state behind in its interpreter: a module global, an environment
+# variable, a module of its own, a thread that never ends, a patched builtin module.
+LEAKS = """
+import json, os, sys, threading, time
+
+json.EVALDOCK_LEAK = "set by an earlier grader"
+os.environ["EVALDOCK_LEAK"] = "1"
+sys.modules["evaldock_leak"] = json
+
+
+def _linger():
+    while True:
+        time.sleep(0.05)
+
+
+threading.Thread(target=_linger, name="evaldock-leak", daemon=True).start()
+
+
+def grade(sample, item):
+    return 1.0
+"""
+# Scores 1 only in an interpreter none of that reached.
+CLEAN = """
+import json, os, sys, threading
+
+
+def grade(sample, item):
+    clean = (
+        not hasattr(json, "EVALDOCK_LEAK")
+        and "EVALDOCK_LEAK" not in os.environ
+        and "evaldock_leak" not in sys.modules
+        and all(t.name != "evaldock-leak" for t in threading.enumerate())
+    )
+    return 1.0 if clean else 0.0
+"""
+
+
+def test_a_grader_leaves_nothing_behind_for_the_next(make_client: Any) -> None:
+    """Each python grader's worker is retired when its task ends: the next grader (the
+    next criterion of the run, the next graders.run call) starts in a fresh interpreter."""
+    # A minute, not _on's 2 s: a fresh worker may import the task module under its limit.
+    client = make_client(**{"openai.python_graders": True, "openai.python_grader_seconds": 60})
+    e = make_eval(client, testing_criteria=[_python("Leaks", LEAKS), _python("Clean", CLEAN)])
+    run = poll_run(client, e["id"], start_run(client, e["id"]).json()["id"], timeout=120)
+    assert run["status"] == "completed", run
+    for leaks, clean in _results(client, e, run):
+        assert leaks["score"] == 1.0 and clean["score"] == 1.0, (leaks, clean)
+    url = f"{BASE}/fine_tuning/alpha/graders/run"
+    for source in (LEAKS, CLEAN, LEAKS, CLEAN):
+        r = client.post(
+            url,
+            headers=AUTH,
+            json={"grader": _python("py", source), "model_sample": "x", "item": {}},
+        )
+        assert r.status_code == 200 and r.json()["reward"] == 1.0, r.text
