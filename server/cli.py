@@ -15,6 +15,9 @@ from .load import load_settings
 from .surface import SurfaceDeclaration, declarations
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# `evaldock jobs --watch` redraws this often: the dashboard's live pages poll at 1 s too.
+WATCH_SECONDS = 1.0
+BAR_WIDTH = 30
 
 
 # Options every command takes, before or after its subcommand's name
@@ -84,6 +87,17 @@ def _parser(decls: list[SurfaceDeclaration]) -> argparse.ArgumentParser:
     jobs.add_argument("--url", help="server URL (default from [server] host/port)")
     jobs.add_argument("--surface", help="only this surface's jobs")
     jobs.add_argument("--all", action="store_true", help="include finished jobs")
+    jobs.add_argument(
+        "--watch",
+        action="store_true",
+        help="redraw every second with a progress bar per job until Ctrl-C",
+    )
+    jobs.add_argument(
+        "--interval",
+        type=float,
+        default=WATCH_SECONDS,
+        help=f"seconds between redraws with --watch (default {WATCH_SECONDS:g}, at least 0.1)",
+    )
     for decl in decls:
         if decl.cli is not None:
             decl.cli.add_subcommand(sub)
@@ -268,6 +282,11 @@ def show_jobs(args: argparse.Namespace, settings: Settings) -> int:
             return 2
         key = path.read_text().strip()
     client = ControlClient(url, key)
+    if getattr(args, "watch", False):
+        try:
+            return watch_jobs(client, url, args.surface, args.all, max(0.1, args.interval))
+        finally:
+            client.close()
     try:
         jobs = client.jobs(args.surface, all=args.all)
     except Exception as exc:  # connection refused, 401: say so, no traceback
@@ -286,6 +305,84 @@ def show_jobs(args: argparse.Namespace, settings: Settings) -> int:
     columns = ["surface", "id", "status", "vendor_status", "progress", "created_at", "error"]
     print(to_text_table(rows, columns), end="")
     return 0
+
+
+def progress_bar(processed: int, total: int, width: int = BAR_WIDTH) -> str:
+    """``[#########---------]  9/18  50%`` (ASCII: any terminal, any log)."""
+    if total <= 0:
+        return f"[{'-' * width}] {processed}/?"
+    done = min(width, width * processed // total)
+    return (
+        f"[{'#' * done}{'-' * (width - done)}] {processed}/{total} {100 * processed // total:3d}%"
+    )
+
+
+def jobs_frame(
+    jobs: list[dict[str, Any]], ended: dict[str, dict[str, Any]], url: str, now: str
+) -> str:
+    """One redraw of ``evaldock jobs --watch``: a line per job, its bar, what ended."""
+    lines = [f"evaldock jobs at {url}  {now}  (Ctrl-C to stop)", ""]
+    if not jobs and not ended:
+        lines.append("no job is queued, running or waiting")
+    for j in jobs:
+        vendor = j["vendor_status"]
+        vendor = " / ".join(vendor) if isinstance(vendor, list) else str(vendor)
+        held = " held" if j.get("held") else ""
+        lines.append(
+            f"{j['surface']:<10} {j['id']:<34} {j['status']:<10} "
+            f"{progress_bar(int(j['processed']), int(j['total']))}  {vendor}{held}"
+        )
+    for job_id, j in ended.items():
+        lines.append(
+            f"{j['surface']:<10} {job_id:<34} {'ended':<10} "
+            f"{progress_bar(int(j['processed']), int(j['total']))}  no longer in progress"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def watch_jobs(
+    client: Any,
+    url: str,
+    surface: str | None,
+    everything: bool,
+    interval: float,
+    out: Any = None,
+    frames: int | None = None,
+) -> int:
+    """Redraw the jobs every ``interval`` seconds until Ctrl-C (0) or ``frames`` redraws.
+
+    On a terminal each frame replaces the last (ANSI clear); piped, frames follow one
+    another, so a log or a test reads every one. A job that leaves the listing (it ended)
+    stays one frame as "ended"."""
+    import time
+    from datetime import datetime
+
+    out = out or sys.stdout
+    tty = bool(getattr(out, "isatty", lambda: False)())
+    last: dict[str, dict[str, Any]] = {}
+    drawn = 0
+    try:
+        while True:
+            now = datetime.now().strftime("%H:%M:%S")
+            try:
+                jobs = client.jobs(surface, all=everything)
+            except Exception as exc:  # the server restarting: say so, keep watching
+                frame = f"evaldock: cannot list jobs from {url}: {exc} (retrying)\n"
+            else:
+                current = {j["id"]: j for j in jobs}
+                ended = {k: v for k, v in last.items() if k not in current}
+                last = current
+                frame = jobs_frame(jobs, ended, url, now)
+            out.write(("\x1b[H\x1b[2J" if tty else "") + frame + ("" if tty else "\n"))
+            out.flush()
+            drawn += 1
+            if frames is not None and drawn >= frames:
+                return 0
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        out.write("\n")
+        out.flush()
+        return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
