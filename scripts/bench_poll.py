@@ -6,15 +6,20 @@ that costs evaldock, and what it leaves for the work itself:
 
 1. requests/s of N keep-alive clients (HTTP/1.1, one connection each, each polling in
    a loop) against ``GET /v1/evaluations/{id}`` of a completed 5-pair Objective
-   evaluation, and against a bare Starlette app under uvicorn answering the same JSON
-   bytes; the ratio is evaldock's overhead (routing, auth, validation, SQLite);
+   evaluation, on evaldock with each HTTP/1.1 parser (``[server] http = "h11"`` and
+   ``"httptools"``), and against a bare Starlette app under uvicorn answering the same
+   JSON bytes, also with each parser; the ratios are evaldock's overhead (routing,
+   auth, the read gate, SQLite, the receipt deadline). The headline is evaldock
+   httptools / bare h11 (target >= 0.8x), beside the like-for-like ratios;
 2. evaluation throughput (create a 5-pair evaluation, poll it to completion, by a few
-   foreground workers) while 50 or 200 clients poll in the background: completed
-   evaluations/s and POST latency (p50/p99).
+   foreground workers) while 50 or 200 clients poll in the background, on evaldock's
+   default parser (``auto``: httptools): completed evaluations/s and POST latency
+   (p50/p99).
 
-Both servers run as subprocesses on free 127.0.0.1 ports, with the same log level;
-the load generator is one asyncio process of raw sockets (about 20 us a request, far
-below either server). Bounded: about two minutes with the defaults.
+The four servers run as subprocesses on free 127.0.0.1 ports, with the same log level,
+and are measured one after another, in a rotating order per client count; the load
+generator is one asyncio process of raw sockets (about 20 us a request, far below any
+server). Bounded: about three minutes with the defaults.
 
     .venv/bin/python scripts/bench_poll.py                # defaults
     .venv/bin/python scripts/bench_poll.py --duration 3 --work-duration 6 --clients 50,200
@@ -237,6 +242,12 @@ async def work_under_load(
     }
 
 
+def ratio(results: dict[str, tuple[float, float]], ours: str, bare: str) -> str:
+    """Throughput ratio, and in parentheses the CPU ratio (bare us / ours us)."""
+    (o_rps, o_cpu), (b_rps, b_cpu) = results[ours], results[bare]
+    return f"{o_rps / b_rps:.2f} ({b_cpu / o_cpu:.2f})"
+
+
 # -- servers ----------------------------------------------------------------------------------
 
 BARE_APP = textwrap.dedent(
@@ -259,14 +270,17 @@ BARE_APP = textwrap.dedent(
         Route("/v1/evaluations/{id}", evaluation),
         Route("/_evaldock/health", health),
     ])
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level=sys.argv[3])
+    uvicorn.run(
+        app, host="127.0.0.1", port=int(sys.argv[2]), log_level=sys.argv[3], http=sys.argv[4]
+    )
     """
 )
 
 
-def start(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
+def start(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     handle = log.open("wb")
-    return subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO)
+    environ = {**os.environ, **(env or {})}
+    return subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO, env=environ)
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
@@ -286,80 +300,118 @@ def evaldock_command(args: argparse.Namespace) -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "evaldock.server"]
 
 
+PARSERS = ("h11", "httptools")
+
+
+class Server:
+    """One server under test: its name, port and process."""
+
+    def __init__(self, name: str, port: int, proc: subprocess.Popen[bytes]) -> None:
+        self.name, self.port, self.proc = name, port, proc
+
+
+async def start_evaldock(
+    args: argparse.Namespace, tmp: Path, http: str
+) -> tuple[Server, str, bytes]:
+    """evaldock in mock mode with ``[server] http = http``, and a completed evaluation:
+    (the server, its poll path, the evaluation's JSON)."""
+    port = free_port()
+    cmd = [
+        *evaldock_command(args),
+        "serve",
+        "--mode",
+        "mock",
+        "--data",
+        str(tmp / f"data-{http}"),
+        "--port",
+        str(port),
+        "--log-level",
+        args.log_level,
+    ]
+    proc = start(cmd, tmp / f"evaldock-{http}.log", {"EVALDOCK_SERVER__HTTP": http})
+    await wait_ready(port, "/_evaldock/health")
+    conn = await Conn.open(port)
+    eval_id, _ = await create_evaluation(conn)
+    body = await poll_until_done(conn, eval_id, interval=0.1, timeout=120)
+    conn.close()
+    return Server(f"evaldock {http}", port, proc), f"/v1/evaluations/{eval_id}", body
+
+
 async def main(args: argparse.Namespace) -> None:
     levels = [int(c) for c in args.clients.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="bench-poll-"))
-    procs: list[subprocess.Popen[bytes]] = []
+    servers: list[Server] = []
+    paths: dict[str, str] = {}
     try:
-        port = free_port()
-        cmd = [
-            *evaldock_command(args),
-            "serve",
-            "--mode",
-            "mock",
-            "--data",
-            str(tmp / "data"),
-            "--port",
-            str(port),
-            "--log-level",
-            args.log_level,
-        ]
-        procs.append(start(cmd, tmp / "evaldock.log"))
-        await wait_ready(port, "/_evaldock/health")
-        conn = await Conn.open(port)
-        eval_id, _ = await create_evaluation(conn)
-        body = await poll_until_done(conn, eval_id, interval=0.1, timeout=120)
-        conn.close()
+        body = b""
+        for http in PARSERS:
+            server, paths[server.name], body = await start_evaldock(args, tmp, http)
+            servers.append(server)
         (tmp / "body.json").write_bytes(body)
-        path = f"/v1/evaluations/{eval_id}"
-
-        bare_port = free_port()
         (tmp / "bare.py").write_text(BARE_APP)
-        procs.append(
-            start(
-                [
-                    sys.executable,
-                    str(tmp / "bare.py"),
-                    str(tmp / "body.json"),
-                    str(bare_port),
-                    args.log_level,
-                ],
-                tmp / "bare.log",
-            )
-        )
-        await wait_ready(bare_port, "/_evaldock/health")
+        for http in PARSERS:
+            port = free_port()
+            cmd = [sys.executable, str(tmp / "bare.py"), str(tmp / "body.json"), str(port)]
+            proc = start([*cmd, args.log_level, http], tmp / f"bare-{http}.log")
+            servers.append(Server(f"bare {http}", port, proc))
+            await wait_ready(port, "/_evaldock/health")
+        bare_path = paths["evaldock h11"]  # any id: the bare app answers the same bytes
 
         print(
-            f"GET {path}: {len(body)} bytes; {args.duration:g} s per run, log level "
-            f"{args.log_level}, {os.cpu_count()} CPUs (shared with the load generator)"
+            f"GET /v1/evaluations/{{id}}: {len(body)} bytes; {args.duration:g} s per run, "
+            f"log level {args.log_level}, {os.cpu_count()} CPUs (shared with the load "
+            "generator)"
         )
         print(
-            f"{'clients':>8} {'evaldock req/s':>15} {'bare req/s':>11} {'ratio':>6} "
-            f"{'evaldock CPU us/req':>20} {'bare CPU us/req':>16} {'errors':>7}"
+            "req/s and server CPU us a request of each server; ratios of evaldock over bare "
+            "(throughput; CPU: bare us / evaldock us)"
         )
-        for clients in levels:
-            ours, ours_cpu, ours_bad = await rate(port, procs[0].pid, path, clients, args.duration)
-            bare, bare_cpu, bare_bad = await rate(
-                bare_port, procs[1].pid, path, clients, args.duration
-            )
+        names = [server.name for server in servers]
+        print(
+            f"{'clients':>7} "
+            + " ".join(f"{name:>19}" for name in names)
+            + f" {'ed-h11/bare-h11':>16} {'ed-ht/bare-h11':>15} {'ed-ht/bare-ht':>14} {'errors':>6}"
+        )
+        for round_no, clients in enumerate(levels):
+            results: dict[str, tuple[float, float]] = {}
+            errors = 0
+            # Rotate the order: a neighbour's load on the shared machine drifts over a run.
+            order = servers[round_no % len(servers) :] + servers[: round_no % len(servers)]
+            for server in order:
+                path = paths.get(server.name, bare_path)
+                rps, cpu, bad = await rate(
+                    server.port, server.proc.pid, path, clients, args.duration
+                )
+                results[server.name] = (rps, cpu)
+                errors += bad
+
             print(
-                f"{clients:>8} {ours:>15.0f} {bare:>11.0f} {ours / bare:>6.2f} "
-                f"{ours_cpu:>20.0f} {bare_cpu:>16.0f} {ours_bad + bare_bad:>7}",
+                f"{clients:>7} "
+                + " ".join(
+                    f"{results[name][0]:>9.0f} /{results[name][1]:>5.0f} us" for name in names
+                )
+                + f" {ratio(results, 'evaldock h11', 'bare h11'):>16}"
+                f" {ratio(results, 'evaldock httptools', 'bare h11'):>15}"
+                f" {ratio(results, 'evaldock httptools', 'bare httptools'):>14} {errors:>6}",
                 flush=True,
             )
 
         if args.work_duration > 0:
+            ours = servers[PARSERS.index("httptools")]
+            path = paths[ours.name]
             print(
-                f"\nEvaluation throughput: {args.workers} workers create 5-pair evaluations "
-                f"and poll each to completion (every 50 ms), {args.work_duration:g} s, "
-                "with background pollers"
+                f"\nEvaluation throughput ({ours.name}): {args.workers} workers create 5-pair "
+                f"evaluations and poll each to completion (every 50 ms), "
+                f"{args.work_duration:g} s, with background pollers"
             )
             print(
                 f"{'pollers':>8} {'evals/s':>8} {'POST p50 ms':>12} {'POST p99 ms':>12} "
                 f"{'POSTs':>6} {'polls/s':>8} {'errors':>7}"
             )
             for background in (50, 200):
-                r = await work_under_load(port, path, background, args.work_duration, args.workers)
+                r = await work_under_load(
+                    ours.port, path, background, args.work_duration, args.workers
+                )
                 print(
                     f"{background:>8} {r['evals_per_s']:>8.2f} {r['post_p50_ms']:>12.1f} "
                     f"{r['post_p99_ms']:>12.1f} {r['posts']:>6.0f} {r['polls_per_s']:>8.0f} "
@@ -367,8 +419,8 @@ async def main(args: argparse.Namespace) -> None:
                     flush=True,
                 )
     finally:
-        for proc in procs:
-            stop_process(proc)
+        for server in servers:
+            stop_process(server.proc)
         if args.keep:
             print(f"logs and data kept in {tmp}")
         else:

@@ -16,7 +16,7 @@ falls back to h11 under "auto" when it is missing.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, cast
+from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -71,16 +71,14 @@ class HttpToolsReceiptProtocol(ReceiptDeadline, HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()  # builds the scope
         self._sent = True
-        cycle = self.cycle  # still the previous request's
-        if cycle is not None and not cycle.response_complete:
-            # Pipelined behind a request still being answered: it waited, not idled.
-            if self._request_started is None:
-                self._start_request()
-            cast(dict[str, Any], self.scope)[IDLE_KEY] = 0.0
-            return
         if self._request_started is None:
             self._start_request()
-        cast(dict[str, Any], self.scope)[IDLE_KEY] = self._idle_before
+        scope: dict[str, Any] = self.scope  # type: ignore[assignment]
+        cycle = self.cycle  # still the previous request's
+        if cycle is not None and not cycle.response_complete:
+            scope[IDLE_KEY] = 0.0  # pipelined behind a request being answered: it waited
+        else:
+            scope[IDLE_KEY] = self._idle_before
 
     def on_headers_complete(self) -> None:
         self._in_body = True  # until on_message_complete, maybe within this same feed

@@ -340,18 +340,22 @@ def test_http_setting_picks_the_parser() -> None:
 
 
 def test_an_evaldock_app_brings_its_http_setting() -> None:
-    """Without ``http=``, uvicorn_config reads [server] http off the app's settings."""
+    """Without ``http=``, uvicorn_config reads [server] http off the app's settings
+    (``app.state.ctx.settings``, as create_app leaves them; EVALDOCK_SERVER__HTTP too)."""
     from types import SimpleNamespace
 
-    def app_with(value: str) -> Any:
-        settings = SimpleNamespace(server=SimpleNamespace(http=value))
-        return SimpleNamespace(state=SimpleNamespace(ctx=SimpleNamespace(settings=settings)))
+    from evaldock.server.load import load_settings
+
+    def app_with(environ: dict[str, str]) -> Any:
+        ctx = SimpleNamespace(settings=load_settings(None, {}, environ=environ))
+        return SimpleNamespace(state=SimpleNamespace(ctx=ctx))
 
     def chosen(app: Any) -> Any:
         return uvicorn_config(app, "127.0.0.1", 0, log_level="warning", access_log=False).http
 
-    assert chosen(app_with("h11")) is ReceiptDeadlineProtocol
-    assert chosen(app_with("httptools")) is HttpToolsReceiptProtocol
+    assert chosen(app_with({})) is HttpToolsReceiptProtocol  # the default, auto
+    assert chosen(app_with({"EVALDOCK_SERVER__HTTP": "h11"})) is ReceiptDeadlineProtocol
+    assert chosen(app_with({"EVALDOCK_SERVER__HTTP": "httptools"})) is HttpToolsReceiptProtocol
     assert chosen(APP) is HttpToolsReceiptProtocol  # not evaldock's: auto
-    with pytest.raises(ValueError, match=r"\[server\] http"):
-        chosen(app_with("fast"))
+    with pytest.raises(ValueError, match=r"\[server\] http must be one of"):
+        chosen(app_with({"EVALDOCK_SERVER__HTTP": "fast"}))
