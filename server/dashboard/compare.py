@@ -184,17 +184,56 @@ def _walk(
         yield idx, kind, cases, scores
 
 
+def _window(
+    conn: sqlite3.Connection,
+    sides: Sequence[Side],
+    tally: Tally,
+    kinds: tuple[Kind, ...],
+    offset: int,
+    limit: int,
+    chunk: int,
+) -> list[CaseDelta]:
+    """The cases of ``kinds`` at positions ``offset`` to ``offset + limit`` of the order
+    shown, positions known from ``tally``; stops reading once the window is full."""
+    start = {
+        "regression": 0,
+        "improvement": tally.regression,
+        "changed": tally.regression + tally.improvement,
+    }
+    spans = [(start[k], start[k] + tally.count(k)) for k in kinds]
+    wanted = sum(max(0, min(b, offset + limit) - max(a, offset)) for a, b in spans)
+    met = dict.fromkeys(KINDS, 0)
+    rows: list[CaseDelta] = []
+    if wanted <= 0:
+        return rows
+    for idx, kind, cases, scores in _walk(conn, sides, None, chunk):
+        position = start[kind] + met[kind]
+        met[kind] += 1
+        if kind in kinds and offset <= position < offset + limit:
+            rows.append(_delta(sides, idx, kind, cases, scores))
+            if len(rows) == wanted:
+                break
+    rows.sort(key=lambda d: (KINDS.index(d.kind), d.idx))
+    return rows
+
+
 def compare_cases(
     conn: sqlite3.Connection,
     sides: Sequence[Side],
     offset: int,
     limit: int,
     chunk: int = CHUNK,
+    known: Tally | None = None,
 ) -> CasesCompared:
     """The changed cases ``offset`` to ``offset + limit`` in the order shown (regressions,
-    improvements, other changes; each by index), and the counts of each kind."""
+    improvements, other changes; each by index), and the counts of each kind.
+
+    ``known``: the counts of an earlier call on the same (finished) runs: then one pass
+    that stops at the page's last case (a first page reads no further than it shows)."""
     if any(not s.scorer for s in sides):
         return CasesCompared(Tally())
+    if known is not None:
+        return CasesCompared(known, _window(conn, sides, known, KINDS, offset, limit, chunk))
     tally = Tally()
     rows: list[CaseDelta] = []
     # Pass 1: count everything; a regression's position is known as it is met.
@@ -204,24 +243,9 @@ def compare_cases(
             if offset <= seen < offset + limit:
                 rows.append(_delta(sides, idx, kind, cases, scores))
             seen += 1
-    if offset + limit <= tally.regression or offset >= tally.differing:
-        return CasesCompared(tally, rows)
-    # Pass 2: the page reaches past the regressions; positions are now known.
-    start = {"improvement": tally.regression, "changed": tally.regression + tally.improvement}
-    met = {"improvement": 0, "changed": 0}
-    wanted = min(offset + limit, tally.differing) - max(offset, tally.regression)
-    later: list[CaseDelta] = []
-    for idx, kind, cases, scores in _walk(conn, sides, None, chunk):
-        if kind == "regression":
-            continue
-        position = start[kind] + met[kind]
-        met[kind] += 1
-        if offset <= position < offset + limit:
-            later.append(_delta(sides, idx, kind, cases, scores))
-            if len(later) == wanted:
-                break
-    later.sort(key=lambda d: (KINDS.index(d.kind), d.idx))
-    return CasesCompared(tally, rows + later)
+    # Pass 2, only when the page reaches past the regressions: positions are now known.
+    later: tuple[Kind, ...] = ("improvement", "changed")
+    return CasesCompared(tally, rows + _window(conn, sides, tally, later, offset, limit, chunk))
 
 
 def pick_scorers(details: Sequence[RunDetail], wanted: str = "") -> tuple[list[str], str]:

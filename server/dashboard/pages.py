@@ -15,6 +15,7 @@ import heapq
 import io
 import sqlite3
 import urllib.parse
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,7 +32,7 @@ from ..jsonio import JSONResponse, encode
 from ..readmodel import STATES, CasesQuery, RunDetail, RunRow, RunsQuery, RunsView
 from ..readsql import MAX_Q
 from . import charts
-from .compare import MAX_RUNS, Side, compare_cases, metric_rows, pick_scorers
+from .compare import MAX_RUNS, Side, Tally, compare_cases, metric_rows, pick_scorers
 from .control import ControlPages
 from .sessions import COOKIE, LOGIN_COOKIE, Session, Sessions, same
 
@@ -49,6 +50,8 @@ PAGE_SIZES = (25, 50, 100, 200)
 # cell is shown without highlighting (50 rows x 2,000 chars render in ~20 ms).
 DIFF_LIMIT = 2000
 TERMINAL = ("completed", "failed", "cancelled")
+# Counts of compared finished runs kept (a few hundred bytes each).
+TALLIES = 64
 # No script, style or font from anywhere but this server; no inline script; no framing.
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
@@ -172,6 +175,7 @@ class Dashboard:
         self.env = _env()
         self._open_session = Session("open", "open", float("inf"))
         self.control = ControlPages(self)
+        self._tallies: OrderedDict[tuple[tuple[str, str, str], ...], Tally] = OrderedDict()
 
     # -- wiring ---------------------------------------------------------------------------
     def routes(self) -> list[BaseRoute]:
@@ -625,8 +629,18 @@ class Dashboard:
             for (name, run_id, view, detail), scorer in zip(found, scorers, strict=True)
         ]
         offset = (page - 1) * per
-        result = await db.read_off_loop(lambda c: compare_cases(c, sides, offset, per))
+        # Finished runs do not change: their counts are kept, so the next page reads only
+        # as far as it shows (the first read of two 100,000-case runs is the long one).
+        key = tuple((s.surface, s.run_id, s.scorer) for s in sides)
+        finished = all(s.detail.row.status in TERMINAL for s in sides)
+        known = self._tallies.get(key) if finished else None
+        result = await db.read_off_loop(lambda c: compare_cases(c, sides, offset, per, known=known))
         tally = result.tally
+        if finished:
+            self._tallies[key] = tally
+            self._tallies.move_to_end(key)
+            while len(self._tallies) > TALLIES:
+                self._tallies.popitem(last=False)
         pages = max(1, -(-tally.differing // per))
         labels = [f"{s.surface}:{s.detail.row.name or s.run_id}" for s in sides]
         metrics = metric_rows(details)

@@ -112,6 +112,10 @@ def test_changed_cases_regressions_first_then_improvements_by_index(db: sqlite3.
         for offset in range(0, 8, limit):
             paged += [(d.idx, d.kind) for d in compare_cases(db, s, offset, limit, 3).rows]
         assert paged == everything
+    # Given the counts of an earlier call: one pass, the same pages.
+    for offset in range(0, 6):
+        again = compare_cases(db, s, offset, 1, 3, known=got.tally).rows
+        assert [(d.idx, d.kind) for d in again] == everything[offset : offset + 1]
 
 
 def test_cases_that_do_not_line_up_are_counted_not_compared(db: sqlite3.Connection) -> None:
