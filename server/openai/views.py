@@ -232,6 +232,7 @@ class OpenAIRunsView:
             return CasesPage([], 0, "")
         scorer = query.scorer if query.scorer in columns else columns[0]
         # Results are stored in the criteria's order: the scorer's score is at its index.
+        # The first three have an index on exactly this expression (0002_dashboard_indexes).
         score = f"json_extract(CAST(results AS TEXT), '$[{columns.index(scorer)}].score')"
         clauses: list[str] = ["run_id = ?"]
         args: list[Any] = [run_id]
@@ -246,7 +247,10 @@ class OpenAIRunsView:
         base = where(*clauses)
         total = conn.execute(f"SELECT COUNT(*) FROM openai_items{base}", args).fetchone()[0]
         direction = "DESC" if query.order == "desc" else "ASC"
-        order = f"idx {direction}" if query.sort == "idx" else f"{score} {direction}, idx"
+        # Ties follow the same direction: a mixed one sorts past the index (a temp b-tree).
+        order = (
+            f"idx {direction}" if query.sort == "idx" else f"{score} {direction}, idx {direction}"
+        )
         page = [
             int(r[0])
             for r in conn.execute(

@@ -257,7 +257,8 @@ class QianfanRunsView:
         order = f"r.unit_idx {direction}, r.case_idx {direction}"
         oargs: list[Any] = []
         if query.sort == "score" and column:
-            order = f"{column} {direction}, r.unit_idx, r.case_idx"
+            # Ties in the same direction, so the judge index serves the whole order.
+            order = f"{column} {direction}, r.unit_idx {direction}, r.case_idx {direction}"
             oargs = list(cargs)
         keys = conn.execute(
             f"SELECT r.unit_idx, r.case_idx FROM qianfan_results r{base}"

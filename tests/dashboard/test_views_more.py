@@ -508,9 +508,30 @@ def test_qianfan_judge_order_uses_its_index(tmp_path: Path) -> None:
         str(r[3])
         for r in c.execute(
             "EXPLAIN QUERY PLAN SELECT r.unit_idx, r.case_idx FROM qianfan_results r"
-            " WHERE r.eval_id = ? ORDER BY r.judge_score DESC, r.unit_idx, r.case_idx"
+            " WHERE r.eval_id = ? ORDER BY r.judge_score DESC, r.unit_idx DESC, r.case_idx DESC"
             " LIMIT 50 OFFSET 99950",
             ("ame-x",),
         )
     )
-    assert "qianfan_results_judge" in plan, plan
+    assert "qianfan_results_judge" in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_openai_score_order_uses_its_expression_index(tmp_path: Path) -> None:
+    """A score-sorted (and score-filtered) page walks the expression index of that
+    criterion's position; the fourth criterion has none and sorts."""
+    c = _migrated(tmp_path / "db.sqlite3")
+    _openai_runs(c, 1)
+    criteria = [{"id": f"c{i}", "name": f"C{i}", "type": "string_check"} for i in range(4)]
+    c.execute("UPDATE openai_evals SET criteria = ?", (jsonio.encode(criteria),))
+    c.commit()
+    view = OpenAIRunsView()
+    for position, indexed in ((0, True), (1, True), (2, True), (3, False)):
+        seen: list[str] = []
+        c.set_trace_callback(seen.append)
+        query = CasesQuery(scorer=f"C{position}", sort="score", order="desc", min_score=0.5)
+        assert view.cases(c, "evalrun_000", query).total == 0
+        c.set_trace_callback(None)
+        (paged,) = [s for s in seen if "ORDER BY" in s and "LIMIT" in s]
+        plan = " ".join(str(r[3]) for r in c.execute("EXPLAIN QUERY PLAN " + paged))
+        assert (f"openai_items_score{position}" in plan) == indexed, plan
+        assert ("TEMP B-TREE" not in plan) == indexed, plan
