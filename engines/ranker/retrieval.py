@@ -67,36 +67,91 @@ def _check_shapes(qs: tuple[int, ...], ds: tuple[int, ...]) -> None:
 def _topk_numpy(
     q: np.ndarray, d: np.ndarray, k: int, qb: int, db: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    n_q, n_d = q.shape[0], d.shape[0]
-    kk = min(k, n_d)
-    out_i = np.empty((n_q, kk), dtype=np.int64)
-    out_s = np.empty((n_q, kk), dtype=np.float32)
-    if kk == 0 or n_q == 0:
+    running = RunningTopK(q, k, d.shape[0], qb, db)
+    running.add(d, 0, checked=True)
+    return running.result()
+
+
+class RunningTopK:
+    """The top k of fixed queries over documents that arrive block by block (a matrix
+    read from disk), with :func:`topk_cosine`'s results: the same tiles when blocks start
+    at multiples of ``doc_block`` (so the same float32 scores, bit for bit) and the same
+    order. Holds (Q, k) indices and scores: 12 bytes a cell (2,000 x 1,000: 24 MB)."""
+
+    def __init__(
+        self,
+        queries: np.ndarray,
+        k: int,
+        n_docs: int,
+        block: int = QUERY_BLOCK,
+        doc_block: int = DOC_BLOCK,
+    ) -> None:
+        if k < 0:
+            raise ValueError(f"k must be >= 0, got {k}")
+        self.q = np.ascontiguousarray(queries, dtype=np.float32)
+        if self.q.ndim != 2:
+            raise ValueError(f"need (Q, D) queries, got {self.q.shape}")
+        if not np.isfinite(self.q).all():
+            raise ValueError("embeddings contain NaN or infinite values")
+        self.kk = min(k, n_docs)
+        self.n_docs = n_docs
+        self.doc_block = doc_block
+        n_q = self.q.shape[0]
+        self.tiles = [
+            (
+                qs,
+                np.empty((min(block, n_q - qs), 0), dtype=np.int64),
+                np.empty((min(block, n_q - qs), 0), dtype=np.float32),
+            )
+            for qs in range(0, n_q, block)
+        ]
+        self.block = block
+
+    def add(self, docs: np.ndarray, offset: int, *, checked: bool = False) -> None:
+        """Documents ``offset .. offset + len(docs)`` (rows of (n, D) float32)."""
+        d = np.ascontiguousarray(docs, dtype=np.float32)
+        _check_shapes(self.q.shape, d.shape)
+        if not checked and not np.isfinite(d).all():
+            raise ValueError("embeddings contain NaN or infinite values")
+        kk, qb = self.kk, self.block
+        if kk == 0:
+            return
+        for ds in range(0, d.shape[0], self.doc_block):
+            tile = d[ds : ds + self.doc_block]
+            at = offset + ds
+            for t, (qs, best_i, best_s) in enumerate(self.tiles):
+                scores = self.q[qs : qs + qb] @ tile.T
+                self.tiles[t] = (qs, *_merge_tile(best_i, best_s, scores, at, kk))
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        n_q = self.q.shape[0]
+        out_i = np.empty((n_q, self.kk), dtype=np.int64)
+        out_s = np.empty((n_q, self.kk), dtype=np.float32)
+        if self.kk:
+            for qs, best_i, best_s in self.tiles:
+                if best_i.shape[1] != self.kk:
+                    raise ValueError(f"saw {best_i.shape[1]} of {self.n_docs} documents")
+                out_i[qs : qs + best_i.shape[0]] = best_i
+                out_s[qs : qs + best_s.shape[0]] = best_s
         return out_i, out_s
-    for qs in range(0, n_q, qb):
-        qt = q[qs : qs + qb]
-        best_i = np.empty((qt.shape[0], 0), dtype=np.int64)
-        best_s = np.empty((qt.shape[0], 0), dtype=np.float32)
-        for ds in range(0, n_d, db):
-            scores = qt @ d[ds : ds + db].T
-            if best_s.shape[1] == kk:
-                merged = _merge_above(best_i, best_s, scores, ds)
-                if merged is not None:
-                    best_i, best_s = merged
-                    continue
-            idx = _tile_topk_numpy(scores, kk)
-            val = np.take_along_axis(scores, idx, axis=1)
-            # Running entries come sorted by (score desc, index asc) and have lower
-            # indices than this tile's (ascending) ones, so a stable sort of the
-            # concatenation orders ties by index.
-            cat_i = np.concatenate([best_i, idx + ds], axis=1)
-            cat_s = np.concatenate([best_s, val], axis=1)
-            order = np.argsort(-cat_s, axis=1, kind="stable")[:, :kk]
-            best_i = np.take_along_axis(cat_i, order, axis=1)
-            best_s = np.take_along_axis(cat_s, order, axis=1)
-        out_i[qs : qs + qb] = best_i
-        out_s[qs : qs + qb] = best_s
-    return out_i, out_s
+
+
+def _merge_tile(
+    best_i: np.ndarray, best_s: np.ndarray, scores: np.ndarray, ds: int, kk: int
+) -> tuple[np.ndarray, np.ndarray]:
+    if best_s.shape[1] == kk:
+        merged = _merge_above(best_i, best_s, scores, ds)
+        if merged is not None:
+            return merged
+    idx = _tile_topk_numpy(scores, kk)
+    val = np.take_along_axis(scores, idx, axis=1)
+    # Running entries come sorted by (score desc, index asc) and have lower
+    # indices than this tile's (ascending) ones, so a stable sort of the
+    # concatenation orders ties by index.
+    cat_i = np.concatenate([best_i, idx + ds], axis=1)
+    cat_s = np.concatenate([best_s, val], axis=1)
+    order = np.argsort(-cat_s, axis=1, kind="stable")[:, :kk]
+    return np.take_along_axis(cat_i, order, axis=1), np.take_along_axis(cat_s, order, axis=1)
 
 
 def _merge_above(

@@ -320,6 +320,7 @@ class MarqtuneBackend(Backend[MarqtuneSettings]):
             # A running evaluation's task is killed with its worker (the job ends
             # cancelled); the ranker it had loaded goes with it.
             await self.runner.cancel(row["id"])
+            await asyncio.to_thread(self.store.remove_work, row["id"])
             await self.logs.add(row["id"], "Evaluation deleted")
         return str(row["id"])
 
@@ -419,6 +420,8 @@ class MarqtuneBackend(Backend[MarqtuneSettings]):
                 params,
                 row["load_model"],
                 row["load_pretrained"],
+                str(store.work_dir(job.id)),
+                max(1, self.options.encode_chunk),
                 on_say=say,
                 progress=False,
             )
@@ -430,11 +433,13 @@ class MarqtuneBackend(Backend[MarqtuneSettings]):
             log.exception("evaluation %s failed", job.id)
             raise await self._fail(job.id, f"internal error: {type(exc).__name__}: {exc}") from None
         await store.set_metrics(job.id, result, signature)
+        await asyncio.to_thread(store.remove_work, job.id)  # its vectors: 2 GB a million docs
         # The line users parse (GCL's `logging.info(output_results["summary"])`).
         await logs.add(job.id, gcl.summary_log_line(gcl.rounded(result)["summary"]))
         await logs.add(job.id, "Evaluation finished")
         await job.progress(1, 1)
 
     async def _fail(self, resource_id: str, reason: str) -> JobFailed:
+        await asyncio.to_thread(self.store.remove_work, resource_id)
         await self.logs.add(resource_id, f"Evaluation failed: {reason}")
         return JobFailed(reason)

@@ -38,7 +38,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any, Protocol, cast
 from urllib.parse import quote
 
 import msgspec
@@ -111,6 +111,73 @@ class ParsedDataset(msgspec.Struct):
             "rowCount": len(self.doc_ids),
             "queryCount": len(distinct),
             "documentCount": len(self.documents),
+        }
+
+
+class Sink(Protocol):
+    """Where a parse puts the rows it accepts, in file order: judgement rows and documents.
+
+    :class:`MemorySink` builds a :class:`ParsedDataset` (tests, small files);
+    :class:`evaldock.server.marqtune.columnar.ColumnarSink` writes Arrow files in batches,
+    so a million-row upload never sits in memory.
+    """
+
+    def judgement(self, query: dict[str, str], doc_id: str, scores: list[float]) -> None: ...
+
+    def document(self, doc_id: str, fields: dict[str, str]) -> None: ...
+
+
+class MemorySink:
+    def __init__(self, schema: Schema) -> None:
+        self.schema = schema
+        self.queries: list[dict[str, str]] = []
+        self.doc_ids: list[str] = []
+        self.scores: dict[str, list[float]] = {c: [] for c in schema.score_columns}
+        self.documents: list[str] = []
+        self.fields: list[dict[str, str]] = []
+
+    def judgement(self, query: dict[str, str], doc_id: str, scores: list[float]) -> None:
+        self.queries.append(query)
+        self.doc_ids.append(doc_id)
+        for values, v in zip(self.scores.values(), scores, strict=True):
+            values.append(v)
+
+    def document(self, doc_id: str, fields: dict[str, str]) -> None:
+        self.documents.append(doc_id)
+        self.fields.append(fields)
+
+    def parsed(self, file_format: str) -> ParsedDataset:
+        return ParsedDataset(
+            format=file_format,
+            query_columns=list(self.schema.query_columns),
+            result_columns=list(self.schema.result_columns),
+            kinds=self.schema.kinds,
+            queries=self.queries,
+            doc_ids=self.doc_ids,
+            scores=self.scores,
+            documents=self.documents,
+            fields=self.fields,
+        )
+
+
+class _Stats:
+    """What ``stats()`` reports, counted while the rows stream by."""
+
+    def __init__(self, query_columns: Sequence[str]) -> None:
+        self.query_columns = list(query_columns)
+        self.rows = 0
+        self.distinct: set[tuple[str, ...]] = set()
+        self.documents = 0
+
+    def judgement(self, query: Mapping[str, str]) -> None:
+        self.rows += 1
+        self.distinct.add(tuple(query[c] for c in self.query_columns))
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "rowCount": self.rows,
+            "queryCount": len(self.distinct),
+            "documentCount": self.documents,
         }
 
 
@@ -199,15 +266,39 @@ def parse_file(
     Runs in a worker thread: reads ``path`` in a stream, calls ``check_cancelled`` (which
     raises to stop) every :data:`CHECK_EVERY` rows and every megabyte of archive.
     """
+    sink = MemorySink(schema)
+    file_format, stats = parse_into(path, schema, sink, limits, check_cancelled)
+    return _answer(file_format, stats, sink, schema)
+
+
+def parse_into(
+    path: Path,
+    schema: Schema,
+    sink: Sink,
+    limits: Limits = Limits(),
+    check_cancelled: Callable[[], None] = _never_cancelled,
+) -> tuple[str, dict[str, int]]:
+    """:func:`parse_file` handing the accepted rows to ``sink`` as they are read (an
+    evaluation dataset's; a training dataset's rows are only checked): (format, stats)."""
     with path.open("rb") as fh:
-        return _parse(fh, path.stat().st_size, schema, limits, check_cancelled)
+        return _parse(fh, path.stat().st_size, schema, limits, check_cancelled, sink)
+
+
+def _answer(
+    file_format: str, stats: dict[str, int], sink: MemorySink, schema: Schema
+) -> tuple[str, ParsedDataset | None, dict[str, int]]:
+    if schema.dataset_type != "evaluation":
+        return file_format, None, stats
+    return file_format, sink.parsed(file_format), stats
 
 
 def parse(
     data: bytes, schema: Schema, limits: Limits = Limits()
 ) -> tuple[str, ParsedDataset | None, dict[str, int]]:
     """:func:`parse_file` for an upload already in memory (tests, small files)."""
-    return _parse(io.BytesIO(data), len(data), schema, limits, _never_cancelled)
+    sink = MemorySink(schema)
+    file_format, stats = _parse(io.BytesIO(data), len(data), schema, limits, _never_cancelled, sink)
+    return _answer(file_format, stats, sink, schema)
 
 
 def _parse(
@@ -216,7 +307,8 @@ def _parse(
     schema: Schema,
     limits: Limits,
     check_cancelled: Callable[[], None],
-) -> tuple[str, ParsedDataset | None, dict[str, int]]:
+    sink: Sink,
+) -> tuple[str, dict[str, int]]:
     check_cancelled()
     if _is_blank(fh, size):
         raise DatasetInvalid("The uploaded file is empty")
@@ -226,8 +318,7 @@ def _parse(
                 "Training datasets must be a CSV file; the upload is a tar archive"
             )
         fh.seek(0)
-        parsed = _parse_tar(fh, size, schema, limits, check_cancelled)
-        return "tar", parsed, parsed.stats()
+        return "tar", _parse_tar(fh, size, schema, limits, check_cancelled, sink)
     fh.seek(0)
     rows = _read_csv(fh, "The file", list(schema.columns), limits, check_cancelled)
     if schema.dataset_type != "evaluation":
@@ -236,9 +327,8 @@ def _parse(
         for line, row in rows:
             _scores(row, score_columns, line, "The file")
             count += 1
-        return "csv", None, {"rowCount": count}
-    parsed = _parse_csv_rows(rows, schema)
-    return "csv", parsed, parsed.stats()
+        return "csv", {"rowCount": count}
+    return "csv", _parse_csv_rows(rows, schema, sink)
 
 
 def _is_blank(fh: IO[bytes], size: int) -> bool:
@@ -453,15 +543,13 @@ def _field_values(row: Mapping[str, Any], columns: Sequence[str], schema: Schema
     return out
 
 
-def _parse_csv_rows(rows: Iterable[tuple[int, dict[str, str]]], schema: Schema) -> ParsedDataset:
+def _parse_csv_rows(
+    rows: Iterable[tuple[int, dict[str, str]]], schema: Schema, sink: Sink
+) -> dict[str, int]:
     doc_col = schema.doc_id_column
     score_columns = schema.score_columns
-    queries: list[dict[str, str]] = []
-    doc_ids: list[str] = []
-    scores: dict[str, list[float]] = {c: [] for c in score_columns}
-    index: dict[str, int] = {}
-    documents: list[str] = []
-    fields: list[dict[str, str]] = []
+    seen: set[str] = set()  # document ids: the only per-row state kept (~80 B a row)
+    stats = _Stats(schema.query_columns)
     for line, row in rows:
         query = _field_values(row, schema.query_columns, schema)
         if not any(query.values()):
@@ -481,40 +569,23 @@ def _parse_csv_rows(rows: Iterable[tuple[int, dict[str, str]]], schema: Schema) 
                 raise DatasetInvalid(f"The file line {line}: doc_id column '{doc_col}' is empty")
         else:
             doc_id = derived_doc_id([doc[c] for c in schema.result_columns])
-        for c, v in zip(scores, _scores(row, score_columns, line, "The file"), strict=True):
-            scores[c].append(v)
-        if doc_id not in index:  # a repeated doc_id keeps its first row's values
-            index[doc_id] = len(documents)
-            documents.append(doc_id)
-            fields.append(doc)
-        queries.append(query)
-        doc_ids.append(doc_id)
-    return ParsedDataset(
-        format="csv",
-        query_columns=list(schema.query_columns),
-        result_columns=list(schema.result_columns),
-        kinds=schema.kinds,
-        queries=queries,
-        doc_ids=doc_ids,
-        scores=scores,
-        documents=documents,
-        fields=fields,
-    )
+        row_scores = _scores(row, score_columns, line, "The file")
+        if doc_id not in seen:  # a repeated doc_id keeps its first row's values
+            seen.add(doc_id)
+            sink.document(doc_id, doc)
+        sink.judgement(query, doc_id, row_scores)
+        stats.judgement(query)
+    stats.documents = len(seen)
+    return stats.as_dict()
 
 
 @dataclass
-class _Documents:
-    ids: list[str]
-    fields: list[dict[str, str]]
-    index: dict[str, int]
+class _Pending:
+    """Judgement rows whose doc_id is checked once documents.jsonl has been read (when
+    queries.csv comes first in the archive): line numbers and ids only."""
 
-
-@dataclass
-class _Judgements:
     lines: list[int]
-    queries: list[dict[str, str]]
     doc_ids: list[str]
-    scores: dict[str, list[float]]
 
 
 def _parse_tar(
@@ -523,15 +594,17 @@ def _parse_tar(
     schema: Schema,
     limits: Limits,
     check_cancelled: Callable[[], None],
-) -> ParsedDataset:
+    sink: Sink,
+) -> dict[str, int]:
     doc_col = schema.doc_id_column
     if doc_col is None:
         raise DatasetInvalid(
             "A tar dataset links queries.csv rows to documents.jsonl through a doc_id column; "
             "add one column of type doc_id to dataSchema"
         )
-    docs: _Documents | None = None
-    judged: _Judgements | None = None
+    docs: set[str] | None = None
+    judged: _Pending | None = None
+    stats = _Stats(schema.query_columns)
     found: list[str] = []
     stream = _Capped(_decompressed(fh), size, limits, check_cancelled)
     try:
@@ -554,9 +627,11 @@ def _parse_tar(
                 if handle is None:
                     continue
                 if name == DOCUMENTS_FILE:
-                    docs = _read_documents(handle, schema, doc_col, check_cancelled)
+                    docs = _read_documents(handle, schema, doc_col, check_cancelled, sink)
                 else:
-                    judged = _read_judgements(handle, schema, doc_col, limits, check_cancelled)
+                    judged = _read_judgements(
+                        handle, schema, doc_col, limits, check_cancelled, sink, docs, stats
+                    )
     except DatasetInvalid:
         raise
     except _ARCHIVE_ERRORS as exc:
@@ -568,27 +643,26 @@ def _parse_tar(
             f"missing {', '.join(missing)} (found: {_listing(sorted(found)) or 'nothing'})"
         )
     for line, doc_id in zip(judged.lines, judged.doc_ids, strict=True):
-        if doc_id not in docs.index:
-            raise DatasetInvalid(
-                f"{QUERIES_FILE} line {line}: doc_id '{doc_id}' is not in {DOCUMENTS_FILE}"
-            )
-    return ParsedDataset(
-        format="tar",
-        query_columns=list(schema.query_columns),
-        result_columns=list(schema.result_columns),
-        kinds=schema.kinds,
-        queries=judged.queries,
-        doc_ids=judged.doc_ids,
-        scores=judged.scores,
-        documents=docs.ids,
-        fields=docs.fields,
-    )
+        _check_linked(line, doc_id, docs)
+    stats.documents = len(docs)
+    return stats.as_dict()
+
+
+def _check_linked(line: int, doc_id: str, docs: set[str]) -> None:
+    if doc_id not in docs:
+        raise DatasetInvalid(
+            f"{QUERIES_FILE} line {line}: doc_id '{doc_id}' is not in {DOCUMENTS_FILE}"
+        )
 
 
 def _read_documents(
-    handle: IO[bytes], schema: Schema, doc_col: str, check_cancelled: Callable[[], None]
-) -> _Documents:
-    docs = _Documents(ids=[], fields=[], index={})
+    handle: IO[bytes],
+    schema: Schema,
+    doc_col: str,
+    check_cancelled: Callable[[], None],
+    sink: Sink,
+) -> set[str]:
+    docs: set[str] = set()
     absent = set(schema.result_columns)  # result columns no document has yet
     number = 0
     try:
@@ -609,18 +683,17 @@ def _read_documents(
             if raw_id is None or not str(raw_id).strip():
                 raise DatasetInvalid(f"{DOCUMENTS_FILE} line {number} has no '{doc_col}' (doc_id)")
             doc_id = str(raw_id).strip()
-            if doc_id in docs.index:
+            if doc_id in docs:
                 raise DatasetInvalid(f"{DOCUMENTS_FILE} line {number} repeats doc_id '{doc_id}'")
             if absent:
                 absent.difference_update([c for c in absent if obj.get(c) is not None])
-            docs.index[doc_id] = len(docs.ids)
-            docs.ids.append(doc_id)
-            docs.fields.append(_field_values(obj, schema.result_columns, schema))
+            docs.add(doc_id)
+            sink.document(doc_id, _field_values(obj, schema.result_columns, schema))
     except UnicodeDecodeError:
         raise DatasetInvalid(
             f"{DOCUMENTS_FILE} is not UTF-8 text (near line {number + 1}); save it as UTF-8"
         ) from None
-    if not docs.ids:
+    if not docs:
         raise DatasetInvalid(f"{DOCUMENTS_FILE} has no documents")
     if absent:
         missing = [c for c in schema.result_columns if c in absent]
@@ -636,19 +709,28 @@ def _read_judgements(
     doc_col: str,
     limits: Limits,
     check_cancelled: Callable[[], None],
-) -> _Judgements:
+    sink: Sink,
+    docs: set[str] | None,
+    stats: _Stats,
+) -> _Pending:
+    """Hand the rows to ``sink``; their doc_ids are checked now when the documents came
+    first, else returned to check once they are read."""
     score_columns = schema.score_columns
     required = [*schema.query_columns, doc_col, *score_columns]
-    out = _Judgements(lines=[], queries=[], doc_ids=[], scores={c: [] for c in score_columns})
+    out = _Pending(lines=[], doc_ids=[])
     for line, row in _read_csv(handle, QUERIES_FILE, required, limits, check_cancelled):
         query = _field_values(row, schema.query_columns, schema)
         if not any(query.values()):
             raise DatasetInvalid(f"{QUERIES_FILE} line {line} has no value in any query column")
-        for c, v in zip(out.scores, _scores(row, score_columns, line, QUERIES_FILE), strict=True):
-            out.scores[c].append(v)
-        out.lines.append(line)
-        out.queries.append(query)
-        out.doc_ids.append(row[doc_col].strip())
+        row_scores = _scores(row, score_columns, line, QUERIES_FILE)
+        doc_id = row[doc_col].strip()
+        if docs is None:
+            out.lines.append(line)
+            out.doc_ids.append(doc_id)
+        else:
+            _check_linked(line, doc_id, docs)
+        sink.judgement(query, doc_id, row_scores)
+        stats.judgement(query)
     return out
 
 

@@ -21,6 +21,9 @@ class MarqtuneSettings(msgspec.Struct, kw_only=True):
     # A tar archive may decompress to at most this much, and this many times its size.
     max_decompressed_bytes: int = Limits.max_decompressed_bytes
     max_compression_ratio: float = Limits.max_compression_ratio
+    # Documents an evaluation embeds per chunk: the memory one chunk holds (~8 KB a
+    # document at 512 dimensions: 16,384 ~ 130 MB) and the work a restart may redo.
+    encode_chunk: int = 16_384
     # Folders whose sub-folders a request may name as `local-dir:` weights.
     weight_dirs: list[str] = msgspec.field(default_factory=list)
     # [marqtune.models]: base-name overrides and registered fine-tuned models.

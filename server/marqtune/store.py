@@ -142,7 +142,16 @@ class Store:
         return self.dataset_dir(dataset_id) / "upload"
 
     def parsed_path(self, dataset_id: str) -> Path:
-        return self.dataset_dir(dataset_id) / "parsed.json"
+        """The parsed dataset: a folder of Arrow files (:mod:`.columnar`); versions before
+        it wrote ``parsed.json`` beside it, converted when first evaluated."""
+        return self.dataset_dir(dataset_id) / "parsed"
+
+    def work_dir(self, evaluation_id: str) -> Path:
+        """An evaluation's work in progress (its vectors and resume state)."""
+        return self.root / "work" / evaluation_id
+
+    def remove_work(self, evaluation_id: str) -> None:
+        shutil.rmtree(self.work_dir(evaluation_id), ignore_errors=True)
 
     async def create_dataset(self, tenant: str, body: Mapping[str, Any]) -> str:
         dataset_id = new_id()
@@ -253,6 +262,8 @@ class Store:
             await tx.executemany(
                 "DELETE FROM marqtune_datasets WHERE id = ?", [(i,) for i in datasets]
             )
+        for evaluation_id in evaluations:  # their jobs are forgotten: nothing resumes
+            self.remove_work(evaluation_id)
         return datasets
 
     def remove_files(self, dataset_id: str) -> None:
