@@ -231,6 +231,12 @@ def test_every_page_and_the_charts_show_what_the_api_reports(page: Any, live: Li
     assert page.locator("table.cases tbody tr ins").count() > 0  # the difference marked
     assert "<" in page.locator("table.cases tbody tr").first.inner_text()  # escaped, shown
     page.goto(page.url.split("?")[0])
+    page.fill("#cases-q", "question 11")  # 11 and 110-119: a substring, in SQL
+    page.click("#apply-cases")
+    assert page.inner_text("#cases-count").startswith("11 cases match")
+    found = [int(c.get_attribute("data-case")) for c in cases.all()]
+    assert found == [11, *range(110, 120)]
+    page.goto(page.url.split("?")[0])
     page.click("#sort-score")
     page.click("#sort-score")  # descending
     scores = [float(t) for t in page.locator('td.score[data-scorer="match"]').all_inner_texts()]
