@@ -5,10 +5,11 @@ request waits for (a SQL query, a page of a file) stays on the local request wor
 client is waiting, and a cluster round trip plus a cold worker would cost it.
 
 - A task ``fn(ctx, *args)`` is a Ray task (a streaming generator) asking for
-  ``[compute.resources.task]``; a task that builds an engine (``ctx.engine(kind, P)``
-  in its body) runs on an actor of that kind (``[compute.resources.<kind>]``,
-  ``[compute] actors`` of them), whose process builds the engine on its first task
-  and keeps it, as a local worker does.
+  ``[compute.resources.task]`` (default 1 CPU); a task that builds an engine
+  (``ctx.engine(kind, P)`` in its body) runs on an actor of that kind
+  (``[compute.resources.<kind>]``, default no CPU held, as Ray's actors;
+  ``[compute] actors`` of them), whose process builds the engine on its first task and
+  keeps it, as a local worker does.
 - The server's settings go to the object store once (``ray.put``), not with each task.
 - ``ctx.say`` / ``ctx.progress`` stream back as the task yields them; the answer (or
   the task's exception, as itself) is the last item. The API process commits, as with
@@ -325,7 +326,10 @@ class RayPool(WorkerPool):
             return value
 
     def _new_actor(self, kinds: tuple[str, ...], actors: _Actors) -> Any:
-        wanted = [self._resources(k) for k in kinds]
+        # A kind not listed holds no CPU (Ray's own default for actors): an idle actor
+        # of each surface's engine would otherwise hold a CPU each for its life, and on
+        # a 2-CPU Ray the ranker's and the embedder's left no CPU for any task.
+        wanted = [self.compute.resources.get(k) or TaskResources(num_cpus=0) for k in kinds]
         actor = self._actor_cls.options(
             num_cpus=max(r.num_cpus for r in wanted),
             num_gpus=max(r.num_gpus for r in wanted),
