@@ -66,8 +66,9 @@ class ComputeSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # ray: "auto" (the cluster this machine is a node of), "ray://<head>:10001", or empty:
     # start a Ray of this machine inside the server (tests, a trial).
     ray_address: str = ""
-    # Resources per task kind: "task" (parsing, scoring, metrics) and each engine kind
-    # ("embedder", "ranker"), whose tasks run on actors that keep the engine loaded.
+    # Resources per task kind: "task" (parsing, scoring, metrics; default 1 CPU) and
+    # each engine kind ("embedder", "ranker"), whose tasks run on actors that keep the
+    # engine loaded (default: no CPU held, as Ray's actors; a GPU: num_gpus = 1).
     resources: dict[str, TaskResources] = {}
     # Actors per engine kind (each loads the model once, runs one task at a time).
     actors: int = 1
