@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from evaldock.engines.protocols import Embedder
 from evaldock.server.compute import TaskContext, TaskLimits
 from evaldock.server.compute.backend import pool_class
 from evaldock.server.config import ConfigError
@@ -27,6 +28,8 @@ from tests.marqtune import test_api as marqtune_api
 from tests.marqtune.conftest import ready_dataset
 from tests.oxen import test_api as oxen_api
 from tests.server import compute_tasks as tasks
+from tests.spice import test_api as spice_api
+from tests.spice.helpers import rows_of as spice_rows
 
 RAY = {"compute.backend": "ray"}
 
@@ -115,6 +118,22 @@ def test_oxen_embeddings_are_the_same_on_ray(
     assert ray_table.num_rows == 3
 
 
+def _spice_run(client: Any) -> tuple[dict[str, Any], dict[tuple[str, str], float]]:
+    spice_api._put(client, "table", spice_api.TEXT_CASES)
+    run = spice_rows(client.post("/v1/evals/table", json={"model": "replay"}))[0]
+    assert run["status"] == "Completed", run
+    return run["metrics"], spice_api._per_case(client, run["id"])
+
+
+def test_spice_scorers_are_the_same_on_ray(ray_head: Any, make_client: Any, tmp_path: Path) -> None:
+    local_metrics, local_cases = _spice_run(make_client())
+    ray_data = str(tmp_path / "ray-data")
+    ray_metrics, ray_cases = _spice_run(make_client(**RAY, **{"server.data": ray_data}))
+    assert ray_metrics == local_metrics
+    assert ray_cases == local_cases
+    assert len(ray_cases) == len(spice_api.TEXT_CASES) * len(spice_api.SCORERS)
+
+
 # -- failures, cancellation, limits ---------------------------------------------------------
 
 
@@ -123,6 +142,20 @@ def say_pid_then_sleep(ctx: TaskContext, seconds: float) -> int:
     ctx.say(str(os.getpid()))
     time.sleep(seconds)
     return os.getpid()
+
+
+def engine_in_process(ctx: TaskContext) -> tuple[int, int]:
+    """(this process, the embedder's identity): an engine task, so it runs on an actor."""
+    embedder = ctx.engine("embedder", Embedder)
+    return os.getpid(), id(embedder)
+
+
+def say_pid_then_sleep_on_an_actor(ctx: TaskContext, seconds: float) -> int:
+    """The same, on an engine actor (as a batch-encoding task would run)."""
+    return say_pid_then_sleep(ctx, seconds)
+
+
+say_pid_then_sleep_on_an_actor.evaldock_engines = ("embedder",)  # type: ignore[attr-defined]
 
 
 def _alive(pid: int) -> bool:
@@ -134,7 +167,9 @@ def _alive(pid: int) -> bool:
         return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-async def _job_on_ray(tmp_path: Path, limits: TaskLimits | None = None) -> Any:
+async def _job_on_ray(
+    tmp_path: Path, limits: TaskLimits | None = None, fn: Any = say_pid_then_sleep
+) -> Any:
     """A runner with a RayPool and one job running ``say_pid_then_sleep``: (the runner,
     the task's pid once it runs on the cluster, a coroutine function closing them)."""
     settings = load_settings(
@@ -152,7 +187,7 @@ async def _job_on_ray(tmp_path: Path, limits: TaskLimits | None = None) -> Any:
         await pids.put(int(text))
 
     async def handler(job: Job) -> None:
-        await job.run_task(say_pid_then_sleep, 120.0, on_say=said)
+        await job.run_task(fn, 120.0, on_say=said)
 
     runner.register("sleep", handler)
     async with db.transaction() as tx:
@@ -186,6 +221,29 @@ def test_a_task_killed_on_ray_fails_its_job_with_the_reason(ray_head: Any, tmp_p
             assert ended.error is not None
             assert "Ray worker process running the task died" in ended.error
             assert "WorkerCrashedError" in ended.error
+        finally:
+            await close()
+
+    asyncio.run(main())
+
+
+def test_an_engine_actor_killed_fails_its_job_and_a_new_one_serves_the_next(
+    ray_head: Any, tmp_path: Path
+) -> None:
+    async def main() -> None:
+        runner, pid, close = await _job_on_ray(tmp_path, fn=say_pid_then_sleep_on_an_actor)
+        pool = runner.pool
+        assert pool is not None
+        try:
+            os.kill(pid, signal.SIGKILL)
+            ended = await runner.wait("j1", timeout=60)
+            assert ended is not None and ended.status == "failed", ended
+            assert ended.error is not None and "Ray actor running the task died" in ended.error
+            # The next engine task gets a fresh actor, which builds the engine once and
+            # keeps it for the tasks after.
+            one = await pool.run(engine_in_process)
+            two = await pool.run(engine_in_process)
+            assert one == two and one[0] != pid
         finally:
             await close()
 
