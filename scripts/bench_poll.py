@@ -12,17 +12,17 @@ that costs evaldock, and what it leaves for the work itself:
    auth, the read gate, SQLite, the receipt deadline). The headline is evaldock
    httptools / bare h11 (target >= 0.8x), beside the like-for-like ratios;
 2. evaluation throughput (create a 5-pair evaluation, poll it to completion, by a few
-   foreground workers) while 50 or 200 clients poll in the background, on evaldock's
-   default parser (``auto``: httptools): completed evaluations/s and POST latency
-   (p50/p99).
+   foreground workers) while 50 or 200 clients poll in the background, on evaldock
+   with each parser: completed evaluations/s and POST latency (p50/p99).
 
 The four servers run as subprocesses on free 127.0.0.1 ports, with the same log level,
 and are measured one after another, in a rotating order per client count; the load
 generator is one asyncio process of raw sockets (about 20 us a request, far below any
-server). Bounded: about three minutes with the defaults.
+server). Bounded: about four minutes with the defaults.
 
     .venv/bin/python scripts/bench_poll.py                # defaults
     .venv/bin/python scripts/bench_poll.py --duration 3 --work-duration 6 --clients 50,200
+    .venv/bin/python scripts/bench_poll.py --repeat 3 --work-duration 0   # a noisy machine
 
 Figures share the machine with the load generator: compare ratios, not absolutes.
 """
@@ -359,6 +359,7 @@ async def main(args: argparse.Namespace) -> None:
 
         print(
             f"GET /v1/evaluations/{{id}}: {len(body)} bytes; {args.duration:g} s per run, "
+            f"median of {args.repeat}, "
             f"log level {args.log_level}, {os.cpu_count()} CPUs (shared with the load "
             "generator)"
         )
@@ -372,18 +373,26 @@ async def main(args: argparse.Namespace) -> None:
             + " ".join(f"{name:>19}" for name in names)
             + f" {'ed-h11/bare-h11':>16} {'ed-ht/bare-h11':>15} {'ed-ht/bare-ht':>14} {'errors':>6}"
         )
-        for round_no, clients in enumerate(levels):
-            results: dict[str, tuple[float, float]] = {}
+        for level_no, clients in enumerate(levels):
+            samples: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
             errors = 0
-            # Rotate the order: a neighbour's load on the shared machine drifts over a run.
-            order = servers[round_no % len(servers) :] + servers[: round_no % len(servers)]
-            for server in order:
-                path = paths.get(server.name, bare_path)
-                rps, cpu, bad = await rate(
-                    server.port, server.proc.pid, path, clients, args.duration
+            for repeat in range(args.repeat):
+                # Rotate the order: a neighbour's load on the shared machine drifts.
+                shift = (level_no + repeat) % len(servers)
+                for server in servers[shift:] + servers[:shift]:
+                    path = paths.get(server.name, bare_path)
+                    rps, cpu, bad = await rate(
+                        server.port, server.proc.pid, path, clients, args.duration
+                    )
+                    samples[server.name].append((rps, cpu))
+                    errors += bad
+            results = {
+                name: (
+                    statistics.median(rps for rps, _ in runs),
+                    statistics.median(cpu for _, cpu in runs),
                 )
-                results[server.name] = (rps, cpu)
-                errors += bad
+                for name, runs in samples.items()
+            }
 
             print(
                 f"{clients:>7} "
@@ -397,27 +406,26 @@ async def main(args: argparse.Namespace) -> None:
             )
 
         if args.work_duration > 0:
-            ours = servers[PARSERS.index("httptools")]
-            path = paths[ours.name]
             print(
-                f"\nEvaluation throughput ({ours.name}): {args.workers} workers create 5-pair "
-                f"evaluations and poll each to completion (every 50 ms), "
-                f"{args.work_duration:g} s, with background pollers"
+                f"\nEvaluation throughput: {args.workers} workers create 5-pair evaluations "
+                f"and poll each to completion (every 50 ms), {args.work_duration:g} s, "
+                "with background pollers"
             )
             print(
-                f"{'pollers':>8} {'evals/s':>8} {'POST p50 ms':>12} {'POST p99 ms':>12} "
-                f"{'POSTs':>6} {'polls/s':>8} {'errors':>7}"
+                f"{'server':>19} {'pollers':>8} {'evals/s':>8} {'POST p50 ms':>12} "
+                f"{'POST p99 ms':>12} {'POSTs':>6} {'polls/s':>8} {'errors':>7}"
             )
             for background in (50, 200):
-                r = await work_under_load(
-                    ours.port, path, background, args.work_duration, args.workers
-                )
-                print(
-                    f"{background:>8} {r['evals_per_s']:>8.2f} {r['post_p50_ms']:>12.1f} "
-                    f"{r['post_p99_ms']:>12.1f} {r['posts']:>6.0f} {r['polls_per_s']:>8.0f} "
-                    f"{r['poll_errors']:>7.0f}",
-                    flush=True,
-                )
+                for ours in servers[: len(PARSERS)]:
+                    r = await work_under_load(
+                        ours.port, paths[ours.name], background, args.work_duration, args.workers
+                    )
+                    print(
+                        f"{ours.name:>19} {background:>8} {r['evals_per_s']:>8.2f} "
+                        f"{r['post_p50_ms']:>12.1f} {r['post_p99_ms']:>12.1f} "
+                        f"{r['posts']:>6.0f} {r['polls_per_s']:>8.0f} {r['poll_errors']:>7.0f}",
+                        flush=True,
+                    )
     finally:
         for server in servers:
             stop_process(server.proc)
@@ -431,6 +439,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", default="50,100,200", help="client counts (phase 1)")
     parser.add_argument("--duration", type=float, default=6.0, help="seconds per phase-1 run")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="phase-1 runs per server and level (medians)"
+    )
     parser.add_argument(
         "--work-duration", type=float, default=12.0, help="seconds per phase-2 run (0: skip)"
     )
