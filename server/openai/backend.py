@@ -32,6 +32,7 @@ from evaldock.engines.protocols import Judge
 
 from .. import jsonio
 from ..backend import Backend, BackendContext, TaskFailed
+from ..capability import CapabilitySigner
 from ..compute import TaskLimits
 from ..datadir import private_dir
 from ..jobs import Job, JobFailed
@@ -91,6 +92,11 @@ class OpenAIBackend(Backend[OpenAISettings]):
     def _remove_run_files(self, run_id: str) -> None:
         for path in self.runs_dir.glob(f"{run_id}.*"):
             path.unlink(missing_ok=True)
+
+    @property
+    def signer(self) -> CapabilitySigner:
+        """Signs and checks ``report_url`` (the secret is loaded before any request)."""
+        return CapabilitySigner(self.ctx.secret, self.options.report_url_seconds)
 
     @property
     def judge(self) -> Judge:

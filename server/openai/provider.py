@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 from typing import Any, ClassVar
+from urllib.parse import urlencode
 
+from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from .. import jsonio, negotiation
 from ..spec import Operation
 from ..surface import ApiRequest, Provider
+from . import report
 from .backend import OpenAIBackend
-from .errors import OpenAIErrors
+from .errors import OpenAIErrors, not_found
 from .settings import OpenAISettings
 from .store import Page, Run
 
@@ -76,6 +79,17 @@ class OpenAIProvider(Provider):
     options: OpenAISettings
     backend: OpenAIBackend
 
+    async def authorize(self, operation: Operation, request: Request) -> str | None:
+        """The signed report link (``report_url``) is its own credential: checked from
+        the URL alone, before anything else."""
+        if operation.operation_id != "shared_run_report":
+            return None
+        run_id = str(request.path_params.get("run_id", ""))
+        refused = report.refusal(self.backend.signer, run_id, request.query_params)
+        if refused is not None:
+            raise refused
+        return None
+
     def max_body_bytes(self, operation: Operation) -> int:
         if operation.operation_id == "create_file":
             return self.options.max_upload_bytes
@@ -103,7 +117,10 @@ class OpenAIProvider(Provider):
             "result_counts": counts,
             "per_testing_criteria_results": run.per_criteria if finished else None,
             "per_model_usage": run.usage if finished else None,
-            "report_url": req.url_for(f"/v1/evals/{run.eval_id}/runs/{run.id}/report"),
+            # A signed link a browser opens without the key (server/openai/report.py).
+            "report_url": report.sign(
+                self.backend.signer, req.url_for(report.PATH.format(run_id=run.id)), run.id
+            ),
             # evaldock: what computed each criterion's scores, sacreBLEU-style.
             "signature": run.signature,
         }
@@ -209,11 +226,13 @@ class OpenAIProvider(Provider):
             {"object": "eval.run.deleted", "deleted": True, "run_id": req.path["run_id"]}
         )
 
-    async def run_report(self, req: ApiRequest) -> Response:
-        eval_id, run_id = req.path["eval_id"], req.path["run_id"]
-        run = await self.backend.run(req.tenant, eval_id, run_id)
-        page = await self.backend.items(req.tenant, eval_id, run_id, None, REPORT_ITEMS, False, "")
-        found = await self.backend.eval(req.tenant, eval_id)
+    async def _report(
+        self, req: ApiRequest, tenant: str, run: Run
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+        """(the report, one row per output item, the rows' columns)."""
+        eval_id, run_id = run.eval_id, run.id
+        page = await self.backend.items(tenant, eval_id, run_id, None, REPORT_ITEMS, False, "")
+        found = await self.backend.eval(tenant, eval_id)
         names = {c["id"]: c["name"] for c in found["criteria"]}
         criteria = [
             {
@@ -234,8 +253,29 @@ class OpenAIProvider(Provider):
             "items": rows,
             "items_truncated": page.has_more,
         }
-        columns = ["datasource_item_id", "status", *names.values()]
+        return body, rows, ["datasource_item_id", "status", *names.values()]
+
+    async def run_report(self, req: ApiRequest) -> Response:
+        """The report behind the API key, as JSON, CSV or text by ``Accept``."""
+        run = await self.backend.run(req.tenant, req.path["eval_id"], req.path["run_id"])
+        body, rows, columns = await self._report(req, req.tenant, run)
         return negotiation.respond(req.accept, body, rows=rows, columns=columns)
+
+    async def shared_run_report(self, req: ApiRequest) -> Response:
+        """``report_url``: the signature was checked in :meth:`authorize`."""
+        run_id = req.path["run_id"]
+        run = await self.backend.store.run(run_id)
+        if run is None:
+            raise not_found("EvalRun", run_id, "run_id")
+        body, rows, columns = await self._report(req, run.tenant, run)
+        q = req.request.query_params
+        signed = {"expires": q.get("expires", ""), "signature": q.get("signature", "")}
+        here = req.url_for(report.PATH.format(run_id=run_id))
+        links = {
+            name: f"{here}?{urlencode({**signed, 'format': fmt})}"
+            for name, fmt in (("JSON", "json"), ("CSV", "csv"), ("Text", "text"))
+        }
+        return report.render(req.query.get("format") or "html", body, rows, columns, links)
 
     # -- output items ---------------------------------------------------------------------
     async def list_output_items(self, req: ApiRequest) -> Response:

@@ -26,3 +26,8 @@ class OpenAISettings(msgspec.Struct, kw_only=True):
     # Judge calls in flight per run (generation and model graders; the judge's own
     # [judge] concurrency caps the total): Spice's and Oxen's are 32 and 64.
     concurrency: int = 32
+    # report_url is a signed link that opens the run's report without the API key (a
+    # browser sends none), for this long (seconds) after the call that returned the run;
+    # retrieving the run again gives a fresh one. A week: long enough to share a link
+    # for a review, short enough that a leaked one stops working.
+    report_url_seconds: int = 7 * 24 * 3600

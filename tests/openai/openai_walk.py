@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 
+import httpx
 from openai import BadRequestError, NotFoundError, OpenAI
 
 url, control_key = sys.argv[1], sys.argv[2]
@@ -84,7 +85,14 @@ out["pass_ids"] = [i.datasource_item_id for i in passed]
 out["fail_ids"] = [i.datasource_item_id for i in failed]  # pages through limit=1
 one = client.evals.runs.output_items.retrieve(failed.data[0].id, eval_id=ev.id, run_id=run.id)
 out["item_sample"] = one.sample.output[0].content
-out["report"] = run.report_url.endswith(f"/evals/{ev.id}/runs/{run.id}/report")
+# report_url opens without the key, as a browser would: an HTML page of the run.
+page = httpx.get(run.report_url)
+out["report"] = (
+    f"/evaldock/runs/{run.id}/report?" in run.report_url
+    and page.status_code == 200
+    and page.headers["content-type"].startswith("text/html")
+    and run.id in page.text
+)
 out["listed_runs"] = [r.id == run.id for r in client.evals.runs.list(ev.id, status="completed")]
 
 

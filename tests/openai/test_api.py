@@ -4,7 +4,9 @@ EVALDOCK_TEST_SERVER=1): files, evals, runs, output items, the Graders API, erro
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from .helpers import (
     AUTH,
@@ -160,7 +162,7 @@ def test_a_jsonl_run_grades_every_row_and_lists_items_by_status(client: Any) -> 
         {"testing_criteria": fuzzy, "passed": 2, "failed": 1},
     ]
     assert run["per_model_usage"] == []
-    assert run["report_url"].endswith(f"{BASE}/evals/{e['id']}/runs/{run['id']}/report")
+    assert f"{BASE}/evaldock/runs/{run['id']}/report?expires=" in run["report_url"]
     url = f"{BASE}/evals/{e['id']}/runs/{run['id']}/output_items"
     passed = client.get(url, headers=AUTH, params={"status": "pass"}).json()["data"]
     failed = client.get(url, headers=AUTH, params={"status": "fail"}).json()["data"]
@@ -259,14 +261,83 @@ def test_deleting_runs_and_evals(client: Any) -> None:
 def test_the_report_as_json_csv_and_text(client: Any) -> None:
     e = make_eval(client)
     run = poll_run(client, e["id"], start_run(client, e["id"]).json()["id"])
-    url = run["report_url"].split("/openai", 1)[1]
-    report = client.get("/openai" + url, headers=AUTH).json()
+    url = f"{BASE}/evals/{e['id']}/runs/{run['id']}/report"
+    report = client.get(url, headers=AUTH).json()
     assert [c["name"] for c in report["criteria"]] == ["Exact", "Fuzzy"]
     assert report["criteria"][1]["signature"].startswith("metric:fuzzy_match|lib:rapidfuzz-")
-    csv = client.get("/openai" + url, headers={**AUTH, "Accept": "text/csv"}).text
+    csv = client.get(url, headers={**AUTH, "Accept": "text/csv"}).text
     assert csv.splitlines()[0] == "datasource_item_id,status,Exact,Fuzzy"
-    text = client.get("/openai" + url, headers={**AUTH, "Accept": "text/plain"})
+    text = client.get(url, headers={**AUTH, "Accept": "text/plain"})
     assert text.headers["content-type"].startswith("text/plain")
+
+
+def _signed(run: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """report_url as (path under the test client, its query)."""
+    parts = urlsplit(run["report_url"])
+    return parts.path, dict(parse_qsl(parts.query))
+
+
+def test_report_url_opens_without_the_key_in_every_format(client: Any) -> None:
+    e = make_eval(client)
+    run = poll_run(client, e["id"], start_run(client, e["id"]).json()["id"])
+    path, query = _signed(run)
+    assert path == f"/openai/v1/evaldock/runs/{run['id']}/report"
+    page = client.get(path, params=query)  # no Authorization header: a browser's request
+    assert page.status_code == 200, page.text
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert run["id"] in page.text and "<td>Exact</td>" in page.text
+    assert f"/_evaldock/ui/runs/openai/{run['id']}" in page.text  # the operator's dashboard
+    as_json = client.get(path, params={**query, "format": "json"}).json()
+    assert as_json["run"]["id"] == run["id"] and as_json["criteria"][0]["passed"] == 1
+    assert (
+        as_json["items"]
+        == client.get(f"{BASE}/evals/{e['id']}/runs/{run['id']}/report", headers=AUTH).json()[
+            "items"
+        ]
+    )
+    csv = client.get(path, params={**query, "format": "csv"})
+    assert csv.text.splitlines()[0] == "datasource_item_id,status,Exact,Fuzzy"
+    text = client.get(path, params={**query, "format": "text"})
+    assert text.headers["content-type"].startswith("text/plain") and "| Exact" in text.text
+    r = client.get(path, params={**query, "format": "pdf"})
+    assert r.status_code == 400 and "error" in r.json(), r.text
+
+
+def test_a_report_url_opens_its_run_only_and_expires(make_client: Any) -> None:
+    client = make_client(**{"openai.report_url_seconds": 1})
+    e = make_eval(client)
+    first = poll_run(client, e["id"], start_run(client, e["id"]).json()["id"])
+    second = poll_run(client, e["id"], start_run(client, e["id"]).json()["id"])
+    path, query = _signed(first)
+    other, _ = _signed(second)
+    for where, params in (
+        (other, query),  # another run's link
+        (path, {**query, "signature": query["signature"][:-1] + "0"}),
+        (path, {"expires": query["expires"]}),
+        (path, {**query, "expires": str(int(query["expires"]) + 3600)}),
+    ):
+        refused = client.get(where, params=params)
+        assert refused.status_code == 403, refused.text
+        err = refused.json()["error"]
+        assert err["code"] == "invalid_report_url" and "not valid" in err["message"]
+        assert "retrieve the run again" in err["message"]
+    time.sleep(2.1)  # past its expiry: one second after the run was answered
+    expired = client.get(path, params=query).json()["error"]
+    assert "has expired" in expired["message"] and "retrieve the run again" in expired["message"]
+    fresh = client.get(f"{BASE}/evals/{e['id']}/runs/{first['id']}", headers=AUTH).json()
+    again, fresh_query = _signed(fresh)
+    assert client.get(again, params=fresh_query).status_code == 200
+
+
+def test_a_report_url_of_a_deleted_run_is_a_404(client: Any) -> None:
+    e = make_eval(client)
+    run = poll_run(client, e["id"], start_run(client, e["id"]).json()["id"])
+    client.delete(f"{BASE}/evals/{e['id']}/runs/{run['id']}", headers=AUTH)
+    path, query = _signed(run)
+    r = client.get(path, params=query)
+    assert r.status_code == 404 and run["id"] in r.json()["error"]["message"]
 
 
 # -- graders API ------------------------------------------------------------------------------
