@@ -123,7 +123,7 @@ def test_cut_off_answer_gets_more_room(fake: FakeOpenAI) -> None:
     assert [r["max_tokens"] for r in fake.requests] == [100, 200]
 
 
-def test_round_robin_and_bounded_concurrency() -> None:
+def test_spread_over_servers_and_bounded_concurrency() -> None:
     with FakeOpenAI(delay=0.05) as a, FakeOpenAI(delay=0.05) as b:
 
         async def use(judge: OpenAIJudge):
@@ -147,7 +147,9 @@ def test_round_robin_and_bounded_concurrency() -> None:
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(httpx.AsyncClient, "post", counting_post)
             with_judge((a, b), use, concurrency=4)
-        assert a.count == b.count == 12
+        # Least outstanding requests, not round-robin: the split follows how fast each
+        # answers at that moment (tests/engines/test_judge_fleet.py checks it); both serve.
+        assert a.count + b.count == 24 and a.count and b.count
         assert peak == 4  # 24 requests of 50 ms: the bound is reached, never passed
         assert a.max_in_flight <= 4 and b.max_in_flight <= 4
 
