@@ -95,7 +95,7 @@ def test_a_server_answering_5xx_is_taken_out() -> None:
 
 
 def test_the_slow_server_gets_fewer_requests() -> None:
-    with FakeOpenAI() as fast, FakeOpenAI(delay=0.5) as slow:
+    with FakeOpenAI() as fast, FakeOpenAI(delay=1.0) as slow:
 
         async def use(t: ChatTransport) -> None:
             await asyncio.gather(*(t.chat(BODY) for _ in range(60)))
