@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evaldock.engines.ir_metrics import compute_dicts, evaluate_dicts
+from evaldock.engines.ir_metrics import compute_dicts, evaluate_arrays, evaluate_dicts
 
 from .test_ir_metrics import (
     QrelsDict,
@@ -41,6 +42,9 @@ def runs(draw: Any) -> tuple[QrelsDict, RunDict]:
     values = draw(
         st.one_of(
             st.just([0.0, 0.5, 1.0, 1.5]),  # ties in most rows
+            # Apart as doubles, tied as C floats: trec_eval ranks float32 scores, BEIR's
+            # and GCL's Python sorts the doubles.
+            st.just([0.1, 0.1 + 1e-12, 0.1 + 2e-12, 2e-311, 0.0]),
             st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=40),
         )
     )
@@ -92,3 +96,17 @@ def test_depth_cuts_in_stable_order(data: tuple[QrelsDict, RunDict], depth: int)
     ref = pytrec(qrels, pop_identical(cut), KS)
     got = compute_dicts(qrels, run, KS, depth=depth)
     assert_per_query(got.trec_per_query(), ref)
+
+
+def test_trec_ranks_float32_scores_like_trec_eval() -> None:
+    # 0.1 + 1e-12 and 0.1 are one C float: trec_eval ties them, "b" > "a" ranks first.
+    qrels = {"q": {"a": 1}}
+    run = {"q": {"a": 0.1 + 1e-12, "b": 0.1}}
+    assert pytrec(qrels, run, [1])["q"]["P_1"] == 0.0
+    assert compute_dicts(qrels, run, [1]).trec_per_query()["q"]["P_1"] == 0.0
+    assert evaluate_dicts(qrels, run, [1])["mrr"]["MRR@1"] == 1.0  # BEIR: the doubles
+    got = evaluate_arrays(
+        np.array([[0, 1]]), np.array([[0.1 + 1e-12, 0.1]]), [{0: 1}], [1], tie_rank=np.arange(2)
+    )
+    assert got.trec_per_query()["0"]["P_1"] == 0.0
+    assert got.means()["mrr"]["MRR@1"] == 1.0
