@@ -301,6 +301,9 @@ def test_a_tasks_own_exception_and_messages_come_back_from_ray(ray_head: Any) ->
             with pytest.raises(tasks.Refused) as raised:
                 await pool.run(tasks.refuse)
             assert (raised.value.name, raised.value.limit) == ("cell", 16)
+            # retire: the Ray worker that ran it exits with it (no later task shares it).
+            retired = await pool.run(tasks.pid, retire=True)
+            assert await _until_dead(retired)
         finally:
             await pool.close()
 

@@ -48,7 +48,7 @@ from typing import Any
 from ..config import ComputeSettings, ConfigError, Settings, TaskResources
 from . import worker as worker_module
 from .limits import LimitExceeded, TaskFailed, TaskLimits, WorkerCrashed
-from .pool import Progress, Say, WorkerPool
+from .pool import _RETIRE_ATTR, Progress, Say, WorkerPool
 
 log = logging.getLogger("evaldock.compute.ray")
 
@@ -217,6 +217,8 @@ class RayPool(WorkerPool):
         self._started_ray = False
         self._settings_ref: Any = None
         self._task_fn: Any = None
+        self._task_once: Any = None
+        self._task_options: dict[str, Any] = {}
         self._actor_cls: Any = None
         self._actors: dict[tuple[str, ...], _Actors] = {}
 
@@ -249,9 +251,15 @@ class RayPool(WorkerPool):
             self._started_ray = True
         self._settings_ref = ray.put(self.settings)
         task = self._resources("task")
-        self._task_fn = ray.remote(serve).options(
-            num_returns="streaming", max_retries=0, num_cpus=task.num_cpus, num_gpus=task.num_gpus
-        )
+        self._task_fn = ray.remote(serve)
+        # A retiring task's worker exits after it (max_calls is not an .options() one).
+        self._task_once = ray.remote(max_calls=1)(serve)
+        self._task_options = {
+            "num_returns": "streaming",
+            "max_retries": 0,
+            "num_cpus": task.num_cpus,
+            "num_gpus": task.num_gpus,
+        }
         self._actor_cls = ray.remote(EngineActor)
         log.info("job tasks run on Ray (%s)", address or "a Ray started by this server")
 
@@ -293,22 +301,32 @@ class RayPool(WorkerPool):
         lane: str = "job",
         on_say: Say | None = None,
         on_progress: Progress | None = None,
+        retire: bool | None = None,
     ) -> Any:
         """``fn(ctx, *args)`` on the cluster (job lane and engine checks) or in a local
-        worker (request lane); its value, or its exception re-raised here."""
+        worker (request lane); its value, or its exception re-raised here. ``retire``
+        (or ``fn`` marked by ``retire_worker``): the process that ran it ends with it
+        (a Ray task's worker exits, ``max_calls=1``; an actor is killed)."""
         kinds = engine_kinds(fn, args)
         if lane == "request" and fn is not worker_module.check_engine:
             return await super().run(
-                fn, *args, limits=limits, lane=lane, on_say=on_say, on_progress=on_progress
+                fn,
+                *args,
+                limits=limits,
+                lane=lane,
+                on_say=on_say,
+                on_progress=on_progress,
+                retire=retire,
             )
         if self._closed:
             raise TaskFailed("the server is stopping")
+        if retire is None:
+            retire = bool(getattr(fn, _RETIRE_ATTR, False))
         await self._ready()
         bounds = limits or self.limits_for(lane)
         if not kinds:
-            gen = self._task_fn.remote(
-                self._settings_ref, fn, args, bounds.cpu_seconds, bounds.memory_mb
-            )
+            remote = (self._task_once if retire else self._task_fn).options(**self._task_options)
+            gen = remote.remote(self._settings_ref, fn, args, bounds.cpu_seconds, bounds.memory_mb)
             return await self._follow(gen, None, fn, bounds, on_say, on_progress)
         actors = self._actors.setdefault(kinds, _Actors(self.compute.actors))
         async with actors.free:
@@ -318,11 +336,11 @@ class RayPool(WorkerPool):
                     fn, args, bounds.cpu_seconds, bounds.memory_mb
                 )
                 value = await self._follow(gen, actor, fn, bounds, on_say, on_progress)
-            except BaseException:
-                if actor in actors.all:  # still alive (a task's own exception)
+            finally:
+                if retire:
+                    self._kill(None, actor)
+                elif actor in actors.all:  # still alive (an answer, the task's own error)
                     actors.idle.append(actor)
-                raise
-            actors.idle.append(actor)
             return value
 
     def _new_actor(self, kinds: tuple[str, ...], actors: _Actors) -> Any:
