@@ -28,8 +28,8 @@ time bounds file descriptors and memory and leaves established clients alone; ke
 
 Both of uvicorn's HTTP/1.1 parsers carry it (``[server] http``): httptools (C, what
 "auto" picks; :mod:`evaldock.server.http_httptools`) and h11 (pure Python, the fallback
-where httptools is not installed: a poll costs ~450 us of server CPU on it against ~250
-on httptools, ``scripts/bench_poll.py``). uvicorn's own protocol classes are never used:
+where httptools is not installed: a poll costs 380-470 us of server CPU on it against
+250-300 on httptools, ``scripts/bench_poll.py``). uvicorn's own protocol classes are never used:
 they would drop the deadline.
 """
 
@@ -357,7 +357,7 @@ HTTP_IMPLEMENTATIONS = ("auto", "httptools", "h11")
 
 def protocol_class(http: str) -> type[asyncio.Protocol]:
     """The receipt-deadline protocol for ``[server] http``: "httptools" (uvicorn's C
-    parser), "h11" (pure Python, about 100 us more CPU a request), or "auto" (httptools
+    parser), "h11" (pure Python, ~150 us more server CPU a poll), or "auto" (httptools
     where it is installed, as uvicorn itself picks)."""
     if http not in HTTP_IMPLEMENTATIONS:
         raise ValueError(
