@@ -188,6 +188,7 @@ class Fleet:
         server.seconds += seconds
         if ok:
             server.ejections = 0
+            server.up = True  # an answer (to a request sent while all were out) is health
         if failed:
             server.failures += 1
             self._eject(server)

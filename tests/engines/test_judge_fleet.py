@@ -192,3 +192,16 @@ def test_public_url_and_settings() -> None:
         Fleet(["http://x/v1"], check=check, per_url_concurrency=-1)
     with pytest.raises(EngineUnavailable, match="eject_max_seconds"):
         Fleet(["http://x/v1"], check=check, eject_seconds=5, eject_max_seconds=1)
+
+
+def test_with_every_server_out_requests_still_go_and_an_answer_brings_it_back() -> None:
+    with FakeOpenAI() as only:
+        only.script.append("500")
+
+        async def use(t: ChatTransport) -> None:
+            answer = await t.chat(BODY)  # 500, taken out; the retry goes to it all the same
+            server = t.fleet.servers[0]
+            assert answer["choices"] and server.up and server.failures == 1
+
+        with_transport([only.url], use, eject_seconds=30, eject_max_seconds=60)
+        assert only.count == 2
