@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from evaldock.server.dashboard import compare
 from evaldock.server.dashboard.charts import compare_bars
 from evaldock.server.dashboard.compare import (
     Side,
@@ -86,7 +87,11 @@ class Counting:
         return got
 
 
-def test_changed_cases_regressions_first_then_improvements_by_index(db: sqlite3.Connection) -> None:
+@pytest.mark.parametrize("every", [2000, 2, 3])  # marks: none, then many
+def test_changed_cases_regressions_first_then_improvements_by_index(
+    db: sqlite3.Connection, every: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(compare, "MARK_EVERY", every)
     base = [1, 1, 0, 0, 1, 0.5, None, 1, 0, 1]
     new = [1, 0, 1, 0, 0, 0.5, 1, 0.25, 1, 1]
     results(db, "a", base)
@@ -112,7 +117,8 @@ def test_changed_cases_regressions_first_then_improvements_by_index(db: sqlite3.
         for offset in range(0, 8, limit):
             paged += [(d.idx, d.kind) for d in compare_cases(db, s, offset, limit, 3).rows]
         assert paged == everything
-    # Given the counts of an earlier call: one pass, the same pages.
+    assert len(got.tally.marks) == (0 if every == 2000 else (10 - 1) // every)
+    # Given the counts (and marks) of an earlier call: one pass, the same pages.
     for offset in range(0, 6):
         again = compare_cases(db, s, offset, 1, 3, known=got.tally).rows
         assert [(d.idx, d.kind) for d in again] == everything[offset : offset + 1]
