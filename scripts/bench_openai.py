@@ -13,7 +13,13 @@ misses all occur):
    same pairs: the ratio is evaldock's overhead over the bare libraries;
 3. **per metric**: each library metric (fuzzy_match, bleu, gleu, meteor, rouge_1..5,
    rouge_l) through the grader against its bare library call; every score must be equal
-   (the script exits on a mismatch) and the ratio is printed.
+   (the script exits on a mismatch) and the ratio is printed;
+4. **model graders** (``--model-rows``, default 2,000): a ``jsonl`` run with a
+   ``score_model`` and a ``label_model`` criterion, answered by the mock judge's
+   structured call (``{steps, result}``, ``{label}``): rows/s of the judge path;
+5. **python graders** (``--python-calls``, default 20): ``graders.run`` of a python
+   grader, one call after another; each retires its worker and a fresh one (its task
+   module imported ahead) takes its place: the mean latency per call.
 
 Times are CPU seconds of this process for 2 and 3 (single-threaded on both sides; wall
 time swings with the neighbours' load); wall seconds for 1 (it spans processes).
@@ -169,6 +175,92 @@ def bench_run(rows: list[dict[str, Any]]) -> None:
     )
 
 
+def _app(tmp: str, **extra: Any) -> Any:
+    from starlette.testclient import TestClient
+
+    from evaldock.server.app import create_app
+    from evaldock.server.load import load_settings
+
+    overrides = {"server.data": f"{tmp}/data", "server.mode": "mock", **extra}
+    return TestClient(create_app(load_settings(None, overrides, environ={})))
+
+
+MODEL_CRITERIA = [
+    {
+        "type": "score_model",
+        "name": "Judge",
+        "model": "gpt-4o-mini",
+        "input": [
+            {"role": "user", "content": "Reference: {{item.answer}} Answer: {{sample.output_text}}"}
+        ],
+        "range": [0, 1],
+        "pass_threshold": 0.5,
+    },
+    {
+        "type": "label_model",
+        "name": "Label",
+        "model": "gpt-4o-mini",
+        "input": [{"role": "user", "content": "Is {{sample.output_text}} right?"}],
+        "labels": ["right", "wrong"],
+        "passing_labels": ["right"],
+    },
+]
+
+
+def bench_model_graders(rows: list[dict[str, Any]]) -> None:
+    auth = {"Authorization": "Bearer test"}
+    with tempfile.TemporaryDirectory(prefix="bench-openai-") as tmp, _app(tmp) as client:
+        schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
+        ev = client.post(
+            "/openai/v1/evals",
+            headers=auth,
+            json={
+                "data_source_config": {"type": "custom", "item_schema": schema},
+                "testing_criteria": MODEL_CRITERIA,
+            },
+        ).json()
+        started = time.perf_counter()
+        source = {"type": "file_content", "content": rows}
+        run = client.post(
+            f"/openai/v1/evals/{ev['id']}/runs",
+            headers=auth,
+            json={"data_source": {"type": "jsonl", "source": source}},
+        ).json()
+        while run["status"] in ("queued", "in_progress"):
+            time.sleep(0.05)
+            run = client.get(f"/openai/v1/evals/{ev['id']}/runs/{run['id']}", headers=auth).json()
+        wall = time.perf_counter() - started
+    assert run["status"] == "completed", run
+    calls = sum(u["invocation_count"] for u in run["per_model_usage"])
+    print(
+        f"model graders (mock judge, structured answers): {len(rows)} rows x 2 criteria "
+        f"({calls} judge calls) in {wall:.2f} s wall = {len(rows) / wall:,.0f} rows/s"
+    )
+
+
+PY_GRADER = "def grade(sample, item):\n    return float(sample['output_text'] == 'a')\n"
+
+
+def bench_python_calls(calls: int) -> None:
+    auth = {"Authorization": "Bearer test"}
+    grader = {"type": "python", "name": "py", "source": PY_GRADER}
+    body = {"grader": grader, "model_sample": "a", "item": {}}
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-openai-") as tmp,
+        _app(tmp, **{"openai.python_graders": True}) as client,
+    ):
+        url = "/openai/v1/fine_tuning/alpha/graders/run"
+        assert client.post(url, headers=auth, json=body).json()["reward"] == 1.0  # warm
+        started = time.perf_counter()
+        for _ in range(calls):
+            assert client.post(url, headers=auth, json=body).json()["reward"] == 1.0
+        wall = time.perf_counter() - started
+    print(
+        f"python graders.run, a fresh worker per call: {calls} calls in {wall:.2f} s wall = "
+        f"{1000 * wall / calls:.0f} ms per call"
+    )
+
+
 def bench_grade_rows(rows: list[dict[str, Any]]) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-openai-") as tmp:
         path = Path(tmp) / "rows.jsonl"
@@ -235,6 +327,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=20261130)
     parser.add_argument("--skip-run", action="store_true", help="no HTTP run")
+    parser.add_argument("--model-rows", type=int, default=2000, help="0: skip")
+    parser.add_argument("--python-calls", type=int, default=20, help="0: skip")
     args = parser.parse_args()
     rows = rows_of(args.rows, args.seed)
     # Warm the libraries (imports, rouge tokenizer, nltk) before any clock starts.
@@ -246,6 +340,10 @@ def main() -> None:
     bench_grade_rows(rows)
     print(f"per metric, {len(rows)} pairs through the grader vs the bare library call:")
     bench_metrics(rows)
+    if args.model_rows:
+        bench_model_graders(rows_of(args.model_rows, args.seed + 1))
+    if args.python_calls:
+        bench_python_calls(args.python_calls)
 
 
 if __name__ == "__main__":
