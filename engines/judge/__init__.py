@@ -1,5 +1,5 @@
 """Judge engines: everything the surfaces ask of a language model (relevance judgements,
-free-text generation, graded scores, JSON scores), served by an OpenAI-compatible server,
+free-text generation, graded scores, JSON scores, JSON objects under a caller's schema), served by an OpenAI-compatible server,
 the embedded similarity model, or a deterministic mock. The interface is
 :class:`evaldock.engines.protocols.Judge`; the values it returns are in ``base.py``.
 

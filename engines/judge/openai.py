@@ -6,7 +6,9 @@ bounded number of times, then raised as ``EngineError``. How the schema travels 
 ``[judge] structured`` (:data:`STRUCTURED`); servers that do not know a field ignore it
 and answer unconstrained, so :meth:`OpenAIJudge.check` asks every server one tiny
 constrained question at start-up and refuses to start, naming the setting to use, when
-the constraint did not hold. Every validated answer is cached under a hash of the whole request, so
+the constraint did not hold. :meth:`OpenAIJudge.structured` sends a caller's own schema
+the same way and validates the answer against it (``jsonschema``). Every validated answer
+(with its ``finish_reason``) is cached under a hash of the whole request, so
 a re-run costs no model call. HTTP (round-robin over a fleet, bounded concurrency,
 retries) is :mod:`.transport`'s; vendor model names are routed by :mod:`.routing`, which
 gets its backends from :func:`make_backend`.
