@@ -27,6 +27,7 @@ from evaldock.server.load import load_settings
 from tests.marqtune import test_api as marqtune_api
 from tests.marqtune.conftest import ready_dataset
 from tests.oxen import test_api as oxen_api
+from tests.qianfan import helpers as qianfan
 from tests.server import compute_tasks as tasks
 from tests.spice import test_api as spice_api
 from tests.spice.helpers import rows_of as spice_rows
@@ -132,6 +133,39 @@ def test_spice_scorers_are_the_same_on_ray(ray_head: Any, make_client: Any, tmp_
     assert ray_metrics == local_metrics
     assert ray_cases == local_cases
     assert len(ray_cases) == len(spice_api.TEXT_CASES) * len(spice_api.SCORERS)
+
+
+QIANFAN_CASES = [
+    {"prompt": "中国的首都是哪里", "reference": "北京", "prediction": "中国的首都是北京。"},
+    {"prompt": "What is 2+2?", "reference": "4", "prediction": "The answer is 4"},
+    {"prompt": "Name a colour", "reference": "red", "prediction": "blue"},
+]
+
+
+def _qianfan_run(client: Any) -> tuple[list[Any], list[Any]]:
+    dataset_id = qianfan.add_dataset(client, QIANFAN_CASES)
+    created = qianfan.create_eval(client, dataset_id, versions=2)
+    detail = qianfan.wait_state(client, created["evalIdStr"])
+    assert detail["state"] == "Done", detail
+    report = qianfan.ok(client, f"{qianfan.EVAL}/report", {"id": created["evalId"]})
+    page = qianfan.ok(
+        client, f"{qianfan.EVAL}/result/list", {"id": created["evalId"], "pageSize": 100}
+    )
+    cases = [(i["prompt"], i["reference"], i["prediction"], i["metrics"]) for i in page["items"]]
+    # The metrics without their id (each run's own).
+    metrics = [{k: v for k, v in e["effectMetric"].items() if k != "id"} for e in report]
+    return metrics, cases
+
+
+def test_qianfan_evaluation_is_the_same_on_ray(
+    ray_head: Any, make_client: Any, tmp_path: Path
+) -> None:
+    mock = {"qianfan.default_model": "mock"}
+    local_metrics, local_cases = _qianfan_run(make_client(**mock))
+    ray_data = str(tmp_path / "ray-data")
+    ray_metrics, ray_cases = _qianfan_run(make_client(**mock, **RAY, **{"server.data": ray_data}))
+    assert ray_metrics == local_metrics
+    assert ray_cases == local_cases and len(ray_cases) == 2 * len(QIANFAN_CASES)
 
 
 # -- failures, cancellation, limits ---------------------------------------------------------
