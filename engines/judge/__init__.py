@@ -1,6 +1,7 @@
 """Judge engines: everything the surfaces ask of a language model (relevance judgements,
-free-text generation, graded scores, JSON scores, JSON objects under a caller's schema), served by an OpenAI-compatible server,
-the embedded similarity model, or a deterministic mock. The interface is
+free-text generation, graded scores, JSON scores, JSON objects under a caller's schema),
+served by an OpenAI-compatible server, the embedded similarity model, or a deterministic
+mock. The interface is
 :class:`evaldock.engines.protocols.Judge`; the values it returns are in ``base.py``.
 
 Importing this package imports no engine (and so no model library).
