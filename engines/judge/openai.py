@@ -40,6 +40,7 @@ from .base import (
     dimension_names,
 )
 from .cache import JudgeCache, cache_key
+from .config import fleet_options
 from .mock import MockJudge
 from .routing import ModelRoutes
 from .transport import ChatTransport
@@ -170,6 +171,7 @@ class OpenAIJudge:
             max_backoff=float(options.get("max_backoff", 8.0)),
             concurrency=int(options.get("concurrency", 256)),
             pool_size=int(options.get("pool_size", 8)),
+            **fleet_options(options),
         )
         self._own_cache = cache is None
         self.cache = cache if cache is not None else JudgeCache(options.get("cache_path"))

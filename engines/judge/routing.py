@@ -39,6 +39,9 @@ INHERITED = (
     "probe",
     "explanation_max_chars",
     "concurrency",
+    "per_url_concurrency",
+    "eject_seconds",
+    "eject_max_seconds",
 )
 
 
