@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[models,test]'
+.venv/bin/python -m pip install -q -e '.[models,test,ray]'
 
 # The official vendor clients live in their own environment (their pins differ).
 python3 -m venv .venv-clients
