@@ -140,7 +140,12 @@ def run(rows: int, tmp: Path) -> dict[str, Any]:
     csv_path = tmp / f"rows-{rows}.csv"
     write_csv(csv_path, rows)
     data = tmp / f"data-{rows}"
-    with ServerProcess(data, mode="mock", extra_args=["--surfaces", "marqtune"]) as s:
+    # 10,000,000 rows are an ~800 MB CSV, over the default 512 MiB upload bound.
+    config = tmp / f"config-{rows}.toml"
+    config.write_text(f"[marqtune]\nmax_upload_bytes = {64 * 2**30}\n")
+    with ServerProcess(
+        data, mode="mock", config=config, extra_args=["--surfaces", "marqtune"]
+    ) as s:
         assert s.proc is not None
         sampler = Sampler(s.proc.pid, data)
         sampler.start()

@@ -31,6 +31,11 @@ _IMAGE_NOISE = frozenset(
     ("jpg", "jpeg", "png", "gif", "webp", "bmp", "tif", "tiff", "http", "https", "www", "com")
 )
 _STRING_WEIGHT = 0.5  # the whole-string vector, relative to one token's
+# Token vectors memoised (2 KiB each at 512 dimensions: 64 MiB). A dataset's vocabulary
+# is mostly a few thousand shared words plus one-off tokens (ids, file numbers) that would
+# fill any bound: the old 200,000 held 400 MB by 100,000 rows. Whole-string vectors are
+# never memoised (combine_fields embeds each distinct value once per call already).
+_CACHED_TOKENS = 32_768
 
 
 class MockRanker(FieldRanker):
@@ -62,18 +67,18 @@ class MockRanker(FieldRanker):
             embed="hashed-tokens-v1",
         ).format()
 
-    def _vector(self, token: str) -> np.ndarray:
-        vec = self._vectors.get(token)
+    def _vector(self, token: str, cache: bool = True) -> np.ndarray:
+        vec = self._vectors.get(token) if cache else None
         if vec is None:
             digest = hashlib.blake2b(self._salt + token.encode(), digest_size=8).digest()
             rng = np.random.default_rng(int.from_bytes(digest, "little"))
             vec = rng.standard_normal(self.dim, dtype=np.float32)
-            if len(self._vectors) < 200_000:  # bounded: datasets can have huge vocabularies
+            if cache and len(self._vectors) < _CACHED_TOKENS:
                 self._vectors[token] = vec
         return vec
 
     def _embed(self, tokens: list[str], whole: str) -> np.ndarray:
-        out = _STRING_WEIGHT * self._vector("\x01" + whole)
+        out = _STRING_WEIGHT * self._vector("\x01" + whole, cache=False)
         for token in tokens:
             out = out + self._vector(token)
         return out

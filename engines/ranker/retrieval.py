@@ -158,15 +158,18 @@ def _merge_above(
     best_i: np.ndarray, best_s: np.ndarray, scores: np.ndarray, offset: int
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Merge a tile into a full running top k, looking only at scores above each row's
-    current k-th (equal ones lose the tie: their indices are higher). After the first
-    tiles few scores qualify, so this skips partitioning the tile. None when too many
-    qualify (adversarial orderings) and partitioning is cheaper."""
+    current k-th (equal ones lose the tie: their indices are higher). When none qualify
+    (most tiles, once the running k-th is high) this skips partitioning the tile. None
+    when partitioning is cheaper (large k, or many qualify)."""
     rows, kk = best_s.shape
     m = scores.shape[1]
     pos = np.flatnonzero(scores > best_s[:, -1:])
     if pos.size == 0:
         return best_i, best_s
-    if pos.size > 4 * rows * kk:
+    # Sorting the running entries and the candidates (lexsort) beats partitioning the tile
+    # only while they are few next to it: at top 1,000 of 8,192-document tiles, 1,024
+    # queries, a merge took 0.63 s with 9% of the tile qualifying, the partition 0.20 s.
+    if pos.size + rows * kk > rows * m // 8:
         return None
     r, c = np.divmod(pos, m)
     all_r = np.concatenate([np.repeat(np.arange(rows), kk), r])
