@@ -69,7 +69,9 @@ def histogram(scorer: str, bins: Sequence[tuple[str, int]]) -> Markup:
     height = plot_h + pad + 20
     title = f"Scores of {scorer}, cases per bin"
     parts = [
-        f'<svg class="chart histogram" viewBox="0 0 {width} {height}" role="img"'
+        # Its own width: a 2-bin histogram drawn at 460 px would be mostly bar.
+        f'<svg class="chart histogram" width="{width}" viewBox="0 0 {width} {height}"'
+        ' role="img"'
         f' aria-label="{escape(title)}" data-chart="histogram" data-scorer="{escape(scorer)}">',
         f"<title>{escape(title)}</title>",
     ]

@@ -131,9 +131,13 @@ def test_an_oxen_evaluation_shows_its_rows(page: Any, live: Live) -> None:
         {"rows processed": api["progress"]["processed"], "tokens used": api["tokens_used"]},
     )
     assert "ox/data @ main: data.parquet" in page.inner_text(".facts")
-    assert "keep no per-case score" in page.inner_text("#cases-h + p")
+    assert "keep no per-case score" in page.inner_text("#cases-note")
+    # The note sits above the rows: the evaluated rows are in the table too.
+    shown = page.locator("table.cases tbody tr[data-case]")
+    expected = [r["pred"] for r in live.seeded.oxen_results][: shown.count()]
+    assert shown.count() > 0
+    assert [t.strip() for t in shown.locator("td:nth-child(4)").all_inner_texts()] == expected
     shot(page, "run-oxen")
-    # The page says why there is no case table; the rows are in its downloads.
     base = f"{live.url}/_evaldock/ui/runs/oxen/{api['id']}/cases.json"
     cases = page.request.get(base).json()
     assert cases["total"] == len(live.seeded.oxen_results)
