@@ -635,6 +635,10 @@ class QianfanBackend(Backend[QianfanSettings]):
         """Score every inferred, not yet judged case (resumable: NULL judge_score)."""
         judge = self.judge
         rows = await self.store.unjudged(job.id)
+        if not rows:
+            # Resumed after manual scoring: every case is judged already (was left at 4/8).
+            await job.progress(total, total)
+            return
         gate = asyncio.Semaphore(self.options.concurrency)
 
         async def one(row: Row) -> tuple[Any, ...]:

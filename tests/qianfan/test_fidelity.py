@@ -114,6 +114,9 @@ def test_a_task_with_manual_mode_cannot_be_stopped(client: Any) -> None:
     assert wait_state(client, created["evalId"])["state"] == "Done"
 
 
+DIMS = [{"dimension": "满意度"}]
+
+
 # -- eval/detail ---------------------------------------------------------------------------
 def test_detail_holds_the_mock_servers_fields(client: Any) -> None:
     dataset_id = add_dataset(client, CASES)
@@ -156,6 +159,21 @@ def test_detail_holds_the_mock_servers_fields(client: Any) -> None:
     ]
     assert conf["evaluationDimension"][1]["description"] == "d"
     assert conf["evaluationDimension"][0]["description"] == ""
+
+
+def test_a_judged_manual_task_ends_with_all_its_work_counted(client: Any) -> None:
+    """The job runs again from the top after the final manual call; its progress once
+    stayed at the inference half (4/8) although every case was judged."""
+    dataset_id = add_dataset(client, CASES)
+    created = create_eval(
+        client, dataset_id, evalMode="model,manual", prompt=PROMPT, evaluationDimension=DIMS
+    )
+    wait_state(client, created["evalId"], done=("DoingWithManualBegin",))
+    assert ok(client, MANUAL, {"id": created["evalId"], "finish": True})["finished"] is True
+    detail = wait_state(client, created["evalId"])
+    assert detail["state"] == "Done"
+    progress = detail["progress"]
+    assert progress["total"] == 2 * len(CASES) and progress["processed"] == progress["total"]
 
 
 def test_detail_of_a_rule_task_names_no_referee(client: Any) -> None:
