@@ -135,6 +135,12 @@ class Faults:
         self._faults = [f for f in self._faults if surface is not None and f.surface != surface]
         return before - len(self._faults)
 
+    def remove(self, fault_id: str) -> bool:
+        """Take one fault out of the list; False when no active fault has that id."""
+        before = len(self._faults)
+        self._faults = [f for f in self._faults if f.id != fault_id]
+        return len(self._faults) < before
+
     def take(self, call: Call) -> Fault | None:
         """The first active fault matching ``call``, its count spent."""
         if not self._faults:

@@ -151,6 +151,17 @@ class ControlProvider(Provider):
     async def clear_faults(self, req: ApiRequest) -> Response:
         return JSONResponse({"cleared": self.plane.faults.clear()})
 
+    async def delete_fault(self, req: ApiRequest) -> Response:
+        fault_id = str(req.path["fault_id"])
+        if not self.plane.faults.remove(fault_id):
+            raise ApiError(
+                404,
+                f"no active fault {fault_id!r} (spent or expired?);"
+                " GET /_evaldock/faults lists them",
+                code=ErrorCode.NOT_FOUND,
+            )
+        return JSONResponse({"cleared": 1})
+
     # -- jobs ---------------------------------------------------------------------------
     def _job_json(self, view: JobView) -> dict[str, Any]:
         surface, statuses = self.plane.kinds.get(view.kind, ("", None))

@@ -111,18 +111,8 @@ def fault_spec(form: dict[str, str], surfaces: set[str]) -> dict[str, Any]:
 
 
 def remove_fault(faults: Faults, fault_id: str) -> bool:
-    """Take one fault out of the list. The control plane has no call for one fault (only
-    ``DELETE /_evaldock/faults``, all of them): a fault spent to zero is what the list
-    already drops on its next look, so this spends it."""
-    remove = getattr(faults, "remove", None)
-    if callable(remove):
-        return bool(remove(fault_id))
-    for fault in faults.active():
-        if fault.id == fault_id:
-            fault.remaining = 0
-            faults._spent = True  # the next active()/take() prunes it
-            return True
-    return False
+    """Take one fault out of the list (as ``DELETE /_evaldock/faults/{id}`` does)."""
+    return faults.remove(fault_id)
 
 
 class ControlPages:

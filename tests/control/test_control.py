@@ -148,6 +148,14 @@ def test_fault_renders_in_the_vendor_envelope_and_is_bounded(client) -> None:
     client.post("/_evaldock/faults", json={"surface": "*", "status": 500, "count": 5}, headers=CTRL)
     assert client.get("/_evaldock/faults", headers=CTRL).status_code == 200
     assert client.delete("/_evaldock/faults", headers=CTRL).json() == {"cleared": 1}
+    # One fault at a time, by its id; a gone one is a 404 that says where to look.
+    one = client.post(
+        "/_evaldock/faults", json={"surface": "marqtune", "status": 503, "count": 3}, headers=CTRL
+    ).json()
+    assert client.delete(f"/_evaldock/faults/{one['id']}", headers=CTRL).json() == {"cleared": 1}
+    assert client.get("/datasets", headers=MQ_AUTH).status_code != 503
+    gone = client.delete(f"/_evaldock/faults/{one['id']}", headers=CTRL)
+    assert gone.status_code == 404 and "GET /_evaldock/faults" in gone.json()["message"]
 
 
 def test_fault_bounds_are_in_the_spec(client) -> None:
