@@ -130,9 +130,11 @@ def test_a_page_over_max_page_mb_is_a_400_naming_the_setting(make_client: Any) -
 def test_an_evaluation_over_the_task_memory_limit_fails_naming_the_setting(
     make_client: Any,
 ) -> None:
-    # Reading the file's shape (a request) stays far under 200 MB; an embedding step of
-    # 4,096 rows of ~94 kB prompts is ~385 MB of text in the worker.
-    client = make_client(**{"jobs.task_memory_mb": 200})
+    # Reading the file's shape (a request) stays far under 280 MB; an embedding step of
+    # 4,096 rows of ~94 kB prompts is ~385 MB of text in the worker. The limit counts the
+    # worker's whole RSS: a fresh worker with pyarrow and the mock embedder sits at
+    # 150-210 MB, so 200 MB failed the small evaluation about one run in ten.
+    client = make_client(**{"jobs.task_memory_mb": 280})
     make_repo(client)
     data = parquet_bytes(text=[f"row {i}" for i in range(5000)])
     assert upload(client, "data.parquet", data).status_code == 200
@@ -146,7 +148,8 @@ def test_an_evaluation_over_the_task_memory_limit_fails_naming_the_setting(
     # Nothing was committed, and the server carries on.
     assert client.get(f"{R}/branches", headers=AUTH).json()["branches"] == heads
     small = evaluate(client, type="embeddings", model="text-embedding-3-small", prompt="{text}")
-    assert finished(client, small.json()["evaluation"]["id"])["status"] == "completed"
+    fin = finished(client, small.json()["evaluation"]["id"])
+    assert fin["status"] == "completed", fin.get("error_message")
 
 
 def _running_task(client: Any, eval_id: str) -> list[int]:
