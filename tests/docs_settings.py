@@ -22,11 +22,11 @@ from typing import Any
 
 import msgspec
 
-from evaldock.server.config import ControlSettings, JobsSettings, ServerSettings
+from evaldock.server.config import ComputeSettings, ControlSettings, JobsSettings, ServerSettings
 from evaldock.server.surface import declarations
 
 # Free-form sub-tables documented by hand (their keys are the user's own names).
-FREE_FORM = frozenset({"models", "timing"})
+FREE_FORM = frozenset({"models", "timing", "resources"})
 
 # Settings other engineers are adding in issue 18, written into the docs as facts: listed
 # here until their field lands in the class (then the class's own default is checked).
@@ -51,6 +51,7 @@ def tables() -> list[tuple[str, type[msgspec.Struct]]]:
         ("server", ServerSettings),
         ("jobs", JobsSettings),
         ("control", ControlSettings),
+        ("compute", ComputeSettings),
     ]
     return core + [(d.name, d.settings) for d in declarations()]
 
