@@ -31,7 +31,7 @@ from ..readmodel import (
     RunRow,
     RunsQuery,
 )
-from ..readsql import masked_tenant, status_clause, text_of, where
+from ..readsql import masked_tenant, status_clause, text_filter, text_of, where
 from .graders import MissingVariable, render
 from .store import JOB_KIND, STATUSES
 
@@ -244,6 +244,10 @@ class OpenAIRunsView:
         if query.max_score is not None:
             clauses.append(f"{score} <= ?")
             args.append(query.max_score)
+        search, sargs = text_filter(query, ["CAST(item AS TEXT)", "CAST(sample AS TEXT)"])
+        if search:
+            clauses.append(search)
+            args += sargs
         base = where(*clauses)
         total = conn.execute(f"SELECT COUNT(*) FROM openai_items{base}", args).fetchone()[0]
         direction = "DESC" if query.order == "desc" else "ASC"

@@ -30,7 +30,7 @@ from ..readmodel import (
     RunRow,
     RunsQuery,
 )
-from ..readsql import TENTHS, keyset, masked_tenant, status_clause, where
+from ..readsql import TENTHS, keyset, masked_tenant, status_clause, text_filter, where
 from .modes import selected_metrics
 from .store import EVAL_JOB, EVAL_STATUSES, METRIC_COLUMNS
 
@@ -251,6 +251,15 @@ class QianfanRunsView:
         if column and query.max_score is not None:
             clauses.append(f"{column} <= ?")
             args += [*cargs, query.max_score]
+        search, sargs = text_filter(query, ["c.prompt", "c.reference", "r.prediction"])
+        if search:
+            # The prompt and reference live with the dataset's case: one lookup by key each.
+            clauses.append(
+                "EXISTS (SELECT 1 FROM qianfan_evals e JOIN qianfan_dataset_cases c"
+                " ON c.dataset_id = e.dataset_id AND c.idx = r.case_idx"
+                f" WHERE e.id = r.eval_id AND {search})"
+            )
+            args += sargs
         base = where(*clauses)
         total = conn.execute(f"SELECT COUNT(*) FROM qianfan_results r{base}", args).fetchone()[0]
         direction = "DESC" if query.order == "desc" else "ASC"

@@ -317,6 +317,16 @@ def test_qianfan_cases_filter_sort_and_page(world: World, conn: sqlite3.Connecti
     assert [c.idx for c in manual.rows] == [0, 1]
     second = view.cases(conn, eval_id, CasesQuery(offset=2, limit=2))
     assert [c.idx for c in second.rows] == [2, 3] and second.total == 4
+    # Text search over prompt, reference and prediction (the case's own words).
+    word = api[1]["reference"][:3]
+    hits = view.cases(conn, eval_id, CasesQuery(q=word))
+    assert [c.idx for c in hits.rows] == [
+        i["caseIndex"]
+        for i in api
+        if word.lower() in (i["prompt"] + i["reference"] + (i["prediction"] or "")).lower()
+    ]
+    assert hits.total >= 1
+    assert view.cases(conn, eval_id, CasesQuery(q="%")).total == 0
     assert view.run(conn, "ame-nothing") is None
 
 
@@ -402,6 +412,12 @@ def test_openai_cases_are_the_output_items(world: World, conn: sqlite3.Connectio
     fuzzy = view.cases(conn, run["id"], CasesQuery(scorer="Fuzzy", sort="score", order="desc"))
     scores = [c.scores["Fuzzy"] for c in fuzzy.rows]
     assert scores == sorted(scores, reverse=True) and fuzzy.scorer == "Fuzzy"
+    # Text search over the item and the sample.
+    out = oa.ROWS[1]["sample"]["output_text"]
+    hits = view.cases(conn, run["id"], CasesQuery(q=out))
+    assert 1 in [c.idx for c in hits.rows]
+    assert all(out in (c.output or "") + c.input + (c.ideal or "") for c in hits.rows)
+    assert view.cases(conn, run["id"], CasesQuery(q="no such words anywhere")).total == 0
     exact = view.cases(conn, run["id"], CasesQuery(scorer="Exact", max_score=0.5))
     assert [c.idx for c in exact.rows] == [
         i["datasource_item_id"] for i in items if i["results"][0]["score"] <= 0.5
