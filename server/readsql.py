@@ -27,6 +27,23 @@ def keyset(query: RunsQuery, created: str, ident: str) -> tuple[str, list[Any], 
     return where, args, f"{created} {direction}, {ident} {direction}"
 
 
+def runs_page(
+    conn: sqlite3.Connection,
+    select: str,
+    query: RunsQuery,
+    status: str,
+    page: tuple[str, list[Any], str],
+    *fixed: str,
+) -> list[sqlite3.Row]:
+    """One page of a surface's runs: ``select`` (its SELECT ... FROM ... JOIN), the
+    keyset ``page`` (:func:`keyset`), the core state in column ``status``, and any
+    ``fixed`` clauses (e.g. not deleted)."""
+    where_page, args, order = page
+    state, state_args = status_clause(query, status)
+    sql = f"{select}{where(*fixed, where_page, state)} ORDER BY {order} LIMIT ?"
+    return conn.execute(sql, [*args, *state_args, query.limit]).fetchall()
+
+
 def status_clause(query: RunsQuery, column: str) -> tuple[str, list[Any]]:
     if query.status is None:
         return "", []

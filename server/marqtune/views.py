@@ -20,7 +20,7 @@ from ..readmodel import (
     RunRow,
     RunsQuery,
 )
-from ..readsql import keyset, masked_tenant, status_clause, where
+from ..readsql import keyset, masked_tenant, runs_page
 from .store import EVALUATION_JOB, EVALUATION_STATUSES
 
 _SELECT = (
@@ -89,10 +89,9 @@ class MarqtuneRunsView:
     job_kind = EVALUATION_JOB
 
     def runs(self, conn: sqlite3.Connection, query: RunsQuery) -> list[RunRow]:
-        page, args, order = keyset(query, "e.created_at", "e.id")
-        state, state_args = status_clause(query, "j.status")
-        sql = f"{_SELECT}{where('e.deleted_at IS NULL', page, state)} ORDER BY {order} LIMIT ?"
-        return [_row(r) for r in conn.execute(sql, [*args, *state_args, query.limit])]
+        page = keyset(query, "e.created_at", "e.id")
+        rows = runs_page(conn, _SELECT, query, "j.status", page, "e.deleted_at IS NULL")
+        return [_row(r) for r in rows]
 
     def run(self, conn: sqlite3.Connection, run_id: str) -> RunDetail | None:
         found = conn.execute(

@@ -22,7 +22,7 @@ from ..readmodel import (
     RunRow,
     RunsQuery,
 )
-from ..readsql import keyset, masked_tenant, status_clause, text_filter, text_of, where
+from ..readsql import keyset, masked_tenant, runs_page, text_filter, text_of, where
 from .store import JOB_KIND, STATUSES
 
 SCORER = "relevance"
@@ -83,10 +83,7 @@ class ObjectiveRunsView:
     job_kind = JOB_KIND
 
     def runs(self, conn: sqlite3.Connection, query: RunsQuery) -> list[RunRow]:
-        page, args, order = keyset(query, "e.created_at", "e.id")
-        state, state_args = status_clause(query, "j.status")
-        sql = f"{_SELECT}{where(page, state)} ORDER BY {order} LIMIT ?"
-        rows = conn.execute(sql, [*args, *state_args, query.limit]).fetchall()
+        rows = runs_page(conn, _SELECT, query, "j.status", keyset(query, "e.created_at", "e.id"))
         metrics = _metrics(conn, [r["id"] for r in rows])
         return [_row(r, metrics.get(r["id"], {})) for r in rows]
 

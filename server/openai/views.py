@@ -31,7 +31,7 @@ from ..readmodel import (
     RunRow,
     RunsQuery,
 )
-from ..readsql import masked_tenant, status_clause, text_filter, text_of, where
+from ..readsql import masked_tenant, runs_page, text_filter, text_of, where
 from .graders import MissingVariable, render
 from .store import JOB_KIND, STATUSES
 
@@ -177,10 +177,8 @@ class OpenAIRunsView:
     job_kind = JOB_KIND
 
     def runs(self, conn: sqlite3.Connection, query: RunsQuery) -> list[RunRow]:
-        page, args, order = _keyset(query)
-        state, state_args = status_clause(query, "COALESCE(j.status, 'failed')")
-        sql = f"{_SELECT}{where(page, state)} ORDER BY {order} LIMIT ?"
-        return [_row(r) for r in conn.execute(sql, [*args, *state_args, query.limit])]
+        rows = runs_page(conn, _SELECT, query, "COALESCE(j.status, 'failed')", _keyset(query))
+        return [_row(r) for r in rows]
 
     def run(self, conn: sqlite3.Connection, run_id: str) -> RunDetail | None:
         found = conn.execute(

@@ -34,7 +34,7 @@ from ..readmodel import (
     RunRow,
     RunsQuery,
 )
-from ..readsql import keyset, masked_tenant, status_clause, text_of, where
+from ..readsql import keyset, masked_tenant, runs_page, text_of
 from . import tables
 from .evaluations import EVALUATION_JOB, EVALUATION_STATUSES, EvalRequest
 from .prompts import PromptInvalid, compile_prompt
@@ -154,10 +154,9 @@ class OxenRunsView:
     job_kind = EVALUATION_JOB
 
     def runs(self, conn: sqlite3.Connection, query: RunsQuery) -> list[RunRow]:
-        page, args, order = keyset(query, "e.created_at", "e.id")
-        state, state_args = status_clause(query, "COALESCE(j.status, 'failed')")
-        sql = f"{_SELECT}{where(page, state)} ORDER BY {order} LIMIT ?"
-        return [_row(r) for r in conn.execute(sql, [*args, *state_args, query.limit])]
+        page = keyset(query, "e.created_at", "e.id")
+        rows = runs_page(conn, _SELECT, query, "COALESCE(j.status, 'failed')", page)
+        return [_row(r) for r in rows]
 
     def run(self, conn: sqlite3.Connection, run_id: str) -> RunDetail | None:
         found = conn.execute(

@@ -30,7 +30,7 @@ from ..readmodel import (
     RunRow,
     RunsQuery,
 )
-from ..readsql import TENTHS, keyset, masked_tenant, status_clause, text_filter, where
+from ..readsql import TENTHS, keyset, masked_tenant, runs_page, text_filter, where
 from .modes import selected_metrics
 from .store import EVAL_JOB, EVAL_STATUSES, METRIC_COLUMNS
 
@@ -177,10 +177,7 @@ class QianfanRunsView:
     job_kind = EVAL_JOB
 
     def runs(self, conn: sqlite3.Connection, query: RunsQuery) -> list[RunRow]:
-        page, args, order = keyset(query, "e.created_at", "e.id")
-        state, state_args = status_clause(query, "j.status")
-        sql = f"{_SELECT}{where(page, state)} ORDER BY {order} LIMIT ?"
-        rows = conn.execute(sql, [*args, *state_args, query.limit]).fetchall()
+        rows = runs_page(conn, _SELECT, query, "j.status", keyset(query, "e.created_at", "e.id"))
         units = _units(conn, [r["id"] for r in rows])
         return [_row(r, _metrics(conn, r, units.get(r["id"], []), True)) for r in rows]
 

@@ -22,8 +22,8 @@ from ..readmodel import (
 from ..readsql import (
     keyset,
     masked_tenant,
+    runs_page,
     score_filter,
-    status_clause,
     tenths,
     text_filter,
     where,
@@ -69,10 +69,9 @@ class SpiceRunsView:
     job_kind = JOB_KIND
 
     def runs(self, conn: sqlite3.Connection, query: RunsQuery) -> list[RunRow]:
-        page, args, order = keyset(query, "r.created_at", "r.id")
-        state, state_args = status_clause(query, "COALESCE(j.status, 'failed')")
-        sql = f"{_SELECT}{where(page, state)} ORDER BY {order} LIMIT ?"
-        return [_row(r) for r in conn.execute(sql, [*args, *state_args, query.limit])]
+        page = keyset(query, "r.created_at", "r.id")
+        rows = runs_page(conn, _SELECT, query, "COALESCE(j.status, 'failed')", page)
+        return [_row(r) for r in rows]
 
     def run(self, conn: sqlite3.Connection, run_id: str) -> RunDetail | None:
         found = conn.execute(
