@@ -29,7 +29,7 @@ from .compute.worker import check_engine
 from .config import ConfigError, Settings
 from .control import ControlPlane
 from .control.provider import ControlProvider
-from .dashboard import Dashboard
+from .dashboard import dashboard_routes
 from .db import Database
 from .jobs import JobRunner
 from .jsonio import JSONResponse, encode
@@ -202,7 +202,7 @@ def create_app(
 
     # The dashboard's routes first: the control plane's fallback answers every other
     # /_evaldock/* path. Guarded by the same key, so off when the control plane is.
-    routes: list[BaseRoute] = Dashboard(ctx, plane).routes() if plane.enabled else []
+    routes: list[BaseRoute] = dashboard_routes(ctx, plane) if plane.enabled else []
     routes.extend(control_routes)
     for rt in runtimes:
         routes.extend(_spec_routes(rt.spec))

@@ -1,7 +1,7 @@
 """The receipt deadline and connection cap over uvicorn's httptools protocol (llhttp,
 in C): ``[server] http = "httptools"``, and "auto" where httptools is installed.
 
-The timing is :class:`evaldock.server.http.ReceiptDeadline`'s; this module says what
+The timing is :class:`evaldock.server.receipt.ReceiptDeadline`'s; this module says what
 the parser has seen. h11 parses only what the application asks for next (pipelined
 bytes wait unparsed), while llhttp parses everything that arrives, calling back as it
 goes: a request begins (``on_message_begin``), its headers end (``on_headers_complete``),
@@ -21,8 +21,8 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from .http import ReceiptDeadline
 from .readgate import IDLE_KEY
+from .receipt import ReceiptDeadline
 
 
 class HttpToolsReceiptProtocol(ReceiptDeadline, HttpToolsProtocol):

@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Route
 from ..control.faults import MAX_FAULTS, Faults, TooManyFaults
 from ..control.timing import TimingError
 from ..jobs import JobView
+from .badquery import BadQuery
 from .sessions import Session
 
 if TYPE_CHECKING:
@@ -293,8 +294,6 @@ class ControlPages:
         }
         text = q.get("limit") or str(JOURNAL_PAGE)
         if not text.isdigit() or not 1 <= int(text) <= 1000:
-            from .pages import BadQuery
-
             raise BadQuery("limit must be a whole number from 1 to 1000")
         entries = self.plane.journal.find(**filters, limit=int(text))
         entries.reverse()  # newest first

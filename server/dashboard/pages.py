@@ -32,8 +32,8 @@ from ..jsonio import JSONResponse, encode
 from ..readmodel import STATES, CasesQuery, RunDetail, RunRow, RunsQuery, RunsView
 from ..readsql import MAX_Q
 from . import charts
+from .badquery import BadQuery
 from .compare import MAX_RUNS, Side, Tally, compare_cases, metric_rows, pick_scorers
-from .control import ControlPages
 from .sessions import COOKIE, LOGIN_COOKIE, Session, Sessions, same
 
 if TYPE_CHECKING:
@@ -71,10 +71,6 @@ LOGIN_FAILURES = {
     "expired": "The form expired: log in again (the dashboard needs cookies).",
     "large": "The form is too large.",
 }
-
-
-class BadQuery(Exception):
-    """A query parameter the page cannot use: a 400 page saying which and why."""
 
 
 @dataclass(frozen=True)
@@ -174,11 +170,11 @@ class Dashboard:
         self.sessions = Sessions()
         self.env = _env()
         self._open_session = Session("open", "open", float("inf"))
-        self.control = ControlPages(self)
         self._tallies: OrderedDict[tuple[tuple[str, str, str], ...], Tally] = OrderedDict()
 
     # -- wiring ---------------------------------------------------------------------------
-    def routes(self) -> list[BaseRoute]:
+    def routes(self, *more: Callable[..., list[BaseRoute]]) -> list[BaseRoute]:
+        """The pages, then each of ``more`` (given the guard), then the catch-all."""
         page = self._guarded
         return [
             Route(ROOT, self.to_root, methods=["GET"]),
@@ -196,7 +192,7 @@ class Dashboard:
                 methods=["GET"],
             ),
             Route(ROOT + "/compare", page(self.compare), methods=["GET"]),
-            *self.control.routes(page),
+            *(route for extra in more for route in extra(page)),
             Route(ROOT + "/{rest:path}", page(self.not_found)),
         ]
 
