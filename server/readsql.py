@@ -44,6 +44,22 @@ def runs_page(
     return conn.execute(sql, [*args, *state_args, query.limit]).fetchall()
 
 
+def run_row(
+    conn: sqlite3.Connection,
+    select: str,
+    ident: str,
+    run_id: str,
+    *fixed: str,
+    extra: str = "",
+) -> sqlite3.Row | None:
+    """One run of a surface: ``select`` (as for :func:`runs_page`) with the detail
+    page's ``extra`` columns first, where column ``ident`` is ``run_id`` and any
+    ``fixed`` clauses hold (e.g. not deleted); None when there is no such run."""
+    if extra:
+        select = select.replace("SELECT ", f"SELECT {extra}, ", 1)
+    return conn.execute(f"{select}{where(f'{ident} = ?', *fixed)}", (run_id,)).fetchone()
+
+
 def status_clause(query: RunsQuery, column: str) -> tuple[str, list[Any]]:
     if query.status is None:
         return "", []

@@ -20,7 +20,7 @@ from ..readmodel import (
     RunRow,
     RunsQuery,
 )
-from ..readsql import keyset, masked_tenant, runs_page
+from ..readsql import keyset, masked_tenant, run_row, runs_page
 from .store import EVALUATION_JOB, EVALUATION_STATUSES
 
 _SELECT = (
@@ -94,11 +94,14 @@ class MarqtuneRunsView:
         return [_row(r) for r in rows]
 
     def run(self, conn: sqlite3.Connection, run_id: str) -> RunDetail | None:
-        found = conn.execute(
-            _SELECT.replace("SELECT ", "SELECT e.hyperparameters, e.ranker_signature, ", 1)
-            + " WHERE e.id = ? AND e.deleted_at IS NULL",
-            (run_id,),
-        ).fetchone()
+        found = run_row(
+            conn,
+            _SELECT,
+            "e.id",
+            run_id,
+            "e.deleted_at IS NULL",
+            extra="e.hyperparameters, e.ranker_signature",
+        )
         if found is None:
             return None
         row = _row(found)

@@ -22,7 +22,7 @@ from ..readmodel import (
     RunRow,
     RunsQuery,
 )
-from ..readsql import keyset, masked_tenant, runs_page, text_filter, text_of, where
+from ..readsql import keyset, masked_tenant, run_row, runs_page, text_filter, text_of, where
 from .store import JOB_KIND, STATUSES
 
 SCORER = "relevance"
@@ -88,7 +88,7 @@ class ObjectiveRunsView:
         return [_row(r, metrics.get(r["id"], {})) for r in rows]
 
     def run(self, conn: sqlite3.Connection, run_id: str) -> RunDetail | None:
-        found = conn.execute(_SELECT + " WHERE e.id = ?", (run_id,)).fetchone()
+        found = run_row(conn, _SELECT, "e.id", run_id)
         if found is None:
             return None
         row = _row(found, _metrics(conn, [run_id]).get(run_id, {}))

@@ -31,7 +31,7 @@ from ..readmodel import (
     RunRow,
     RunsQuery,
 )
-from ..readsql import masked_tenant, runs_page, text_filter, text_of, where
+from ..readsql import masked_tenant, run_row, runs_page, text_filter, text_of, where
 from .graders import MissingVariable, render
 from .store import JOB_KIND, STATUSES
 
@@ -181,11 +181,7 @@ class OpenAIRunsView:
         return [_row(r) for r in rows]
 
     def run(self, conn: sqlite3.Connection, run_id: str) -> RunDetail | None:
-        found = conn.execute(
-            _SELECT.replace("SELECT ", "SELECT r.signature, r.usage, r.metadata, ", 1)
-            + " WHERE r.id = ?",
-            (run_id,),
-        ).fetchone()
+        found = run_row(conn, _SELECT, "r.id", run_id, extra="r.signature, r.usage, r.metadata")
         if found is None:
             return None
         row = _row(found)

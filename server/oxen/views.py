@@ -34,7 +34,7 @@ from ..readmodel import (
     RunRow,
     RunsQuery,
 )
-from ..readsql import keyset, masked_tenant, runs_page, text_of
+from ..readsql import keyset, masked_tenant, run_row, runs_page, text_of
 from . import tables
 from .evaluations import EVALUATION_JOB, EVALUATION_STATUSES, EvalRequest
 from .prompts import PromptInvalid, compile_prompt
@@ -159,11 +159,7 @@ class OxenRunsView:
         return [_row(r) for r in rows]
 
     def run(self, conn: sqlite3.Connection, run_id: str) -> RunDetail | None:
-        found = conn.execute(
-            _SELECT.replace("SELECT ", "SELECT e.engine_signature, e.api_version, ", 1)
-            + " WHERE e.id = ?",
-            (run_id,),
-        ).fetchone()
+        found = run_row(conn, _SELECT, "e.id", run_id, extra="e.engine_signature, e.api_version")
         if found is None:
             return None
         req = EvalRequest.from_json(found["request"])

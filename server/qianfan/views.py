@@ -30,7 +30,7 @@ from ..readmodel import (
     RunRow,
     RunsQuery,
 )
-from ..readsql import TENTHS, keyset, masked_tenant, runs_page, text_filter, where
+from ..readsql import TENTHS, keyset, masked_tenant, run_row, runs_page, text_filter, where
 from .modes import selected_metrics
 from .store import EVAL_JOB, EVAL_STATUSES, METRIC_COLUMNS
 
@@ -182,11 +182,9 @@ class QianfanRunsView:
         return [_row(r, _metrics(conn, r, units.get(r["id"], []), True)) for r in rows]
 
     def run(self, conn: sqlite3.Connection, run_id: str) -> RunDetail | None:
-        found = conn.execute(
-            _SELECT.replace("SELECT ", "SELECT e.metrics_signature, e.judge_signature, ", 1)
-            + " WHERE e.id = ?",
-            (run_id,),
-        ).fetchone()
+        found = run_row(
+            conn, _SELECT, "e.id", run_id, extra="e.metrics_signature, e.judge_signature"
+        )
         if found is None:
             return None
         units = _units(conn, [run_id]).get(run_id, [])

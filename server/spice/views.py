@@ -22,6 +22,7 @@ from ..readmodel import (
 from ..readsql import (
     keyset,
     masked_tenant,
+    run_row,
     runs_page,
     score_filter,
     tenths,
@@ -74,11 +75,7 @@ class SpiceRunsView:
         return [_row(r) for r in rows]
 
     def run(self, conn: sqlite3.Connection, run_id: str) -> RunDetail | None:
-        found = conn.execute(
-            _SELECT.replace("SELECT ", "SELECT r.spec, r.scorers, r.signature, ", 1)
-            + " WHERE r.id = ?",
-            (run_id,),
-        ).fetchone()
+        found = run_row(conn, _SELECT, "r.id", run_id, extra="r.spec, r.scorers, r.signature")
         if found is None:
             return None
         row = _row(found)

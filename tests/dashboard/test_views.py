@@ -182,6 +182,34 @@ def test_marqtune_metrics_flattened_and_no_cases() -> None:
     assert view.cases(sqlite3.connect(":memory:"), "x", CasesQuery()).total == 0
 
 
+def test_objective_and_marqtune_run_detail_and_a_deleted_run_is_gone(conn) -> None:
+    conn.execute(
+        "INSERT INTO objective_evaluations VALUES ('ev', ?, 'demo', 'mock', 'judge:mock', 4,"
+        " '2025-01-01T00:00:00Z')",
+        (TENANT,),
+    )
+    job(conn, "ev", "objective.evaluation", "completed", 4, 4)
+    for ident, deleted in (("me", None), ("gone", "2025-01-02T00:00:00Z")):
+        conn.execute(
+            "INSERT INTO marqtune_evaluations (id, tenant, dataset_id, model, checkpoint,"
+            " load_model, hyperparameters, metrics, ranker_signature, deleted_at, created_at)"
+            " VALUES (?, ?, 'ds', 'm', 'ck', 'm/ck', ?, ?, 'ranker:1', ?, '2025-01-01T00:00:00Z')",
+            (ident, TENANT, '{"k": 10}', '{"ndcg": {"NDCG@10": 0.75}}', deleted),
+        )
+        job(conn, ident, "marqtune.evaluation", "completed", 1, 1)
+    conn.commit()
+    objective = ObjectiveRunsView().run(conn, "ev")
+    assert objective is not None and objective.signature == "judge:mock"
+    assert objective.configuration == {"eval_name": "demo", "judge": "mock", "items": 4}
+    marqtune = MarqtuneRunsView()
+    detail = marqtune.run(conn, "me")
+    assert detail is not None and detail.signature == "ranker:1"
+    assert detail.configuration["hyperparameters"] == {"k": 10}
+    assert detail.metrics == {"NDCG@10": 0.75} and detail.row.status == "completed"
+    assert marqtune.run(conn, "gone") is None
+    assert ObjectiveRunsView().run(conn, "missing") is None
+
+
 def test_highlight_escapes_and_marks_the_difference() -> None:
     ideal, output = highlight("<b>Paris</b>", "<b>Pariss</b>")
     assert "<b>" not in str(ideal) and "&lt;b&gt;" in str(output)
