@@ -21,12 +21,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import random
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,37 +33,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from scripts.marqtune_walk import evaluate, upload, write_csv  # noqa: E402
 from tests.serverproc import ServerProcess  # noqa: E402
-
-AUTH = {"x-api-key": "test"}
-WORDS = [
-    *("red", "green", "blue", "black", "white", "shirt", "jeans", "hat", "boots", "dress"),
-    *("coat", "scarf", "linen", "wool", "cotton", "silk", "summer", "winter", "classic", "slim"),
-]
-SCHEMA = {"query": "text", "title": "text", "image": "image_pointer", "score": "score"}
-HYPER = {
-    "leftKeys": ["query"],
-    "leftWeights": [1],
-    "rightKeys": ["image", "title"],
-    "rightWeights": [0.9, 0.1],
-    "weightKey": "score",
-}
-
-
-def write_csv(path: Path, rows: int, seed: int = 7) -> None:
-    """``rows`` judgements: query ``i // 10`` (two words and its number), a document per
-    row (three words, an item number, an image named after them), a score 0..9."""
-    rnd = random.Random(seed)
-    with path.open("w") as f:
-        f.write("query,title,image,score\n")
-        for i in range(rows):
-            q = i // 10
-            qa, qb = WORDS[q % 20], WORDS[(q * 7 + 3) % 20]
-            t = " ".join(rnd.sample(WORDS, 3))
-            f.write(
-                f"{qa} {qb} {q},{t} item{i % 5000},/img/{t.replace(' ', '_')}_{i}.png,"
-                f"{rnd.randint(0, 9)}\n"
-            )
 
 
 def descendants(pid: int) -> list[int]:
@@ -120,22 +89,6 @@ class Sampler(threading.Thread):
             time.sleep(0.05)
 
 
-def wait(c: httpx.Client, url: str, done: tuple[str, ...], timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = c.get(url, headers=AUTH).json()
-        if body["status"] in done:
-            return body
-        time.sleep(0.2)
-    raise SystemExit(f"{url} not done after {timeout}s")
-
-
-def chunks(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            yield block
-
-
 def run(rows: int, tmp: Path) -> dict[str, Any]:
     csv_path = tmp / f"rows-{rows}.csv"
     write_csv(csv_path, rows)
@@ -151,32 +104,10 @@ def run(rows: int, tmp: Path) -> dict[str, Any]:
         sampler.start()
         with httpx.Client(base_url=s.url, timeout=600) as c:
             t0 = time.perf_counter()
-            body = {
-                "datasetName": f"scale-{rows}",
-                "datasetType": "evaluation",
-                "dataSchema": SCHEMA,
-                "queryColumns": ["query"],
-                "resultColumns": ["title", "image"],
-            }
-            ds = c.post("/datasets", json=body, headers=AUTH).json()
-            c.put(ds["uploadUrl"], content=chunks(csv_path)).raise_for_status()
-            ready = wait(c, f"/datasets/{ds['datasetId']}", ("Ready", "Failed"), 36_000)
-            if ready["status"] != "Ready":
-                raise SystemExit(f"dataset failed: {ready}")
+            dataset_id = upload(c, csv_path, f"scale-{rows}", every=0.2)
             t1 = time.perf_counter()
-            ev = c.post(
-                "/evaluation",
-                json={
-                    "datasetId": ds["datasetId"],
-                    "model": "Marqo/ViT-B-32.laion2b_s34b_b79k",
-                    "hyperparameters": HYPER,
-                },
-                headers=AUTH,
-            ).json()
-            done = wait(c, f"/evaluation/{ev['evaluationId']}", ("Finished", "Failed"), 36_000)
+            done = evaluate(c, dataset_id, every=0.2)
             t2 = time.perf_counter()
-            if done["status"] != "Finished":
-                raise SystemExit(f"evaluation failed: {done}")
         sampler.stop.set()
         sampler.join()
     csv_path.unlink()

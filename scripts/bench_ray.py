@@ -21,13 +21,11 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import random
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,75 +38,21 @@ from starlette.testclient import TestClient  # noqa: E402
 
 from evaldock.server.app import create_app  # noqa: E402
 from evaldock.server.load import load_settings  # noqa: E402
+from scripts.marqtune_walk import evaluate, poll, upload, write_csv  # noqa: E402
 
-MARQTUNE_AUTH = {"x-api-key": "test"}
-WORDS = [
-    *("red", "green", "blue", "black", "white", "shirt", "jeans", "hat", "boots", "dress"),
-    *("coat", "scarf", "linen", "wool", "cotton", "silk", "summer", "winter", "classic", "slim"),
-]
-SCHEMA = {"query": "text", "title": "text", "image": "image_pointer", "score": "score"}
-HYPER = {
-    "leftKeys": ["query"],
-    "leftWeights": [1],
-    "rightKeys": ["image", "title"],
-    "rightWeights": [0.9, 0.1],
-    "weightKey": "score",
-}
 OXEN_AUTH = {"Authorization": "Bearer test"}
 REPO = "/api/repos/bench/rows"
-
-
-def write_csv(path: Path, rows: int, seed: int = 7) -> None:
-    """``rows`` judgements, one query per 10 rows (as scripts/bench_marqtune_scale.py)."""
-    rnd = random.Random(seed)
-    with path.open("w") as f:
-        f.write("query,title,image,score\n")
-        for i in range(rows):
-            q = i // 10
-            t = " ".join(rnd.sample(WORDS, 3))
-            f.write(
-                f"{WORDS[q % 20]} {WORDS[(q * 7 + 3) % 20]} {q},{t} item{i % 5000},"
-                f"/img/{t.replace(' ', '_')}_{i}.png,{rnd.randint(0, 9)}\n"
-            )
-
-
-def wait(get: Callable[[], dict[str, Any]], done: tuple[str, ...]) -> dict[str, Any]:
-    while True:
-        body = get()
-        if body["status"] in done:
-            return body
-        time.sleep(0.02)
+# 20 ms between polls: a 1,000-row evaluation takes ~0.2 s here, so a coarser poll
+# would be most of what is timed.
+POLL = 0.02
 
 
 def marqtune(c: TestClient, csv: Path) -> tuple[float, Any]:
     """Seconds of one evaluation (POST -> Finished) on a fresh dataset; its metrics."""
-    body = {
-        "datasetName": "bench",
-        "datasetType": "evaluation",
-        "dataSchema": SCHEMA,
-        "queryColumns": ["query"],
-        "resultColumns": ["title", "image"],
-    }
-    ds = c.post("/datasets", json=body, headers=MARQTUNE_AUTH).json()
-    c.put(ds["uploadUrl"], content=csv.read_bytes()).raise_for_status()
-    url = f"/datasets/{ds['datasetId']}"
-    ready = wait(lambda: c.get(url, headers=MARQTUNE_AUTH).json(), ("Ready", "Failed"))
-    assert ready["status"] == "Ready", ready
+    dataset_id = upload(c, csv, "bench", every=POLL)
     t0 = time.perf_counter()
-    ev = c.post(
-        "/evaluation",
-        json={
-            "datasetId": ds["datasetId"],
-            "model": "Marqo/ViT-B-32.laion2b_s34b_b79k",
-            "hyperparameters": HYPER,
-        },
-        headers=MARQTUNE_AUTH,
-    ).json()
-    url = f"/evaluation/{ev['evaluationId']}"
-    done = wait(lambda: c.get(url, headers=MARQTUNE_AUTH).json(), ("Finished", "Failed"))
-    took = time.perf_counter() - t0
-    assert done["status"] == "Finished", done
-    return took, done["evaluationMetrics"]
+    done = evaluate(c, dataset_id, every=POLL)
+    return time.perf_counter() - t0, done["evaluationMetrics"]
 
 
 def oxen_repo(c: TestClient, rows: int) -> None:
@@ -138,9 +82,10 @@ def oxen(c: TestClient) -> tuple[float, Any]:
     r = c.post(f"{REPO}/evaluations/main/data.parquet", json=body, headers=OXEN_AUTH)
     r.raise_for_status()
     url = f"{REPO}/evaluations/{r.json()['evaluation']['id']}"
-    done = wait(
+    done = poll(
         lambda: c.get(url, headers=OXEN_AUTH).json()["evaluation"],
         ("completed", "failed", "cancelled"),
+        every=POLL,
     )
     took = time.perf_counter() - t0
     assert done["status"] == "completed", done
