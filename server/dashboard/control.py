@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from .pages import Dashboard
 
 Handler = Callable[[Request, Session], Awaitable[Response]]
+# What a job's form does, given (form, surface, job id): the message shown back.
+JobAction = Callable[[dict[str, str], str, str], Awaitable[str]]
 Guard = Callable[..., Callable[[Request], Awaitable[Response]]]
 
 MODES = ("immediate", "polls", "seconds", "hold")
@@ -213,7 +215,10 @@ class ControlPages:
         self.plane.timing.set(surface, mode, n)
         return self.dash.back(request, back, f"{surface}: jobs now {mode}.")
 
-    async def advance(self, request: Request, session: Session) -> Response:
+    async def _job_form(self, request: Request, session: Session, act: JobAction) -> Response:
+        """A job's form (advance, fail): the session's form, a served surface, then
+        ``act(form, surface, job id)``'s message, or the TimingError's (no such job,
+        already ended), shown back on the page the form came from."""
         form = await self.dash.posted(request, session)
         if form is None:
             return self.dash.stale(request, session)
@@ -222,27 +227,27 @@ class ControlPages:
         if surface not in self.plane.surface_names:
             return self.dash.back(request, back, f"No surface {surface!r} is served.")
         try:
-            view = await self.plane.timing.advance(surface, job_id)
+            said = await act(form, surface, job_id)
         except TimingError as exc:
-            return self.dash.back(request, back, exc.message)
-        return self.dash.back(request, back, f"Job {view.id} advanced: now {view.status}.")
+            said = exc.message
+        return self.dash.back(request, back, said)
+
+    async def advance(self, request: Request, session: Session) -> Response:
+        async def act(form: dict[str, str], surface: str, job_id: str) -> str:
+            view = await self.plane.timing.advance(surface, job_id)
+            return f"Job {view.id} advanced: now {view.status}."
+
+        return await self._job_form(request, session, act)
 
     async def fail(self, request: Request, session: Session) -> Response:
-        form = await self.dash.posted(request, session)
-        if form is None:
-            return self.dash.stale(request, session)
-        surface, job_id = request.path_params["surface"], request.path_params["job_id"]
-        back = self._return_to(form)
-        if surface not in self.plane.surface_names:
-            return self.dash.back(request, back, f"No surface {surface!r} is served.")
-        reason = (form.get("reason") or "").strip()[:2000] or "failed by the evaldock dashboard"
-        try:
+        async def act(form: dict[str, str], surface: str, job_id: str) -> str:
+            reason = (form.get("reason") or "").strip()[:2000] or "failed by the evaldock dashboard"
             view = await self.plane.timing.job(surface, job_id)
-        except TimingError as exc:
-            return self.dash.back(request, back, exc.message)
-        if not await self.dash.ctx.runner.fail(view.id, reason):
-            return self.dash.back(request, back, f"Job {view.id} already ended: {view.status}.")
-        return self.dash.back(request, back, f"Job {view.id} failed: {reason}")
+            if not await self.dash.ctx.runner.fail(view.id, reason):
+                return f"Job {view.id} already ended: {view.status}."
+            return f"Job {view.id} failed: {reason}"
+
+        return await self._job_form(request, session, act)
 
     # -- faults ---------------------------------------------------------------------------
     async def faults(self, request: Request, session: Session) -> Response:
