@@ -140,13 +140,18 @@ def test_spice_cases_filter_sort_page_and_histograms(conn) -> None:
     assert view.cases(conn, "missing", CasesQuery()).rows == []
 
 
-def test_objective_cases_fail_on_irrelevant_or_error(conn) -> None:
-    conn.execute(
+def objective_run(c: sqlite3.Connection) -> None:
+    """Objective evaluation ``ev``: judge ``mock``, 4 pairs, completed."""
+    c.execute(
         "INSERT INTO objective_evaluations VALUES ('ev', ?, 'demo', 'mock', 'judge:mock', 4,"
         " '2025-01-01T00:00:00Z')",
         (TENANT,),
     )
-    job(conn, "ev", "objective.evaluation", "completed", 4, 4)
+    job(c, "ev", "objective.evaluation", "completed", 4, 4)
+
+
+def test_objective_cases_fail_on_irrelevant_or_error(conn) -> None:
+    objective_run(conn)
     items = [(0, 2, None), (1, 0, None), (2, None, "judge down"), (3, 1, None)]
     for idx, score, error in items:
         conn.execute(
@@ -183,12 +188,7 @@ def test_marqtune_metrics_flattened_and_no_cases() -> None:
 
 
 def test_objective_and_marqtune_run_detail_and_a_deleted_run_is_gone(conn) -> None:
-    conn.execute(
-        "INSERT INTO objective_evaluations VALUES ('ev', ?, 'demo', 'mock', 'judge:mock', 4,"
-        " '2025-01-01T00:00:00Z')",
-        (TENANT,),
-    )
-    job(conn, "ev", "objective.evaluation", "completed", 4, 4)
+    objective_run(conn)
     for ident, deleted in (("me", None), ("gone", "2025-01-02T00:00:00Z")):
         conn.execute(
             "INSERT INTO marqtune_evaluations (id, tenant, dataset_id, model, checkpoint,"
