@@ -72,6 +72,15 @@ class ComputeSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     resources: dict[str, TaskResources] = {}
     # Actors per engine kind (each loads the model once, runs one task at a time).
     actors: int = 1
+    # Input files (a dataset) to the nodes through Ray's object store, once per file and
+    # node: "always", "never", or "auto" (when ray_address names a cluster to join).
+    ship_inputs: str = "auto"
+    # An engine actor idle this long is killed (its CPUs, GPUs and model memory freed);
+    # the next task that needs one starts another. 0: never.
+    actor_idle_seconds: float = 300.0
+    # Times a task is sent again when its Ray worker, actor or node died under it
+    # (not a limit, a cancel or the task's own error).
+    retries: int = 1
 
 
 T = TypeVar("T", bound=msgspec.Struct)

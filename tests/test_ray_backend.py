@@ -5,6 +5,7 @@ job with a reason; cancelling a job kills its task on the cluster; limits still 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import signal
@@ -12,14 +13,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from evaldock.engines.protocols import Embedder
-from evaldock.server.compute import TaskContext, TaskLimits
+from evaldock.server.compute import InputFile, TaskContext, TaskLimits, WorkerCrashed
 from evaldock.server.compute.backend import pool_class
+from evaldock.server.compute.shipping import check_shared_data, nodes_missing
 from evaldock.server.config import ConfigError
 from evaldock.server.db import Database
 from evaldock.server.jobs import Job, JobRunner
@@ -33,6 +36,8 @@ from tests.spice import test_api as spice_api
 from tests.spice.helpers import rows_of as spice_rows
 
 RAY = {"compute.backend": "ray"}
+# Datasets through the object store, as when joining a cluster by its address.
+SHIPPED = {**RAY, "compute.ship_inputs": "always"}
 
 
 def test_a_missing_ray_stops_start_up_with_the_install_command(
@@ -83,7 +88,9 @@ def _marqtune_metrics(client: Any) -> tuple[dict[str, Any], list[str]]:
 
 def test_marqtune_evaluation_is_the_same_on_ray(ray_head: Any, make_client: Any) -> None:
     local_metrics, local_logs = _marqtune_metrics(make_client())
-    ray_metrics, ray_logs = _marqtune_metrics(make_client(**RAY))
+    # Shipped: the upload (a file) and the parsed dataset (a folder) reach the tasks
+    # as node-local copies.
+    ray_metrics, ray_logs = _marqtune_metrics(make_client(**SHIPPED))
     assert ray_metrics == local_metrics
     # The ranker's and the dataset's lines came back from the cluster as from a worker.
     assert ray_logs == local_logs
@@ -110,7 +117,10 @@ def test_oxen_embeddings_are_the_same_on_ray(
     local, local_results, local_table = _oxen_embeddings(make_client())
     # Its own data folder: the same repository name as the local run's.
     ray_data = str(tmp_path / "ray-data")
-    ray, ray_results, ray_table = _oxen_embeddings(make_client(**RAY, **{"server.data": ray_data}))
+    # Shipped: the source table, a field of the task's PromptSource argument.
+    ray, ray_results, ray_table = _oxen_embeddings(
+        make_client(**SHIPPED, **{"server.data": ray_data})
+    )
     assert ray["model_ran"] == local["model_ran"] == "evaldock-mock-embedder"
     assert ray["progress"] == local["progress"]
     assert ray_results == local_results
@@ -206,9 +216,9 @@ async def _job_on_ray(
 ) -> Any:
     """A runner with a RayPool and one job running ``say_pid_then_sleep``: (the runner,
     the task's pid once it runs on the cluster, a coroutine function closing them)."""
-    settings = load_settings(
-        None, {"server.mode": "mock", "server.data": str(tmp_path), **RAY}, environ={}
-    )
+    # No retries: the tests kill the task to see what the job records.
+    overrides = {"server.mode": "mock", "server.data": str(tmp_path), "compute.retries": 0}
+    settings = load_settings(None, {**overrides, **RAY}, environ={})
     db = Database(tmp_path / "jobs.sqlite3")
     await db.open()
     await db.migrate("core", "evaldock.server")
@@ -340,5 +350,192 @@ def test_a_tasks_own_exception_and_messages_come_back_from_ray(ray_head: Any) ->
             assert await _until_dead(retired)
         finally:
             await pool.close()
+
+    asyncio.run(main())
+
+
+def _pool(tmp_path: Path, recycle_mb: int = 2048, **overrides: Any) -> Any:
+    """A started RayPool on the module's head with ``[compute]`` overrides."""
+    settings = load_settings(
+        None,
+        {"server.mode": "mock", "server.data": str(tmp_path), **RAY, **overrides},
+        environ={},
+    )
+    pool = pool_class(settings)(settings, workers=1, request_workers=1, recycle_mb=recycle_mb)
+    pool.start()
+    return pool
+
+
+# -- inputs through the object store, outputs in the shared data folder ---------------------
+
+
+def read_input_when_told(ctx: TaskContext, path: str, go: str) -> tuple[str, bytes, bool]:
+    """Say "ready", wait for ``go`` to exist, then read ``path``."""
+    ctx.say("ready")
+    deadline = time.monotonic() + 60
+    while not os.path.exists(go) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return str(path), Path(path).read_bytes(), isinstance(path, InputFile)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A task argument with an input among its fields (as oxen's PromptSource)."""
+
+    path: str
+    label: str
+
+
+def read_source(ctx: TaskContext, source: Source) -> tuple[str, bytes]:
+    return source.path, Path(source.path).read_bytes()
+
+
+def read_folder(ctx: TaskContext, path: str) -> dict[str, tuple[bytes, int]]:
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in Path(path).iterdir()}
+
+
+def test_an_input_is_shipped_once_and_read_after_the_original_is_gone(
+    ray_head: Any, tmp_path: Path
+) -> None:
+    async def main() -> None:
+        pool = _pool(tmp_path, **{"compute.ship_inputs": "always"})
+        original = tmp_path / "in" / "data.csv"
+        original.parent.mkdir()
+        original.write_bytes(b"q,a\n1,2\n")
+        moved, go = tmp_path / "moved.csv", tmp_path / "go"
+
+        async def ready(text: str) -> None:
+            original.rename(moved)  # after the task was sent, before it reads
+            go.touch()
+
+        try:
+            path, data, marked = await pool.run(
+                read_input_when_told, InputFile(str(original)), str(go), on_say=ready
+            )
+            assert (data, marked) == (b"q,a\n1,2\n", True)
+            assert path != str(original) and Path(path).name == "data.csv"
+            # The same file (path, size, mtime), now a dataclass's field: not put again.
+            moved.rename(original)
+            again = await pool.run(read_source, Source(InputFile(str(original)), "data"))
+            assert again == (path, b"q,a\n1,2\n")
+            assert pool.inputs.puts == 1
+            # A folder (a columnar dataset) ships its files and their modification times
+            # (a resumable evaluation's fingerprint reads them).
+            folder = tmp_path / "parsed"
+            folder.mkdir()
+            (folder / "a.arrow").write_bytes(b"A")
+            (folder / "b.arrow").write_bytes(b"BB")
+            got = await pool.run(read_folder, InputFile(str(folder)))
+            assert got == {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.iterdir()}
+            assert pool.inputs.puts == 2
+        finally:
+            await pool.close()
+        # "auto" on a Ray this machine runs: the task reads the original path.
+        local = _pool(tmp_path)
+        try:
+            assert not local.ships_inputs
+            assert await local.run(read_source, Source(InputFile(str(original)), "d")) == (
+                str(original),
+                b"q,a\n1,2\n",
+            )
+            assert local.inputs.puts == 0
+        finally:
+            await local.close()
+
+    asyncio.run(main())
+
+
+def test_every_node_is_asked_whether_it_sees_the_data_folder(
+    ray_head: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="evaldock.compute.ray")
+    # The one node of the test's head shares this machine's disk: no warning.
+    assert check_shared_data(ray_head, tmp_path) == []
+    assert not [r for r in caplog.records if "cannot see" in r.getMessage()]
+    assert list(tmp_path.iterdir()) == []  # the marker is removed
+    # A node without the marker is named (the check a second machine fails).
+    missing = nodes_missing(ray_head, str(tmp_path / "absent"))
+    node = ray_head.get_runtime_context().get_node_id()
+    assert len(missing) == 1 and node[:12] in missing[0]
+
+
+# -- actors: idle ones retire, big ones recycle ----------------------------------------------
+
+
+def test_an_idle_actor_is_killed_and_the_next_task_starts_another(
+    ray_head: Any, tmp_path: Path
+) -> None:
+    async def main() -> None:
+        pool = _pool(tmp_path, **{"compute.actor_idle_seconds": 0.5})
+        try:
+            pid, _ = await pool.run(engine_in_process)
+            assert await _until_dead(pid), "the idle actor still runs"
+            again, _ = await pool.run(engine_in_process)
+            assert again != pid
+        finally:
+            await pool.close()
+
+    asyncio.run(main())
+
+
+def test_an_actor_over_worker_recycle_mb_is_killed_after_its_task(
+    ray_head: Any, tmp_path: Path
+) -> None:
+    async def main() -> None:
+        # Every process is above 1 MB resident: each task's actor is recycled.
+        pool = _pool(tmp_path, recycle_mb=1)
+        try:
+            pid, _ = await pool.run(engine_in_process)
+            assert await _until_dead(pid), "the actor over the bound still runs"
+            again, _ = await pool.run(engine_in_process)
+            assert again != pid
+        finally:
+            await pool.close()
+
+    asyncio.run(main())
+
+
+# -- retries when the cluster loses a task ---------------------------------------------------
+
+
+def exit_on_first_attempt(ctx: TaskContext, marker: str) -> int:
+    """Its process dies on the first attempt (``marker`` absent), answers on the next."""
+    if not os.path.exists(marker):
+        Path(marker).touch()
+        os._exit(1)
+    return os.getpid()
+
+
+def always_exit(ctx: TaskContext) -> None:
+    os._exit(1)
+
+
+def test_a_task_whose_ray_worker_died_is_sent_again(ray_head: Any, tmp_path: Path) -> None:
+    async def main() -> None:
+        said: list[str] = []
+
+        async def say(text: str) -> None:
+            said.append(text)
+
+        pool = _pool(tmp_path)  # [compute] retries = 1
+        try:
+            assert await pool.run(exit_on_first_attempt, str(tmp_path / "one"), on_say=say) > 0
+            assert len(said) == 1, said
+            assert said[0].startswith(
+                "retried on Ray after: the Ray worker process running the task died"
+            )
+            with pytest.raises(WorkerCrashed, match=r"WorkerCrashedError.*\(after 1 retry\)$"):
+                await pool.run(always_exit)
+        finally:
+            await pool.close()
+        said.clear()
+        once = _pool(tmp_path, **{"compute.retries": 0})
+        try:
+            with pytest.raises(WorkerCrashed) as raised:
+                await once.run(exit_on_first_attempt, str(tmp_path / "two"), on_say=say)
+            assert "Ray worker process running the task died" in raised.value.message
+            assert "after" not in raised.value.message and said == []
+        finally:
+            await once.close()
 
     asyncio.run(main())

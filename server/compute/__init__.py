@@ -7,10 +7,12 @@ dataset, scoring, metrics, encoding, a SQL query) is a *task*: a module-level fu
 """
 
 from .limits import LimitExceeded, TaskFailed, TaskLimits, WorkerCrashed
+from .marks import InputFile
 from .pool import WorkerPool
 from .worker import TaskContext, run_inline
 
 __all__ = [
+    "InputFile",
     "LimitExceeded",
     "TaskContext",
     "TaskFailed",

@@ -48,6 +48,7 @@ from typing import Any, TypeVar
 from ..config import Settings
 from . import worker as worker_module
 from .limits import LimitExceeded, TaskFailed, TaskLimits, WorkerCrashed
+from .marks import RETIRE_ATTR
 
 log = logging.getLogger("evaldock.compute")
 
@@ -64,9 +65,6 @@ Say = Callable[[str], Awaitable[None]]
 Progress = Callable[[int, int | None], Awaitable[None]]
 F = TypeVar("F", bound=Callable[..., Any])
 
-# The attribute :func:`retire_worker` sets on a task function.
-_RETIRE_ATTR = "__evaldock_retire_worker__"
-
 
 def preload(ctx: Any, module: str) -> None:
     """A task: import ``module`` (a replacement worker's warm-up, see ``_replace``)."""
@@ -77,7 +75,7 @@ def retire_worker(fn: F) -> F:
     """Mark a task function so every worker that runs it is retired afterwards (see
     ``WorkerPool.run(retire=...)``): the callers (``ctx.task``, ``job.run_task``) need
     not pass anything."""
-    setattr(fn, _RETIRE_ATTR, True)
+    setattr(fn, RETIRE_ATTR, True)
     return fn
 
 
@@ -260,7 +258,7 @@ class WorkerPool:
         if self._closed:
             raise TaskFailed("the server is stopping")
         if retire is None:
-            retire = bool(getattr(fn, _RETIRE_ATTR, False))
+            retire = bool(getattr(fn, RETIRE_ATTR, False))
         module = getattr(fn, "__module__", None)
         async with self._lanes[lane]:
             worker = await self._acquire()

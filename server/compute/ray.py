@@ -21,12 +21,20 @@ client is waiting, and a cluster round trip plus a cold worker would cost it.
   killed: ``ray.cancel(force=True)`` for a task, ``ray.kill`` for an actor (replaced by
   the next task that needs one). The caller gets :class:`LimitExceeded` or
   ``CancelledError``, as from the local pool.
-- A Ray worker, actor or node that dies fails the task with :class:`WorkerCrashed`
-  whose message says which (tasks are not retried by Ray: the job decides).
+- A Ray worker, actor or node that dies under a task: the task is sent again, up to
+  ``[compute] retries`` times (Ray's own retries are off: a limit kill, a cancel or the
+  task's own error is never retried), each retry a line in the job's log; then it fails
+  with :class:`WorkerCrashed` whose message says which died.
+- Actors: one idle ``[compute] actor_idle_seconds`` is killed (its CPUs, GPUs and model
+  memory freed), and one whose process stays above ``[jobs] worker_recycle_mb`` after a
+  task is killed after it, as a local worker is retired.
 
-Task arguments are paths on this machine's disk, as for local workers: on a cluster of
-several machines ``[server] data`` must be a folder every node mounts at the same path,
-and evaldock must be installed on every node (same version).
+Task arguments are paths on this machine's disk, as for local workers. Inputs marked
+:class:`.marks.InputFile` (datasets) may instead travel through the object store, once
+per file (``[compute] ship_inputs``, :mod:`.shipping`); outputs are written under
+``[server] data``, so on a cluster of several machines that folder must be mounted at the
+same path on every node (checked when joining a cluster: a node that cannot see it is a
+warning), and evaldock must be installed on every node (same version).
 """
 
 from __future__ import annotations
@@ -48,7 +56,9 @@ from typing import Any
 from ..config import ComputeSettings, ConfigError, Settings, TaskResources
 from . import worker as worker_module
 from .limits import LimitExceeded, TaskFailed, TaskLimits, WorkerCrashed
-from .pool import _RETIRE_ATTR, Progress, Say, WorkerPool
+from .marks import RETIRE_ATTR
+from .pool import Progress, Say, WorkerPool
+from .shipping import InputCache, check_shared_data, materialise, ship_args
 
 log = logging.getLogger("evaldock.compute.ray")
 
@@ -131,18 +141,21 @@ def serve(
     memory_mb: float,
 ) -> Iterator[tuple[Any, ...]]:
     """In a Ray worker: ``fn(ctx, *args)`` on a thread, its messages yielded as they come,
-    then ``("ok", value)`` or ``("error", packed, traceback)``; ``("limit", …)`` when
-    the process went over its CPU time or memory (the API process then kills it)."""
+    then ``("ok", value, rss)`` or ``("error", packed, traceback, rss)`` (``rss``: this
+    process's resident MB after the task, for ``[jobs] worker_recycle_mb``);
+    ``("limit", …)`` when the process went over its CPU time or memory (the API process
+    then kills it). Shipped inputs become node-local paths first (:mod:`.shipping`)."""
     out: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
     ctx = _StreamContext(out, settings)
 
     def work() -> None:
         try:
-            value = fn(ctx, *args)
+            value = fn(ctx, *materialise(args))
         except BaseException as exc:  # everything goes back, as from a local worker
-            out.put(("error", worker_module.pack_error(exc), traceback.format_exc()))
+            packed = worker_module.pack_error(exc)
+            out.put(("error", packed, traceback.format_exc(), _rss_mb()))
             return
-        out.put(("ok", value))
+        out.put(("ok", value, _rss_mb()))
 
     cpu_start = time.process_time()  # every thread of this process
     yield ("started", os.getpid())
@@ -188,15 +201,25 @@ class EngineActor:
 
 
 class _Actors:
-    """The actors of one engine kind: at most ``size``, each running one task at a time."""
+    """The actors of one engine kind: at most ``size``, each running one task at a time;
+    ``idle`` holds (actor, when it went idle), newest last."""
 
     def __init__(self, size: int) -> None:
         self.free = asyncio.Semaphore(max(1, size))
-        self.idle: list[Any] = []
+        self.idle: list[tuple[Any, float]] = []
         self.all: list[Any] = []
 
 
+class _Lost(Exception):
+    """The cluster lost the task (its worker, actor or node died): it may be sent again."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 _LIMIT_NAMES = {"wall_seconds": "wall-time", "cpu_seconds": "CPU-time", "memory_mb": "memory"}
+SHIP_INPUTS = ("auto", "always", "never")
 
 
 class RayPool(WorkerPool):
@@ -209,6 +232,11 @@ class RayPool(WorkerPool):
         self.ray = import_ray()
         if compute is None:
             compute = settings.compute if settings is not None else ComputeSettings()
+        if compute.ship_inputs not in SHIP_INPUTS:
+            raise ConfigError(
+                f"[compute] ship_inputs must be one of {', '.join(SHIP_INPUTS)}, "
+                f"not {compute.ship_inputs!r}"
+            )
         self.compute = compute
         self._ray_io = concurrent.futures.ThreadPoolExecutor(
             max_workers=2, thread_name_prefix="evaldock-ray"
@@ -221,6 +249,13 @@ class RayPool(WorkerPool):
         self._task_options: dict[str, Any] = {}
         self._actor_cls: Any = None
         self._actors: dict[tuple[str, ...], _Actors] = {}
+        self._reaper: asyncio.TimerHandle | None = None
+        # "auto": a cluster joined by its address may have other machines, which do not
+        # see this one's disk; a Ray this server starts is this machine.
+        ship = compute.ship_inputs
+        self.ships_inputs = ship == "always" or (ship == "auto" and bool(compute.ray_address))
+        self.inputs = InputCache(self.ray, self._ray_io)
+        self.shared_data_missing: concurrent.futures.Future[list[str]] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -262,6 +297,19 @@ class RayPool(WorkerPool):
         }
         self._actor_cls = ray.remote(EngineActor)
         log.info("job tasks run on Ray (%s)", address or "a Ray started by this server")
+        if address and self.settings is not None:
+            # Off the first task's path: the answer is a warning, not a refusal.
+            self.shared_data_missing = self._ray_io.submit(self.check_shared_data)
+
+    def check_shared_data(self) -> list[str]:
+        """The nodes that cannot see ``[server] data`` (each logged with the fix)."""
+        if self.settings is None:
+            return []
+        try:
+            return check_shared_data(self.ray, self.settings.data_dir)
+        except Exception:
+            log.exception("could not check that every Ray node sees [server] data")
+            return []
 
     async def _ready(self) -> None:
         try:
@@ -276,6 +324,9 @@ class RayPool(WorkerPool):
             ) from None
 
     async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
         connecting = self._connecting
         if connecting is not None and connecting.done() and connecting.exception() is None:
             for actors in self._actors.values():
@@ -283,6 +334,7 @@ class RayPool(WorkerPool):
                     with contextlib.suppress(Exception):
                         self.ray.kill(actor, no_restart=True)
             self._actors.clear()
+            self.inputs.clear()
             if self._started_ray:
                 loop = asyncio.get_running_loop()
                 await loop.run_in_executor(self._ray_io, self.ray.shutdown)
@@ -306,7 +358,8 @@ class RayPool(WorkerPool):
         """``fn(ctx, *args)`` on the cluster (job lane and engine checks) or in a local
         worker (request lane); its value, or its exception re-raised here. ``retire``
         (or ``fn`` marked by ``retire_worker``): the process that ran it ends with it
-        (a Ray task's worker exits, ``max_calls=1``; an actor is killed)."""
+        (a Ray task's worker exits, ``max_calls=1``; an actor is killed). A task the
+        cluster lost is sent again up to ``[compute] retries`` times."""
         kinds = engine_kinds(fn, args)
         if lane == "request" and fn is not worker_module.check_engine:
             return await super().run(
@@ -321,27 +374,69 @@ class RayPool(WorkerPool):
         if self._closed:
             raise TaskFailed("the server is stopping")
         if retire is None:
-            retire = bool(getattr(fn, _RETIRE_ATTR, False))
+            retire = bool(getattr(fn, RETIRE_ATTR, False))
         await self._ready()
         bounds = limits or self.limits_for(lane)
+        if self.ships_inputs:
+            args = await ship_args(args, self.inputs.ship)
+        retries = max(0, self.compute.retries)
+        attempt = 0
+        while True:
+            try:
+                return await self._attempt(fn, args, kinds, bounds, retire, on_say, on_progress)
+            except _Lost as lost:
+                if attempt >= retries:
+                    after = f" (after {attempt} {'retry' if attempt == 1 else 'retries'})"
+                    raise WorkerCrashed(lost.reason + (after if attempt else "")) from None
+                attempt += 1
+                line = f"retried on Ray after: {lost.reason}"
+                if on_say is not None:
+                    await _quietly(on_say, line)
+                else:
+                    log.warning("%s: %s", getattr(fn, "__name__", fn), line)
+
+    async def _attempt(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kinds: tuple[str, ...],
+        bounds: TaskLimits,
+        retire: bool,
+        on_say: Say | None,
+        on_progress: Progress | None,
+    ) -> Any:
         if not kinds:
             remote = (self._task_once if retire else self._task_fn).options(**self._task_options)
             gen = remote.remote(self._settings_ref, fn, args, bounds.cpu_seconds, bounds.memory_mb)
-            return await self._follow(gen, None, fn, bounds, on_say, on_progress)
+            value, _rss = await self._follow(gen, None, fn, bounds, on_say, on_progress)
+            return _answer(value)
         actors = self._actors.setdefault(kinds, _Actors(self.compute.actors))
         async with actors.free:
-            actor = actors.idle.pop() if actors.idle else self._new_actor(kinds, actors)
+            actor = actors.idle.pop()[0] if actors.idle else self._new_actor(kinds, actors)
+            done = retire
             try:
                 gen = actor.serve.options(num_returns="streaming").remote(
                     fn, args, bounds.cpu_seconds, bounds.memory_mb
                 )
-                value = await self._follow(gen, actor, fn, bounds, on_say, on_progress)
+                value, rss = await self._follow(gen, actor, fn, bounds, on_say, on_progress)
+                if rss > self.recycle_mb:
+                    # As a local worker: a task that decoded a large file leaves no
+                    # gigabytes behind in a process that lives on.
+                    log.info(
+                        "retiring a Ray actor of %s: %.0f MB resident after its task "
+                        "(> [jobs] worker_recycle_mb %d)",
+                        ", ".join(kinds),
+                        rss,
+                        self.recycle_mb,
+                    )
+                    done = True
             finally:
-                if retire:
+                if done:
                     self._kill(None, actor)
                 elif actor in actors.all:  # still alive (an answer, the task's own error)
-                    actors.idle.append(actor)
-            return value
+                    actors.idle.append((actor, time.monotonic()))
+                    self._schedule_reap()
+            return _answer(value)
 
     def _new_actor(self, kinds: tuple[str, ...], actors: _Actors) -> Any:
         # A kind not listed holds no CPU (Ray's own default for actors): an idle actor
@@ -356,6 +451,35 @@ class RayPool(WorkerPool):
         ).remote(self._settings_ref)
         actors.all.append(actor)
         return actor
+
+    def _schedule_reap(self) -> None:
+        """Wake when the longest-idle actor reaches ``[compute] actor_idle_seconds``."""
+        limit = self.compute.actor_idle_seconds
+        if self._reaper is not None or self._closed or limit <= 0:
+            return
+        since = [t for actors in self._actors.values() for _, t in actors.idle]
+        if not since:
+            return
+        delay = max(0.0, min(since) + limit - time.monotonic())
+        self._reaper = asyncio.get_running_loop().call_later(delay, self._reap)
+
+    def _reap(self) -> None:
+        """Kill the actors idle for ``[compute] actor_idle_seconds``: an idle actor holds
+        its CPUs or GPUs and its model's memory on the cluster for nothing."""
+        self._reaper = None
+        limit = self.compute.actor_idle_seconds
+        now = time.monotonic()
+        for kinds, actors in self._actors.items():
+            stale = [a for a, t in actors.idle if now - t >= limit]
+            actors.idle = [(a, t) for a, t in actors.idle if now - t < limit]
+            for actor in stale:
+                log.info(
+                    "retiring a Ray actor of %s: idle for %g s ([compute] actor_idle_seconds)",
+                    ", ".join(kinds),
+                    limit,
+                )
+                self._kill(None, actor)
+        self._schedule_reap()
 
     def _kill(self, gen: Any, actor: Any) -> None:
         with contextlib.suppress(Exception):
@@ -376,7 +500,9 @@ class RayPool(WorkerPool):
         limits: TaskLimits,
         on_say: Say | None,
         on_progress: Progress | None,
-    ) -> Any:
+    ) -> tuple[Any, float]:
+        """(the answer: ``("ok", value)`` or ``("error", exception)``, the resident MB
+        of the process that ran it). Raises :class:`_Lost` when the cluster lost it."""
         ray = self.ray
         started: float | None = None
         try:
@@ -405,20 +531,34 @@ class RayPool(WorkerPool):
                     self._kill(gen, actor)
                     raise _limit(limits, message[1], message[2])
                 elif kind == "ok":
-                    return message[1]
+                    return ("ok", message[1]), float(message[2])
                 elif kind == "error":
                     exc = worker_module.unpack_error(message[1])
                     log.debug("task %s raised on Ray:\n%s", getattr(fn, "__name__", fn), message[2])
-                    raise exc
+                    return ("error", exc), float(message[3])
         except asyncio.CancelledError:
             self._kill(gen, actor)
             raise
         except StopAsyncIteration:
-            raise WorkerCrashed("the task's Ray worker ended without an answer") from None
+            if actor is not None:
+                self._kill(gen, actor)
+            raise _Lost("the task's Ray worker ended without an answer") from None
         except ray.exceptions.RayError as exc:
             if actor is not None:
                 self._kill(gen, actor)  # a dead actor is not reused
-            raise WorkerCrashed(describe(ray, exc)) from None
+            reason = describe(ray, exc)
+            # A cancel by someone else, or serve() itself failing on the node (a module
+            # that does not import there): sending it again would meet the same.
+            if isinstance(exc, ray.exceptions.TaskCancelledError | ray.exceptions.RayTaskError):
+                raise WorkerCrashed(reason) from None
+            raise _Lost(reason) from None
+
+
+def _answer(answer: tuple[str, Any]) -> Any:
+    kind, value = answer
+    if kind == "error":
+        raise value
+    return value
 
 
 async def _next(gen: Any) -> tuple[Any, ...]:

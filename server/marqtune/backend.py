@@ -25,6 +25,7 @@ from evaldock.engines.ir_metrics import gcl
 from evaldock.engines.ranker.catalog import is_known, known_architectures
 
 from ..backend import Backend, BackendContext
+from ..compute import InputFile
 from ..datadir import private_dir
 from ..jobs import Job, JobFailed
 from ..names import name_problem
@@ -357,7 +358,7 @@ class MarqtuneBackend(Backend[MarqtuneSettings]):
         try:
             file_format, stats = await job.run_task(
                 jobs.parse_dataset,
-                str(store.upload_path(job.id)),
+                InputFile(str(store.upload_path(job.id))),
                 str(store.parsed_path(job.id)),
                 dataclasses.asdict(schema_of(row)),
                 dataclasses.asdict(self.limits),
@@ -416,7 +417,7 @@ class MarqtuneBackend(Backend[MarqtuneSettings]):
         try:
             result, signature = await job.run_task(
                 jobs.evaluate,
-                str(store.parsed_path(dataset["id"])),
+                InputFile(str(store.parsed_path(dataset["id"]))),
                 params,
                 row["load_model"],
                 row["load_pretrained"],

@@ -57,7 +57,7 @@ from evaldock.engines.judge.base import UnknownModel
 from evaldock.engines.protocols import Judge
 
 from ..backend import Backend, BackendContext
-from ..compute import TaskFailed
+from ..compute import InputFile, TaskFailed
 from ..db import utcnow
 from ..jobs import Job, JobCancelled, JobFailed, JobView
 from . import jobs, tables
@@ -596,7 +596,7 @@ class OxenBackend(Backend[OxenSettings]):
         assert entry.blob_key is not None
         fmt = tables.table_format(row["source_path"])
         source = jobs.PromptSource(
-            str(self.store.blobs.path(entry.blob_key)),
+            InputFile(str(self.store.blobs.path(entry.blob_key))),
             fmt,
             row["source_path"],
             req.prompt,
