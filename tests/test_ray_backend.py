@@ -5,10 +5,13 @@ job with a reason; cancelling a job kills its task on the cluster; limits still 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from evaldock.engines.protocols import Embedder
@@ -27,11 +31,15 @@ from evaldock.server.config import ConfigError
 from evaldock.server.db import Database
 from evaldock.server.jobs import Job, JobRunner
 from evaldock.server.load import load_settings
+from evaldock.server.marqtune import evaluation
 from tests.marqtune import test_api as marqtune_api
 from tests.marqtune.conftest import ready_dataset
+from tests.marqtune.helpers import HYPER, dataset_body, wait_for
+from tests.marqtune.test_scale import scale_csv
 from tests.oxen import test_api as oxen_api
 from tests.qianfan import helpers as qianfan
 from tests.server import compute_tasks as tasks
+from tests.serverproc import ServerProcess, free_port
 from tests.spice import test_api as spice_api
 from tests.spice.helpers import rows_of as spice_rows
 
@@ -539,3 +547,106 @@ def test_a_task_whose_ray_worker_died_is_sent_again(ray_head: Any, tmp_path: Pat
             await once.close()
 
     asyncio.run(main())
+
+
+# -- a job on a Ray cluster survives an evaldock restart -------------------------------------
+
+
+@contextlib.contextmanager
+def ray_cluster() -> Iterator[str]:
+    """A Ray head in processes of its own (``ray start --head``), as a cluster the server
+    joins by address; its address. Stopped by killing its session (``ray stop`` would
+    stop every Ray on the machine)."""
+    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # socket paths < 108 bytes
+    port = free_port()
+    head = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("ray")),
+            "start",
+            "--head",
+            "--block",
+            "--num-cpus=2",
+            f"--port={port}",
+            "--node-ip-address=127.0.0.1",
+            f"--temp-dir={temp}",
+            "--include-dashboard=false",
+        ],
+        env={**os.environ, **RAY_ENV},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        for pid in _session(head.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        head.wait()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+# The test's own head: no token to share between it and the server.
+RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def _session(sid: int) -> list[int]:
+    """The processes of session ``sid`` (the head's, its Ray workers included)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[3]) == sid:  # the session id is the 6th field
+                    found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+def test_a_job_on_ray_survives_a_server_restart(tmp_path: Path) -> None:
+    """SIGKILL of a server whose evaluation runs on a Ray cluster it joined: the cluster
+    drops the dead server's actor, the restarted server resumes the evaluation from its
+    last whole chunk (the shipped dataset's copy keeps its file times, so the resume
+    state matches) and gives the numbers of an evaluation never interrupted."""
+    pytest.importorskip("ray", reason="the [ray] extra is not installed")
+    chunk, rows = 1000, 8500
+    with ray_cluster() as address:
+        config = tmp_path / "evaldock.toml"
+        config.write_text(
+            f'[marqtune]\nencode_chunk = {chunk}\n[compute]\nbackend = "ray"\n'
+            f'ray_address = "{address}"\n'
+        )
+        server = ServerProcess(tmp_path / "data", config=config, env=RAY_ENV).start()
+        try:
+            base = server.url
+            auth = marqtune_api.AUTH
+            created = httpx.post(f"{base}/datasets", json=dataset_body(), headers=auth).json()
+            httpx.put(created["uploadUrl"], content=scale_csv(rows).encode()).raise_for_status()
+            dataset_id = created["datasetId"]
+            wait_for(httpx.get, f"{base}/datasets/{dataset_id}", ("Ready",), timeout=300)
+            body = {"datasetId": dataset_id, "model": "ViT-B-32/openai", "hyperparameters": HYPER}
+            first = httpx.post(f"{base}/evaluation", json=body, headers=auth).json()
+            work = tmp_path / "data" / "marqtune" / "work" / first["evaluationId"]
+            deadline = time.monotonic() + 300
+            done = 0
+            while time.monotonic() < deadline and done < chunk:
+                with contextlib.suppress(FileNotFoundError, ValueError):
+                    done = json.loads((work / evaluation.STATE).read_text())["documents_done"]
+                time.sleep(0.05)
+            assert chunk <= done < rows
+            server.kill()
+            server.start()
+            url = f"{base}/evaluation/{first['evaluationId']}"
+            final = wait_for(httpx.get, url, ("Finished",), timeout=600)
+            logs = [line["message"] for line in httpx.get(f"{url}/logs", headers=auth).json()]
+            resumed = [int(m.split()[1]) for m in logs if m.startswith("Resuming: ")]
+            assert resumed and done <= resumed[0] < rows, logs
+            second = httpx.post(f"{base}/evaluation", json=body, headers=auth).json()
+            fresh = wait_for(
+                httpx.get, f"{base}/evaluation/{second['evaluationId']}", ("Finished",), 600
+            )
+            assert final["evaluationMetrics"] == fresh["evaluationMetrics"]
+            # Both servers checked that the cluster's one node sees [server] data.
+            assert "cannot see [server] data" not in server.output()
+        finally:
+            server.stop()
