@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from evaldock.engines.protocols import Embedder
-from evaldock.server.compute import InputFile, TaskContext, TaskLimits, WorkerCrashed
+from evaldock.server.compute import InputFile, TaskContext, TaskLimits, WorkerCrashed, shipping
 from evaldock.server.compute.backend import pool_class
 from evaldock.server.compute.shipping import check_shared_data, nodes_missing
 from evaldock.server.config import ConfigError
@@ -403,8 +403,11 @@ def read_folder(ctx: TaskContext, path: str) -> dict[str, tuple[bytes, int]]:
 
 
 def test_an_input_is_shipped_once_and_read_after_the_original_is_gone(
-    ray_head: Any, tmp_path: Path
+    ray_head: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Files travel in pieces (the API process holds one at a time): 3-byte pieces here.
+    monkeypatch.setattr(shipping, "PIECE_BYTES", 3)
+
     async def main() -> None:
         pool = _pool(tmp_path, **{"compute.ship_inputs": "always"})
         original = tmp_path / "in" / "data.csv"
@@ -432,7 +435,8 @@ def test_an_input_is_shipped_once_and_read_after_the_original_is_gone(
             folder = tmp_path / "parsed"
             folder.mkdir()
             (folder / "a.arrow").write_bytes(b"A")
-            (folder / "b.arrow").write_bytes(b"BB")
+            (folder / "b.arrow").write_bytes(b"BB" * 5)
+            (folder / "empty.arrow").write_bytes(b"")
             got = await pool.run(read_folder, InputFile(str(folder)))
             assert got == {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.iterdir()}
             assert pool.inputs.puts == 2
