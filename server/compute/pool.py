@@ -375,6 +375,11 @@ class WorkerPool:
         started = time.monotonic()
         try:
             await loop.run_in_executor(self._io, worker.conn.send, (fn, args))
+        except asyncio.CancelledError:
+            # The send may have gone through: the task's answer would then wait in the
+            # pipe, and the worker's next task would read it as its own.
+            worker.kill(TaskFailed("cancelled"))
+            raise
         except (OSError, ValueError) as exc:
             worker.kill()
             raise worker.death() from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,25 @@ def test_cancelling_the_caller_kills_the_task_at_once() -> None:
         await asyncio.sleep(0.2)
         assert not _alive(busy[0].pid)
         assert await pool.run(tasks.add, 1, 2) == 3
+
+    _run(body)
+
+
+def test_a_task_cancelled_while_it_is_sent_leaves_no_answer_for_the_next() -> None:
+    """A DELETE that lands while the task is still being handed to its worker: that
+    worker must not go back idle with the task's answer on its way, or the next task
+    there reads it as its own (an OpenAI run got another task's int for its grades)."""
+
+    async def body(pool: WorkerPool) -> None:
+        first = await pool.run(tasks.pid)  # one idle worker: every run below gets it
+        running = asyncio.create_task(pool.run(tasks.add, 2, 3))
+        await asyncio.sleep(0)  # the run is now awaiting the send to its worker
+        time.sleep(0.2)  # a busy loop: the send's thread is done before the loop sees it
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        assert await pool.run(tasks.add, 1, 1) == 2
+        assert first not in pool.pids  # the cancelled task's worker was replaced
 
     _run(body)
 
