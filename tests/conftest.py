@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 
 from evaldock.server.app import create_app
 from evaldock.server.load import load_settings
-from tests.live import LIVE, live_clients
+from tests.live import LIVE, LivePool, live_clients
 from tests.serverproc import ServerProcess
 
 
@@ -33,12 +33,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.failed:
+        item.stash[FAILED] = True  # its live servers are not reused (tests/live.py)
+    return report
+
+
+@pytest.fixture(scope="session")
+def live_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePool]:
+    """The live servers kept between tests with ``EVALDOCK_TEST_SERVER=1``."""
+    pool = LivePool(tmp_path_factory.mktemp("live"))
+    yield pool
+    pool.close()
+
+
+def _live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    pool: LivePool = request.getfixturevalue("live_pool")
+    return live_clients(tmp_path, pool, lambda: request.node.stash.get(FAILED, False))
+
+
 @pytest.fixture
-def client(settings_factory, tmp_path: Path) -> Iterator[Any]:
+def client(request: pytest.FixtureRequest, settings_factory, tmp_path: Path) -> Iterator[Any]:
     """The app in-process (lifespan on), mock engines, dev key ``test``; with
     ``EVALDOCK_TEST_SERVER=1``, a live server process instead (tests/live.py)."""
     if LIVE:
-        yield from _one_live(tmp_path)
+        for make in _live(request, tmp_path):
+            yield make()
         return
     app = create_app(settings_factory())
     with TestClient(app) as c:
@@ -46,11 +71,13 @@ def client(settings_factory, tmp_path: Path) -> Iterator[Any]:
 
 
 @pytest.fixture
-def make_client(settings_factory, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+def make_client(
+    request: pytest.FixtureRequest, settings_factory, tmp_path: Path
+) -> Iterator[Callable[..., Any]]:
     """In-process app factory with extra settings (dotted flags), lifespan on; live
     servers with ``EVALDOCK_TEST_SERVER=1``."""
     if LIVE:
-        yield from live_clients(tmp_path)
+        yield from _live(request, tmp_path)
         return
     opened: list[TestClient] = []
 
@@ -63,11 +90,6 @@ def make_client(settings_factory, tmp_path: Path) -> Iterator[Callable[..., Any]
     yield make
     for client in opened:
         client.__exit__(None, None, None)
-
-
-def _one_live(tmp_path: Path) -> Iterator[Any]:
-    for make in live_clients(tmp_path):
-        yield make()
 
 
 @pytest.fixture
