@@ -174,13 +174,19 @@ def test_errors_are_plain_text_like_the_runtime(client) -> None:
     assert "scorer 'nope' is not defined" in r.text
 
 
+@pytest.fixture(scope="module")
+def pod500(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One spicepod for the six cases below: with EVALDOCK_TEST_SERVER=1 the same flags
+    then find the same live server, reset (two server starts, not six)."""
+    return write_pod(tmp_path_factory.mktemp("pod"), 500)
+
+
 @pytest.mark.parametrize("shape", ["runtime", "documented"])
 @pytest.mark.parametrize("accept", ["application/json", "text/csv", "text/plain"])
 def test_500_cases_three_evals_every_shape_and_type(
-    make_client, tmp_path: Path, shape, accept
+    make_client, pod500: Path, shape, accept
 ) -> None:
-    pod = write_pod(tmp_path / "pod", 500)
-    client = make_client(**{"spice.spicepod": str(pod), "spice.response_shape": shape})
+    client = make_client(**{"spice.spicepod": str(pod500), "spice.response_shape": shape})
     want = expected_means(500)
     for name in ("exact", "fuzzy", "semantic"):
         r = client.post(f"/v1/evals/{name}", json={"model": "replay"}, headers={"Accept": accept})
