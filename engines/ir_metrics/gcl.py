@@ -69,10 +69,12 @@ __all__ = [
     "make_query_id",
     "make_query_ids",
     "rounded",
+    "sample_groups",
     "sample_test_queries",
     "scale_relevance",
     "signature",
     "summary_log_line",
+    "truth_rows",
 ]
 
 
@@ -146,12 +148,28 @@ def sample_test_queries(
     if rel.size != len(query_ids):
         raise ValueError("one relevance value per row")
     uniq, rows, starts = _group_rows(query_ids)
-    if not uniq:
-        return []
+    return [uniq[i] for i in sample_groups(rel, rows, starts, top_q, seed)]
+
+
+def sample_groups(
+    rel: np.ndarray,
+    rows: np.ndarray,
+    starts: np.ndarray,
+    top_q: int = DEFAULT_TOP_Q,
+    seed: int = SAMPLE_SEED,
+) -> np.ndarray:
+    """:func:`sample_test_queries` on queries already grouped: ``rows`` are the row
+    indices grouped by query (queries in sorted id order, rows in row order within one),
+    ``starts`` each group's offset (one more than the groups); the picked groups' indices
+    in GCL's order. A caller that groups without Python strings (a columnar dataset of
+    millions of rows) gets the same queries."""
+    n_groups = len(starts) - 1
+    if n_groups <= 0:
+        return np.zeros(0, dtype=np.int64)
     totals = np.add.reduceat(rel[rows], starts[:-1])  # groupby(...).sum(), int64
-    n = len(uniq) if top_q == -1 else top_q
-    if n < 0 or n > len(uniq):
-        raise ValueError(f"cannot sample {top_q} queries from {len(uniq)} without replacement")
+    n = n_groups if top_q == -1 else top_q
+    if n < 0 or n > n_groups:
+        raise ValueError(f"cannot sample {top_q} queries from {n_groups} without replacement")
     weights = totals.astype(np.float64)
     if (weights < 0).any():
         raise ValueError("summed relevance must be >= 0")
@@ -159,10 +177,19 @@ def sample_test_queries(
     if weight_sum == 0:
         raise ValueError("relevance sums to zero")
     picked = np.random.RandomState(seed).choice(
-        len(uniq), size=n, replace=False, p=weights / weight_sum
+        n_groups, size=n, replace=False, p=weights / weight_sum
     )
     order = _nargsort_desc(totals[picked])
-    return [uniq[i] for i in picked[order]]
+    return np.asarray(picked[order], dtype=np.int64)
+
+
+def truth_rows(
+    rel: np.ndarray, rows: np.ndarray, starts: np.ndarray, group: int, top_k: int
+) -> np.ndarray:
+    """The rows of ``group`` that make its ground truth: by relevance descending (ties
+    in pandas' order), the first ``top_k``."""
+    mine = rows[starts[group] : starts[group + 1]]
+    return np.asarray(mine[_nargsort_desc(rel[mine])][:top_k])
 
 
 def build_ground_truth(
@@ -187,8 +214,7 @@ def build_ground_truth(
         g = where.get(q)
         if g is None:
             raise KeyError(f"test query {q!r} has no rows")
-        mine = rows[starts[g] : starts[g + 1]]
-        top = mine[_nargsort_desc(rel[mine])][:top_k]
+        top = truth_rows(rel, rows, starts, g, top_k)
         gt[q] = {str(doc_ids[i]): int(rel[i]) for i in top}
     return gt
 

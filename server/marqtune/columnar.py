@@ -216,6 +216,32 @@ class ColumnarDataset:
                 type=reader.schema.field(name).type,
             )
 
+    def judgement_batches(self, names: Sequence[str]) -> Iterator[list[pa.Array]]:
+        """Columns ``names`` of the judgement rows, one record batch at a time (only one
+        batch's buffers in memory)."""
+        with self._open(JUDGEMENTS) as reader:
+            for i in range(reader.num_record_batches):
+                batch = reader.get_batch(i)
+                yield [batch.column(n) for n in names]
+
+    def judgement_take(self, name: str, rows: np.ndarray) -> list[Any]:
+        """The values of judgement column ``name`` at ``rows`` (few), as Python objects,
+        read a batch at a time: a column of ten million rows is never whole in memory."""
+        rows = np.asarray(rows, dtype=np.int64)
+        order = np.argsort(rows, kind="stable")
+        wanted = rows[order]
+        out: list[Any] = [None] * len(rows)
+        offset = 0
+        for (column,) in self.judgement_batches([name]):
+            end = offset + len(column)
+            lo, hi = np.searchsorted(wanted, [offset, end])
+            if hi > lo:
+                values = column.take(_indices(wanted[lo:hi] - offset)).to_pylist()
+                for at, value in zip(order[lo:hi], values, strict=True):
+                    out[at] = value
+            offset = end
+        return out
+
     def query_values(self, column: str) -> list[str]:
         return self.judgement_column(_q(column)).to_pylist()
 
@@ -225,8 +251,8 @@ class ColumnarDataset:
     def query_rows(self, rows: Sequence[int]) -> list[dict[str, str]]:
         """The query-column values of judgement ``rows`` (few: the sampled queries)."""
         out: list[dict[str, str]] = []
-        columns = {c: self.judgement_column(_q(c)) for c in self.query_columns}
-        taken = {c: col.take(_indices(rows)).to_pylist() for c, col in columns.items()}
+        at = np.asarray(rows, dtype=np.int64)
+        taken = {c: self.judgement_take(_q(c), at) for c in self.query_columns}
         for i in range(len(rows)):
             out.append({c: taken[c][i] for c in self.query_columns})
         return out

@@ -43,6 +43,7 @@ from evaldock.engines.ir_metrics.stream import StreamingGcl
 from evaldock.engines.ranker.matrix import VectorFile
 from evaldock.engines.ranker.retrieval import DOC_BLOCK, QUERY_BLOCK, RunningTopK
 
+from . import queries
 from .columnar import ColumnarDataset, take
 
 if TYPE_CHECKING:
@@ -189,7 +190,12 @@ def _queries(
     ds: ColumnarDataset, params: EvalParams, say: Say
 ) -> tuple[list[str], dict[str, dict[str, int]], list[dict[str, str]]]:
     """(sampled query ids, ground truth, their query-column values): :mod:`.ranking`'s
-    steps on the judgement columns, which are freed on return."""
+    steps, on Arrow columns (:mod:`.queries`) or, for key columns with nulls, on the
+    judgement columns as Python lists (freed on return)."""
+    side = queries.query_side(ds, params.left_keys, params.weight_key, params.top_q, params.top_k)
+    if side is not None:
+        _say_dataset(say, ds, side.distinct, len(side.test_queries), params)
+        return side.test_queries, side.ground_truth, ds.query_rows(side.first_rows)
     weights = ds.scores(params.weight_key) if params.weight_key else None
     relevance = gcl.scale_relevance(weights, n_rows=ds.n_rows)
     del weights
@@ -197,11 +203,7 @@ def _queries(
     distinct = len(set(query_ids))
     top_q = min(params.top_q, distinct)
     test_queries = gcl.sample_test_queries(query_ids, relevance, top_q=top_q)
-    say(
-        f"Dataset: {ds.n_rows} judgements, {distinct} queries, "
-        f"{ds.n_docs} documents; evaluating {len(test_queries)} sampled queries "
-        f"(top_q={params.top_q}), top_k={params.top_k}"
-    )
+    _say_dataset(say, ds, distinct, len(test_queries), params)
     doc_ids = ds.judgement_column("doc_id").to_pylist()
     ground_truth = gcl.build_ground_truth(
         query_ids, doc_ids, relevance, test_queries, top_k=params.top_k
@@ -215,6 +217,16 @@ def _queries(
     del query_ids
     query_rows = ds.query_rows([first_row[q] for q in test_queries])
     return test_queries, ground_truth, query_rows
+
+
+def _say_dataset(
+    say: Say, ds: ColumnarDataset, distinct: int, sampled: int, params: EvalParams
+) -> None:
+    say(
+        f"Dataset: {ds.n_rows} judgements, {distinct} queries, "
+        f"{ds.n_docs} documents; evaluating {sampled} sampled queries "
+        f"(top_q={params.top_q}), top_k={params.top_k}"
+    )
 
 
 def _embed_documents(
