@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -20,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from evaldock.engines.protocols import Embedder
@@ -31,11 +29,9 @@ from evaldock.server.config import ConfigError
 from evaldock.server.db import Database
 from evaldock.server.jobs import Job, JobRunner
 from evaldock.server.load import load_settings
-from evaldock.server.marqtune import evaluation
 from tests.marqtune import test_api as marqtune_api
 from tests.marqtune.conftest import ready_dataset
-from tests.marqtune.helpers import HYPER, dataset_body, wait_for
-from tests.marqtune.test_scale import scale_csv
+from tests.marqtune.test_scale import kill_and_resume
 from tests.oxen import test_api as oxen_api
 from tests.qianfan import helpers as qianfan
 from tests.server import compute_tasks as tasks
@@ -502,31 +498,24 @@ def test_every_node_is_asked_whether_it_sees_the_data_folder(
 # -- actors: idle ones retire, big ones recycle ----------------------------------------------
 
 
-def test_an_idle_actor_is_killed_and_the_next_task_starts_another(
-    ray_head: Any, tmp_path: Path
+@pytest.mark.parametrize(
+    "flags",
+    [
+        # Idle past actor_idle_seconds: killed, its CPUs, GPUs and model memory freed.
+        {"compute.actor_idle_seconds": 0.5},
+        # Every process is above 1 MB resident: each task's actor is recycled after it.
+        {"recycle_mb": 1},
+    ],
+    ids=["idle", "over-worker_recycle_mb"],
+)
+def test_an_actor_retires_and_the_next_task_starts_another(
+    ray_head: Any, tmp_path: Path, flags: dict[str, Any]
 ) -> None:
     async def main() -> None:
-        pool = _pool(tmp_path, **{"compute.actor_idle_seconds": 0.5})
+        pool = _pool(tmp_path, **flags)
         try:
             pid, _ = await pool.run(engine_in_process)
-            assert await _until_dead(pid), "the idle actor still runs"
-            again, _ = await pool.run(engine_in_process)
-            assert again != pid
-        finally:
-            await pool.close()
-
-    asyncio.run(main())
-
-
-def test_an_actor_over_worker_recycle_mb_is_killed_after_its_task(
-    ray_head: Any, tmp_path: Path
-) -> None:
-    async def main() -> None:
-        # Every process is above 1 MB resident: each task's actor is recycled.
-        pool = _pool(tmp_path, recycle_mb=1)
-        try:
-            pid, _ = await pool.run(engine_in_process)
-            assert await _until_dead(pid), "the actor over the bound still runs"
+            assert await _until_dead(pid), "the actor still runs"
             again, _ = await pool.run(engine_in_process)
             assert again != pid
         finally:
@@ -650,34 +639,7 @@ def test_a_job_on_ray_survives_a_server_restart(tmp_path: Path) -> None:
         )
         server = ServerProcess(tmp_path / "data", config=config, env=RAY_ENV).start()
         try:
-            base = server.url
-            auth = marqtune_api.AUTH
-            created = httpx.post(f"{base}/datasets", json=dataset_body(), headers=auth).json()
-            httpx.put(created["uploadUrl"], content=scale_csv(rows).encode()).raise_for_status()
-            dataset_id = created["datasetId"]
-            wait_for(httpx.get, f"{base}/datasets/{dataset_id}", ("Ready",), timeout=300)
-            body = {"datasetId": dataset_id, "model": "ViT-B-32/openai", "hyperparameters": HYPER}
-            first = httpx.post(f"{base}/evaluation", json=body, headers=auth).json()
-            work = tmp_path / "data" / "marqtune" / "work" / first["evaluationId"]
-            deadline = time.monotonic() + 300
-            done = 0
-            while time.monotonic() < deadline and done < chunk:
-                with contextlib.suppress(FileNotFoundError, ValueError):
-                    done = json.loads((work / evaluation.STATE).read_text())["documents_done"]
-                time.sleep(0.05)
-            assert chunk <= done < rows
-            server.kill()
-            server.start()
-            url = f"{base}/evaluation/{first['evaluationId']}"
-            final = wait_for(httpx.get, url, ("Finished",), timeout=600)
-            logs = [line["message"] for line in httpx.get(f"{url}/logs", headers=auth).json()]
-            resumed = [int(m.split()[1]) for m in logs if m.startswith("Resuming: ")]
-            assert resumed and done <= resumed[0] < rows, logs
-            second = httpx.post(f"{base}/evaluation", json=body, headers=auth).json()
-            fresh = wait_for(
-                httpx.get, f"{base}/evaluation/{second['evaluationId']}", ("Finished",), 600
-            )
-            assert final["evaluationMetrics"] == fresh["evaluationMetrics"]
+            kill_and_resume(server, tmp_path / "data", chunk, rows)
             # Both servers checked that the cluster's one node sees [server] data.
             assert "cannot see [server] data" not in server.output()
         finally:

@@ -250,41 +250,47 @@ def test_a_killed_server_resumes_the_evaluation_from_its_last_chunk(tmp_path: Pa
     """SIGKILL of the server (its workers die with it) while documents are embedded;
     the restarted server resumes from the last whole chunk and gives the same numbers
     as an evaluation never interrupted."""
-    chunk, rows = 1000, 8500
+    chunk = 1000
     config = tmp_path / "evaldock.toml"
     config.write_text(f"[marqtune]\nencode_chunk = {chunk}\n")
     server = ServerProcess(tmp_path / "data", config=config).start()
     try:
-        base = server.url
-        created = httpx.post(f"{base}/datasets", json=dataset_body(), headers=AUTH).json()
-        httpx.put(created["uploadUrl"], content=scale_csv(rows).encode()).raise_for_status()
-        dataset_id = created["datasetId"]
-        wait_for(httpx.get, f"{base}/datasets/{dataset_id}", ("Ready",), timeout=300)
-        body = {"datasetId": dataset_id, "model": "ViT-B-32/openai", "hyperparameters": HYPER}
-        first = httpx.post(f"{base}/evaluation", json=body, headers=AUTH).json()["evaluationId"]
-        work = tmp_path / "data" / "marqtune" / "work" / first
-        deadline = time.monotonic() + 300
-        done = 0
-        while time.monotonic() < deadline and done < chunk:
-            # state.json is written atomically, but its folder is made fresh at the start.
-            with contextlib.suppress(FileNotFoundError):
-                done = json.loads((work / evaluation.STATE).read_text())["documents_done"]
-            time.sleep(0.05)
-        assert chunk <= done < rows
-        server.kill()
-        server.start()
-        final = wait_for(httpx.get, f"{base}/evaluation/{first}", ("Finished",), timeout=600)
-        logs = [
-            line["message"]
-            for line in httpx.get(f"{base}/evaluation/{first}/logs", headers=AUTH).json()
-        ]
-        resumed = [int(m.split()[1]) for m in logs if m.startswith("Resuming: ")]
-        # From a whole chunk at or after the one seen done before the kill.
-        assert resumed and done <= resumed[0] < rows
-        assert resumed[0] % chunk == 0
+        work = kill_and_resume(server, tmp_path / "data", chunk)
         assert not work.exists()  # removed once the metrics are committed
-        second = httpx.post(f"{base}/evaluation", json=body, headers=AUTH).json()["evaluationId"]
-        fresh = wait_for(httpx.get, f"{base}/evaluation/{second}", ("Finished",), timeout=600)
-        assert final["evaluationMetrics"] == fresh["evaluationMetrics"]
     finally:
         server.stop()
+
+
+def kill_and_resume(server: ServerProcess, data: Path, chunk: int, rows: int = 8500) -> Path:
+    """On ``server`` (encode_chunk ``chunk``): an evaluation of ``rows`` judgements,
+    SIGKILLed once a chunk is embedded and started again; it resumes from a whole chunk
+    at or after the one seen done, and its numbers equal a fresh evaluation's. Its work
+    folder."""
+    base = server.url
+    created = httpx.post(f"{base}/datasets", json=dataset_body(), headers=AUTH).json()
+    httpx.put(created["uploadUrl"], content=scale_csv(rows).encode()).raise_for_status()
+    dataset_id = created["datasetId"]
+    wait_for(httpx.get, f"{base}/datasets/{dataset_id}", ("Ready",), timeout=300)
+    body = {"datasetId": dataset_id, "model": "ViT-B-32/openai", "hyperparameters": HYPER}
+    first = httpx.post(f"{base}/evaluation", json=body, headers=AUTH).json()["evaluationId"]
+    work = data / "marqtune" / "work" / first
+    deadline = time.monotonic() + 300
+    done = 0
+    while time.monotonic() < deadline and done < chunk:
+        # state.json is written atomically, but its folder is made fresh at the start.
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            done = json.loads((work / evaluation.STATE).read_text())["documents_done"]
+        time.sleep(0.05)
+    assert chunk <= done < rows
+    server.kill()
+    server.start()
+    url = f"{base}/evaluation/{first}"
+    final = wait_for(httpx.get, url, ("Finished",), timeout=600)
+    logs = [line["message"] for line in httpx.get(f"{url}/logs", headers=AUTH).json()]
+    resumed = [int(m.split()[1]) for m in logs if m.startswith("Resuming: ")]
+    assert resumed and done <= resumed[0] < rows, logs
+    assert resumed[0] % chunk == 0
+    second = httpx.post(f"{base}/evaluation", json=body, headers=AUTH).json()["evaluationId"]
+    fresh = wait_for(httpx.get, f"{base}/evaluation/{second}", ("Finished",), timeout=600)
+    assert final["evaluationMetrics"] == fresh["evaluationMetrics"]
+    return work
