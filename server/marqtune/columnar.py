@@ -158,6 +158,14 @@ def _indices(rows: Sequence[int] | np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.int64(), len(data), [None, pa.py_buffer(data)])
 
 
+def _own(column: pa.Array) -> pa.Array:
+    """``column`` in buffers of its own. A column read from an IPC file is a slice of its
+    record batch's one body buffer, so keeping it keeps every column of the batch: the
+    document ids of 10,000,000 rows held the titles and image paths too (1.5 GB, not the
+    ids' ~340 MB)."""
+    return pa.concat_arrays([column])
+
+
 def take(column: pa.ChunkedArray, rows: Sequence[int] | np.ndarray) -> list[Any]:
     """The values of ``column`` at ``rows``, as Python objects."""
     return column.take(_indices(rows)).to_pylist()
@@ -212,7 +220,7 @@ class ColumnarDataset:
         """One column of every judgement row (``q:``/``s:`` names or ``doc_id``)."""
         with self._open(JUDGEMENTS) as reader:
             return pa.chunked_array(
-                [reader.get_batch(i).column(name) for i in range(reader.num_record_batches)],
+                [_own(reader.get_batch(i).column(name)) for i in range(reader.num_record_batches)],
                 type=reader.schema.field(name).type,
             )
 
@@ -261,7 +269,10 @@ class ColumnarDataset:
         """Every document's id, in corpus order (Arrow strings: ~30 B a document)."""
         with self._open(DOCUMENTS) as reader:
             return pa.chunked_array(
-                [reader.get_batch(i).column("doc_id") for i in range(reader.num_record_batches)],
+                [
+                    _own(reader.get_batch(i).column("doc_id"))
+                    for i in range(reader.num_record_batches)
+                ],
                 type=pa.string(),
             )
 

@@ -89,3 +89,26 @@ def test_judgement_take_reads_rows_across_batches_in_the_order_asked(
     every = ds.judgement_column("doc_id").to_pylist()
     rows = np.array([299, 0, 17, 17, 150, 16, 15])
     assert ds.judgement_take("doc_id", rows) == [every[i] for i in rows]
+
+
+def test_the_document_ids_kept_for_ranking_hold_no_other_column(tmp_path: Path) -> None:
+    """A column read from an IPC file shares its batch's body: the ids kept through the
+    ranking must be copied out, or they keep every title and image path alive."""
+    import pyarrow as pa
+
+    schema = Schema("evaluation", {"query": "text", "title": "text"}, ["query"], ["title"])
+    sink = ColumnarSink(tmp_path / "tmp", schema)
+    for d in range(20_000):
+        sink.document(f"d{d}", {"title": "long title " * 40})
+        sink.judgement({"query": "q"}, f"d{d}", [])
+    sink.commit(tmp_path / "parsed")
+    ds = ColumnarDataset(tmp_path / "parsed")
+    before = pa.total_allocated_bytes()
+    ids = ds.doc_ids()
+    held = pa.total_allocated_bytes() - before
+    assert ids.to_pylist()[:2] == ["d0", "d1"]
+    # ~9 B an id with its offset (0.2 MB); the titles are 440 B a row (8.8 MB).
+    assert held < 1_000_000, held
+    before = pa.total_allocated_bytes()
+    column = ds.judgement_column("doc_id")
+    assert len(column) == 20_000 and pa.total_allocated_bytes() - before < 1_000_000
