@@ -52,14 +52,19 @@ def group(ds: ColumnarDataset, left_keys: list[str]) -> Grouped | None:
         # join(v1, v2, "", separator) is v1 SEP v2 SEP: make_query_id's text.
         chunks.append(pc.binary_join_element_wise(*columns, "", gcl.QUERY_KEY_SEPARATOR))
     ids = pa.chunked_array(chunks, type=pa.string())
+    del chunks
     distinct = pc.unique(ids)
     codes = pc.index_in(ids, value_set=distinct)
-    del ids
+    del ids  # ~29 B a row: the largest thing here
     # Arrow sorts strings by their UTF-8 bytes, which is code point order: sorted()'s.
     order = pc.sort_indices(distinct).to_numpy()
-    rank = np.empty(len(distinct), dtype=np.int64)
-    rank[order] = np.arange(len(distinct), dtype=np.int64)
-    per_row = rank[np.concatenate([c.to_numpy() for c in codes.chunks] or [np.zeros(0, int)])]
+    rank = np.empty(len(distinct), dtype=np.int32)  # int32: 4 B a row below, not 8
+    rank[order] = np.arange(len(distinct), dtype=np.int32)
+    per_row = np.empty(len(codes), dtype=np.int32)
+    at = 0
+    for chunk in codes.chunks:
+        per_row[at : at + len(chunk)] = rank[chunk.to_numpy()]
+        at += len(chunk)
     del codes
     rows = np.argsort(per_row, kind="stable")
     starts = np.zeros(len(distinct) + 1, dtype=np.int64)
@@ -71,11 +76,11 @@ def relevance(ds: ColumnarDataset, weight_key: str | None) -> np.ndarray:
     """GCL's 1..100 labels from the weight column (float64, a batch at a time)."""
     if not weight_key:
         return gcl.scale_relevance(None, n_rows=ds.n_rows)
-    parts = [
-        col.to_numpy(zero_copy_only=False).astype(np.float64)
-        for (col,) in ds.judgement_batches([_s(weight_key)])
-    ]
-    weights = np.concatenate(parts) if parts else np.zeros(0)
+    weights = np.empty(ds.n_rows, dtype=np.float64)
+    at = 0
+    for (col,) in ds.judgement_batches([_s(weight_key)]):
+        weights[at : at + len(col)] = col.to_numpy(zero_copy_only=False)
+        at += len(col)
     return gcl.scale_relevance(weights)
 
 
