@@ -2,14 +2,16 @@
 
 :func:`evaluate` gives :func:`.ranking.evaluate`'s answer (GCL's ``output.json``, the same
 numbers to the last bit) on a dataset in the columnar form (:mod:`.columnar`), holding at
-once: the judgement columns that choose the queries and build the ground truth (Python
-strings, ~200 B a judgement row, freed before the documents are embedded), one chunk of
-documents and its vectors, and one block of the vector matrix with the running top k.
+once: the judgement columns that choose the queries and build the ground truth (Arrow
+and numpy, ~70 B a judgement row, freed before the documents are embedded: :mod:`.queries`),
+one chunk of documents and its vectors, the document ids (Arrow, ~34 B a document), and
+one block of the vector matrix with the running top k.
 
 Steps, under ``work`` (``<data>/marqtune/work/<evaluation id>/``):
 
-1. queries: sampling and ground truth as :mod:`.ranking` does them; the sampled queries
-   are embedded at once (at most ``topQ``, 20,000: 40 MB at 512 dimensions);
+1. queries: sampling and ground truth as :mod:`.ranking` does them, on Arrow columns
+   (:mod:`.queries`); the sampled queries are embedded at once (at most ``topQ``,
+   20,000: 40 MB at 512 dimensions);
 2. documents: embedded :data:`ENCODE_CHUNK` at a time into ``documents.vectors``
    (:class:`~evaldock.engines.ranker.matrix.VectorFile`); after each chunk is flushed,
    ``state.json`` records the documents done, so a restart (the server or the worker
@@ -38,7 +40,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from evaldock.engines.ir_metrics import gcl
 from evaldock.engines.ir_metrics.stream import StreamingGcl
 from evaldock.engines.ranker.matrix import VectorFile
 from evaldock.engines.ranker.retrieval import DOC_BLOCK, QUERY_BLOCK, RunningTopK
@@ -190,43 +191,14 @@ def _queries(
     ds: ColumnarDataset, params: EvalParams, say: Say
 ) -> tuple[list[str], dict[str, dict[str, int]], list[dict[str, str]]]:
     """(sampled query ids, ground truth, their query-column values): :mod:`.ranking`'s
-    steps, on Arrow columns (:mod:`.queries`) or, for key columns with nulls, on the
-    judgement columns as Python lists (freed on return)."""
+    steps on Arrow columns (:mod:`.queries`)."""
     side = queries.query_side(ds, params.left_keys, params.weight_key, params.top_q, params.top_k)
-    if side is not None:
-        _say_dataset(say, ds, side.distinct, len(side.test_queries), params)
-        return side.test_queries, side.ground_truth, ds.query_rows(side.first_rows)
-    weights = ds.scores(params.weight_key) if params.weight_key else None
-    relevance = gcl.scale_relevance(weights, n_rows=ds.n_rows)
-    del weights
-    query_ids = gcl.make_query_ids([ds.query_values(c) for c in params.left_keys])
-    distinct = len(set(query_ids))
-    top_q = min(params.top_q, distinct)
-    test_queries = gcl.sample_test_queries(query_ids, relevance, top_q=top_q)
-    _say_dataset(say, ds, distinct, len(test_queries), params)
-    doc_ids = ds.judgement_column("doc_id").to_pylist()
-    ground_truth = gcl.build_ground_truth(
-        query_ids, doc_ids, relevance, test_queries, top_k=params.top_k
-    )
-    del doc_ids
-    wanted = set(test_queries)
-    first_row: dict[str, int] = {}
-    for i, q in enumerate(query_ids):
-        if q in wanted and q not in first_row:
-            first_row[q] = i
-    del query_ids
-    query_rows = ds.query_rows([first_row[q] for q in test_queries])
-    return test_queries, ground_truth, query_rows
-
-
-def _say_dataset(
-    say: Say, ds: ColumnarDataset, distinct: int, sampled: int, params: EvalParams
-) -> None:
     say(
-        f"Dataset: {ds.n_rows} judgements, {distinct} queries, "
-        f"{ds.n_docs} documents; evaluating {sampled} sampled queries "
+        f"Dataset: {ds.n_rows} judgements, {side.distinct} queries, "
+        f"{ds.n_docs} documents; evaluating {len(side.test_queries)} sampled queries "
         f"(top_q={params.top_q}), top_k={params.top_k}"
     )
+    return side.test_queries, side.ground_truth, ds.query_rows(side.first_rows)
 
 
 def _embed_documents(

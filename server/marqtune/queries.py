@@ -40,15 +40,13 @@ class QuerySide:
     distinct: int
 
 
-def group(ds: ColumnarDataset, left_keys: list[str]) -> Grouped | None:
+def group(ds: ColumnarDataset, left_keys: list[str]) -> Grouped:
     """The rows grouped by GCL's synthetic query id (each left-key value followed by the
-    separator); None when a key column is not plain text without nulls (the list path
-    then decides, as it always did)."""
+    separator). Query columns are non-null ``string`` (what :class:`.ColumnarSink`
+    writes)."""
     chunks: list[pa.Array] = []
     names = [_q(c) for c in left_keys]
     for columns in ds.judgement_batches(names):
-        if any(c.null_count or not pa.types.is_string(c.type) for c in columns):
-            return None
         # join(v1, v2, "", separator) is v1 SEP v2 SEP: make_query_id's text.
         chunks.append(pc.binary_join_element_wise(*columns, "", gcl.QUERY_KEY_SEPARATOR))
     ids = pa.chunked_array(chunks, type=pa.string())
@@ -86,12 +84,9 @@ def relevance(ds: ColumnarDataset, weight_key: str | None) -> np.ndarray:
 
 def query_side(
     ds: ColumnarDataset, left_keys: list[str], weight_key: str | None, top_q: int, top_k: int
-) -> QuerySide | None:
-    """The sampled test queries, their ground truth and first rows; None when
-    :func:`group` leaves it to the list path."""
+) -> QuerySide:
+    """The sampled test queries, their ground truth and first rows."""
     grouped = group(ds, left_keys)
-    if grouped is None:
-        return None
     rel = relevance(ds, weight_key)
     distinct = len(grouped.ids)
     picked = gcl.sample_groups(rel, grouped.rows, grouped.starts, min(top_q, distinct))

@@ -70,7 +70,6 @@ def test_the_columnar_query_side_equals_gcls_lists(
     want_first = [query_ids.index(q) for q in want_queries]
 
     side = queries.query_side(ds, keys, weight_key, top_q, top_k)
-    assert side is not None
     assert side.distinct == distinct
     assert side.test_queries == want_queries
     assert side.ground_truth == want_truth
